@@ -1,0 +1,3 @@
+from armalias.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""Plain data describing what a CPU's cache implementation does.
+
+Shared by the assembly reader / audit (which fills it from arch/arm/mm/*.S and Kconfig) and the
+VIVT cache model (which replays findings on it). No behaviour lives here.
+
+Operation names (``CacheFunction.ops``) are the vocabulary defined in ``rules/cache-ops.toml``; the
+model understands every name listed there:
+
+    clean-d-line, invalidate-d-line, clean+invalidate-d-line        (by MVA, to the point of coherency)
+    clean-d-line-pou                                                 (v7 c7,c11,1: clean to PoU)
+    clean-d-all, invalidate-d-all, clean+invalidate-d-all           (whole D-cache, incl. set/way loops)
+    clean-d-range, invalidate-d-range, clean+invalidate-d-range     (Feroceon range forms, c15)
+    invalidate-i-line, invalidate-i-all, invalidate-i-range
+    invalidate-i-all-is                                              (v7 inner-shareable c7,c1,0)
+    drain-wb, flush-btb, flush-btb-line, dsb, isb, barrier
+    unknown                                                          (an encoding not decoded; never dropped)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+D_EFFECTS = ("none", "clean", "invalidate", "clean+invalidate")
+I_EFFECTS = ("none", "invalidate")
+SCOPES = ("range", "whole", "none")
+
+# The cpu_cache_fns members the audit and the model care about.
+CACHE_MEMBERS = (
+    "flush_icache_all",
+    "flush_kern_all",
+    "flush_kern_louis",
+    "flush_user_all",
+    "flush_user_range",
+    "coherent_kern_range",
+    "coherent_user_range",
+    "flush_kern_dcache_area",
+    "dma_map_area",
+    "dma_unmap_area",
+    "dma_flush_range",
+)
+
+
+@dataclass(frozen=True)
+class CacheFunction:
+    """What one cpu_cache_fns member of one implementation does."""
+
+    member: str  # e.g. "coherent_kern_range"
+    symbol: str  # the assembly/C symbol, e.g. "feroceon_coherent_kern_range"
+    d: str  # one of D_EFFECTS (strongest effect on the D-cache over the range/whole)
+    i: str  # one of I_EFFECTS
+    scope: str  # one of SCOPES
+    ops: tuple[str, ...]  # decoded operations in program order (loops appear once)
+    file: str = ""
+    line: int = 0
+    undecoded: tuple[str, ...] = ()  # raw instruction text the reader could not decode
+
+
+@dataclass(frozen=True)
+class CacheImpl:
+    """One cache implementation (a `define_cache_functions NAME` table or a C `struct cpu_cache_fns`)."""
+
+    name: str  # e.g. "feroceon", "v4wb", "v7"
+    file: str  # relative path, e.g. "arch/arm/mm/proc-feroceon.S"
+    cache_type: str  # "VIVT", "VIPT", "PIPT" or "unknown"
+    write_through: bool = False
+    configs: tuple[str, ...] = ()  # CPU_* Kconfig options whose processors use it
+    functions: dict[str, CacheFunction] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()

@@ -1,0 +1,91 @@
+"""Per-file extraction results cached by content, shared by scan and check.
+
+Key: the extractor key (extractor version + neutralize data), the file's relative path and the sha256
+of its bytes.  Entries are JSON (never pickle: a cache entry is data, never code), written to a
+temporary file and renamed into place, so concurrent runs never see half an entry.  An entry that
+fails to load or does not match its key is deleted and recomputed, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from armalias.facts import AsmSymbol, Call, FileFacts, FunctionDef, Initializer, MacroDef
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("ARMALIAS_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "armalias" / "facts"
+
+
+def _tuple_of(cls, items):
+    return tuple(cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}) for item in items)
+
+
+def facts_from_dict(raw: dict) -> FileFacts:
+    return FileFacts(
+        file=raw["file"], digest=raw["digest"],
+        functions=_tuple_of(FunctionDef, raw["functions"]),
+        calls=_tuple_of(Call, raw["calls"]),
+        macros=_tuple_of(MacroDef, raw["macros"]),
+        initializers=_tuple_of(Initializer, raw["initializers"]),
+        asm_symbols=_tuple_of(AsmSymbol, raw["asm_symbols"]),
+        includes=tuple(raw["includes"]),
+        error_functions=int(raw["error_functions"]),
+        has_error=bool(raw["has_error"]),
+        notes=tuple(raw["notes"]),
+    )
+
+
+class FactsCache:
+    def __init__(self, directory: Path, extractor_key: str):
+        self.directory = directory
+        self.extractor_key = extractor_key
+        self.hits = 0
+        self.misses = 0
+        self.discarded = 0
+
+    def _path(self, rel: str, digest: str) -> tuple[Path, str]:
+        key = hashlib.sha256(f"{self.extractor_key}\0{rel}\0{digest}".encode()).hexdigest()
+        return self.directory / key[:2] / f"{key}.json", key
+
+    def get(self, rel: str, digest: str) -> FileFacts | None:
+        path, key = self._path(rel, digest)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if raw.get("key") != key:
+                raise ValueError("key mismatch")
+            facts = facts_from_dict(raw["facts"])
+            if facts.file != rel or facts.digest != digest:
+                raise ValueError("entry for another file")
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self.discarded += 1
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            return None
+        self.hits += 1
+        return facts
+
+    def put(self, facts: FileFacts) -> None:
+        path, key = self._path(facts.file, facts.digest)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({"key": key, "facts": asdict(facts)}, fh, separators=(",", ":"))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written only costs time

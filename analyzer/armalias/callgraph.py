@@ -1,0 +1,122 @@
+"""The call graph of the scanned tree: the only module that imports networkx.
+
+Nodes are names: C functions, macros (function-like, and object-like aliases), struct members
+(``.coherent_kern_range``) and assembly symbols.  Edges: caller -> callee for calls in code and in
+macro bodies, alias macro -> what it stands for, cache_fns member -> each implementation.
+Node attribute ``kind``: function | macro | member | asm | unknown; ``defs``: "file:line" strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from armalias.index import SymbolIndex
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Who reaches a function: edges (caller, callee, "file:line") of the subgraph above it."""
+
+    target: str
+    nodes: tuple[tuple[str, str, tuple[str, ...]], ...]  # (name, kind, defs)
+    edges: tuple[tuple[str, str, tuple[str, ...]], ...]  # (caller, callee, sites)
+
+
+class CallGraph:
+    def __init__(self, index: SymbolIndex, cache_fns_struct: str):
+        g = nx.DiGraph()
+        self.graph = g
+
+        def node(name: str) -> None:
+            if name in g:
+                return
+            if name.startswith("."):
+                kind, defs = "member", ()
+            elif name in index.functions:
+                kind, defs = "function", tuple(f"{d.file}:{d.line}" for d in index.functions[name])
+            elif name in index.macros:
+                kind, defs = "macro", tuple(f"{d.file}:{d.line}" for d in index.macros[name])
+            elif name in index.asm_symbols:
+                kind, defs = "asm", tuple(f"{d.file}:{d.line}" for d in index.asm_symbols[name])
+            else:
+                kind, defs = "unknown", ()
+            g.add_node(name, kind=kind, defs=defs)
+
+        def edge(a: str, b: str, site: str) -> None:
+            node(a)
+            node(b)
+            if g.has_edge(a, b):
+                g[a][b]["sites"].append(site)
+            else:
+                g.add_edge(a, b, sites=[site])
+
+        for name in index.functions:
+            node(name)
+        for c in index.code_calls:
+            edge(c.caller or f"<file scope {c.file}>", c.callee, f"{c.file}:{c.line}")
+        for macro, calls in index.macro_calls.items():
+            for c in calls:
+                edge(macro, c.callee, f"{c.file}:{c.line}")
+        for macro in index.macros:
+            for target in index.alias_targets(macro):
+                d = index.macros[macro][0]
+                edge(macro, target, f"{d.file}:{d.line}")
+        for name in list(g.nodes):
+            if name.startswith("."):
+                for impl, where in index.member_implementations(name[1:], cache_fns_struct):
+                    edge(name, impl, where)
+        for member in index.members:
+            name = "." + member
+            if name not in g:
+                for impl, where in index.member_implementations(member, cache_fns_struct):
+                    edge(name, impl, where)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.graph
+
+    def callers_of(self, name: str) -> set[str]:
+        if name not in self.graph:
+            return set()
+        return set(nx.ancestors(self.graph, name))
+
+    def callees_of(self, name: str) -> set[str]:
+        if name not in self.graph:
+            return set()
+        return set(nx.descendants(self.graph, name))
+
+    def reach(self, target: str) -> Reach:
+        """The subgraph of everything that reaches target, and target itself."""
+        keep = self.callers_of(target) | ({target} if target in self.graph else set())
+        sub = self.graph.subgraph(keep)
+        nodes = tuple(sorted((n, sub.nodes[n]["kind"], tuple(sub.nodes[n]["defs"])) for n in sub.nodes))
+        edges = tuple(sorted((a, b, tuple(sorted(set(sub[a][b]["sites"])))) for a, b in sub.edges))
+        return Reach(target, nodes, edges)
+
+    def path(self, source: str, target: str) -> list[str]:
+        try:
+            return nx.shortest_path(self.graph, source, target)
+        except (nx.NetworkXNoPath, nx.NodeNotFound):
+            return []
+
+
+def reach_to_dot(reach: Reach) -> str:
+    lines = [f'digraph "{reach.target}" {{', "  rankdir=LR;", "  node [shape=box, fontname=monospace];"]
+    for name, kind, _ in reach.nodes:
+        shape = {"macro": "ellipse", "member": "diamond", "asm": "hexagon"}.get(kind, "box")
+        style = ', style=bold' if name == reach.target else ""
+        lines.append(f'  "{name}" [shape={shape}{style}];')
+    for a, b, sites in reach.edges:
+        lines.append(f'  "{a}" -> "{b}" [tooltip="{", ".join(sites[:5])}"];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def reach_to_graphml(reach: Reach) -> str:
+    g = nx.DiGraph()
+    for name, kind, defs in reach.nodes:
+        g.add_node(name, kind=kind, defs=" ".join(defs))
+    for a, b, sites in reach.edges:
+        g.add_edge(a, b, sites=" ".join(sites))
+    return "\n".join(nx.generate_graphml(g)) + "\n"

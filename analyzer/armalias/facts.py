@@ -1,0 +1,86 @@
+"""Plain data extracted from one source file: what the front end hands to the index and the flow.
+
+Everything here is frozen, picklable (it crosses process boundaries and lands in the content cache)
+and free of tree-sitter objects.  Lines and columns are 1-based and refer to the real file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FunctionDef:
+    name: str
+    file: str
+    line: int  # line of the function's name (what ctags reports)
+    end_line: int
+    params: tuple[str, ...] = ()
+    static: bool = False
+    has_error: bool = False  # tree-sitter recovered from an error inside the body
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call in code.  ``callee`` is the identifier called, or ``.member`` for a call through a
+    struct member (``cpu_cache.coherent_kern_range(s, e)`` gives ``.coherent_kern_range``)."""
+
+    callee: str
+    caller: str  # enclosing function, or macro name when found in a macro body; "" at file scope
+    file: str
+    line: int
+    column: int
+    args: tuple[str, ...] = ()
+    in_macro: bool = False  # found in the body of #define ``caller``
+
+
+@dataclass(frozen=True)
+class MacroDef:
+    name: str
+    file: str
+    line: int
+    end_line: int
+    params: tuple[str, ...] | None  # None: object-like
+    body: str  # continuation lines joined, comments blanked, original line breaks kept as spaces
+
+
+@dataclass(frozen=True)
+class Initializer:
+    """A designated initializer ``.member = value`` inside the initializer of ``variable``."""
+
+    struct: str  # struct tag, e.g. "cpu_cache_fns" ("" when unknown)
+    variable: str
+    member: str
+    value: str
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class AsmSymbol:
+    """A global symbol defined in an assembly file (ENTRY(x), SYM_FUNC_START(x), .globl x; x:)."""
+
+    name: str
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    file: str  # relative to the scanned root, with '/'
+    digest: str  # content hash the cache is keyed by
+    functions: tuple[FunctionDef, ...] = ()
+    calls: tuple[Call, ...] = ()
+    macros: tuple[MacroDef, ...] = ()
+    initializers: tuple[Initializer, ...] = ()
+    asm_symbols: tuple[AsmSymbol, ...] = ()
+    includes: tuple[str, ...] = ()  # the <...> / "..." names of #include lines
+    error_functions: int = 0
+    has_error: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Skipped:
+    file: str
+    reason: str

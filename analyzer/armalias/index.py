@@ -1,0 +1,129 @@
+"""A symbol index over the scanned tree: functions, macros, struct initializer tables, asm symbols,
+and the resolution of a call through #define aliases and wrappers."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+from armalias.facts import AsmSymbol, Call, FileFacts, FunctionDef, Initializer, MacroDef
+
+_IDENT = re.compile(r"^[A-Za-z_]\w*$")
+_MEMBER_REF = re.compile(r"^\(?\s*[A-Za-z_]\w*\s*(?:\.|->)\s*([A-Za-z_]\w*)\s*\)?$")
+_GLUE = re.compile(r"^__glue\s*\(\s*\w+\s*,\s*_(\w+)\s*\)$")
+
+MAX_EXPANSION_DEPTH = 12
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """A name reached from a call in code by expanding macros: ``via`` are the macros crossed."""
+
+    name: str
+    via: tuple[str, ...]
+    args: tuple[str, ...]
+
+
+class SymbolIndex:
+    def __init__(self, facts: list[FileFacts], cache_fns_members: tuple[str, ...] = ()):
+        self.facts = facts
+        self.functions: dict[str, list[FunctionDef]] = defaultdict(list)
+        self.macros: dict[str, list[MacroDef]] = defaultdict(list)
+        self.macro_calls: dict[str, list[Call]] = defaultdict(list)
+        self.code_calls: list[Call] = []
+        self.initializers: list[Initializer] = []
+        self.asm_symbols: dict[str, list[AsmSymbol]] = defaultdict(list)
+        self.members = frozenset(cache_fns_members)
+        for f in facts:
+            for fn in f.functions:
+                self.functions[fn.name].append(fn)
+            for m in f.macros:
+                self.macros[m.name].append(m)
+            for c in f.calls:
+                (self.macro_calls[c.caller] if c.in_macro else self.code_calls).append(c)
+            self.initializers.extend(f.initializers)
+            for s in f.asm_symbols:
+                self.asm_symbols[s.name].append(s)
+
+    # -- macros -----------------------------------------------------------------------------
+    def alias_targets(self, name: str) -> list[str]:
+        """What an object-like macro stands for when it is called: an identifier, a struct member
+        (``cpu_cache.coherent_kern_range`` gives ``.coherent_kern_range``) or a glue name."""
+        out = []
+        for m in self.macros.get(name, ()):
+            if m.params is not None:
+                continue
+            body = m.body.strip()
+            if _IDENT.match(body):
+                out.append(body)
+                continue
+            mm = _MEMBER_REF.match(body)
+            if mm:
+                out.append("." + mm.group(1))
+                continue
+            g = _GLUE.match(body)
+            if g and g.group(1) in self.members:
+                out.append("." + g.group(1))
+        return out
+
+    def is_macro(self, name: str) -> bool:
+        return name in self.macros
+
+    def expand(self, name: str, args: tuple[str, ...] = ()) -> list[Expansion]:
+        """Every name a call of ``name`` reaches through macro bodies and aliases, with the path."""
+        out: list[Expansion] = []
+        seen: set[tuple[str, tuple[str, ...]]] = set()
+        stack: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [(name, (), args)]
+        while stack:
+            cur, via, cur_args = stack.pop()
+            if len(via) > MAX_EXPANSION_DEPTH or cur in via:
+                continue
+            if (cur, via) in seen:
+                continue
+            seen.add((cur, via))
+            if via:
+                out.append(Expansion(cur, via, cur_args))
+            if cur not in self.macros:
+                continue
+            nvia = via + (cur,)
+            for target in self.alias_targets(cur):
+                stack.append((target, nvia, cur_args))
+            bindings = self._bindings(cur, cur_args)
+            for c in self.macro_calls.get(cur, ()):
+                stack.append((c.callee, nvia, tuple(substitute(a, bindings) for a in c.args)))
+        out.sort(key=lambda e: (len(e.via), e.via, e.name))
+        return out
+
+    def _bindings(self, macro: str, args: tuple[str, ...]) -> dict[str, str]:
+        for m in self.macros.get(macro, ()):
+            if m.params:
+                return {p: a for p, a in zip(m.params, args) if p != "..."}
+        return {}
+
+    # -- struct cpu_cache_fns --------------------------------------------------------------
+    def member_implementations(self, member: str, struct: str) -> list[tuple[str, str]]:
+        """(implementation symbol, where) for a cache_fns member: C designated initializers of the
+        struct, and symbols named ``*_member`` (the glue and define_cache_functions convention)."""
+        found: dict[str, str] = {}
+        for init in self.initializers:
+            if init.member == member and (init.struct == struct or not init.struct) and _IDENT.match(init.value):
+                found.setdefault(init.value, f"{init.file}:{init.line}")
+        suffix = "_" + member
+        for sym, defs in self.asm_symbols.items():
+            if sym.endswith(suffix):
+                found.setdefault(sym, f"{defs[0].file}:{defs[0].line}")
+        for sym, defs in self.functions.items():
+            if sym.endswith(suffix):
+                found.setdefault(sym, f"{defs[0].file}:{defs[0].line}")
+        return sorted(found.items())
+
+
+_WORD = re.compile(r"[A-Za-z_]\w*")
+
+
+def substitute(text: str, bindings: dict[str, str]) -> str:
+    """Replace macro parameters in text with the argument texts (no rescanning)."""
+    if not bindings:
+        return text
+    return _WORD.sub(lambda m: bindings.get(m.group(0), m.group(0)), text)

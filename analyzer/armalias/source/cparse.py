@@ -1,0 +1,203 @@
+"""tree-sitter C: the only module that imports tree_sitter.
+
+``extract_c(rel, text)`` turns one C file into FileFacts: function definitions, calls in code,
+designated initializers.  Macros and includes come from the directive reader (macros.py), which sees
+the real text; tree-sitter sees the neutralized text (same offsets).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from functools import lru_cache
+
+import tree_sitter_c
+from tree_sitter import Language, Node, Parser, Query, QueryCursor
+
+from armalias.facts import Call, FunctionDef, Initializer
+
+_FUNCTIONS = """
+(function_definition declarator: (_) @decl body: (compound_statement) @body) @fn
+"""
+_CALLS = """
+(call_expression function: (identifier) @name arguments: (argument_list) @args) @call
+(call_expression function: (field_expression field: (field_identifier) @member) arguments: (argument_list) @args) @call
+"""
+_INITIALIZERS = """
+(init_declarator declarator: (_) @var value: (initializer_list) @list)
+"""
+# top-level `MACRO(args) { ... }` that defines a function (SYSCALL_DEFINEn and friends) is recognised
+# from the tree shape: expression_statement(call) followed by a compound_statement at file scope.
+
+
+@lru_cache(maxsize=1)
+def _language() -> Language:
+    return Language(tree_sitter_c.language())
+
+
+@lru_cache(maxsize=1)
+def _queries() -> tuple[Query, Query, Query]:
+    lang = _language()
+    return Query(lang, _FUNCTIONS), Query(lang, _CALLS), Query(lang, _INITIALIZERS)
+
+
+def parser() -> Parser:
+    return Parser(_language())
+
+
+def _text(src: bytes, node: Node) -> str:
+    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
+
+
+def squash(text: str) -> str:
+    """Collapse whitespace runs: argument and expression text as it reads on one line."""
+    return " ".join(text.split())
+
+
+def function_name(decl: Node) -> tuple[Node | None, Node | None]:
+    """The identifier node and the parameter list of a (possibly pointer-returning) declarator."""
+    node: Node | None = decl
+    while node is not None:
+        if node.type == "function_declarator":
+            inner = node.child_by_field_name("declarator")
+            params = node.child_by_field_name("parameters")
+            while inner is not None and inner.type in ("parenthesized_declarator", "pointer_declarator", "attributed_declarator"):
+                inner = inner.child_by_field_name("declarator") or (inner.named_children[0] if inner.named_children else None)
+            if inner is not None and inner.type == "identifier":
+                return inner, params
+            return None, params
+        if node.type in ("pointer_declarator", "parenthesized_declarator", "attributed_declarator"):
+            node = node.child_by_field_name("declarator") or (node.named_children[0] if node.named_children else None)
+            continue
+        return None, None
+    return None, None
+
+
+def _param_names(src: bytes, params: Node | None) -> tuple[str, ...]:
+    if params is None:
+        return ()
+    names = []
+    for p in params.named_children:
+        if p.type != "parameter_declaration":
+            continue
+        d = p.child_by_field_name("declarator")
+        while d is not None and d.type not in ("identifier",):
+            if d.type == "function_declarator":
+                d = d.child_by_field_name("declarator")
+                continue
+            d = d.child_by_field_name("declarator") or (d.named_children[0] if d.named_children else None)
+        if d is not None:
+            names.append(_text(src, d))
+    return tuple(names)
+
+
+def _is_static(src: bytes, fn: Node) -> bool:
+    for c in fn.children:
+        if c.type == "storage_class_specifier" and _text(src, c) == "static":
+            return True
+        if c.type in ("function_declarator", "pointer_declarator", "compound_statement"):
+            break
+    return False
+
+
+def _arguments(src: bytes, args: Node) -> tuple[str, ...]:
+    return tuple(squash(_text(src, a)) for a in args.named_children if a.type != "comment")
+
+
+def _definer_functions(src: bytes, root: Node, rel: str, definers: dict[str, tuple[str, int]]) -> list[tuple[FunctionDef, int, int]]:
+    """`SYSCALL_DEFINE3(name, ...) { ... }` at file scope: a function named after its first argument."""
+    out = []
+    children = root.named_children
+    for i, node in enumerate(children[:-1]):
+        if node.type != "expression_statement" or not node.named_children:
+            continue
+        call = node.named_children[0]
+        nxt = children[i + 1]
+        if call.type != "call_expression" or nxt.type != "compound_statement":
+            continue
+        fn = call.child_by_field_name("function")
+        if fn is None or fn.type != "identifier":
+            continue
+        macro = _text(src, fn)
+        rule = definers.get(macro)
+        if rule is None:
+            continue
+        prefix, arg_index = rule
+        args = call.child_by_field_name("arguments")
+        named = [a for a in args.named_children] if args is not None else []
+        if len(named) <= arg_index:
+            continue
+        name = prefix + squash(_text(src, named[arg_index]))
+        out.append((FunctionDef(name, rel, fn.start_point[0] + 1, nxt.end_point[0] + 1, (), False, nxt.has_error),
+                    call.start_byte, nxt.end_byte))
+    return out
+
+
+def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[str, int]] | None = None,
+              ) -> tuple[tuple[FunctionDef, ...], tuple[Call, ...], tuple[Initializer, ...], bool]:
+    """Functions, calls and designated initializers of one C file (real and neutralized bytes)."""
+    tree = parser().parse(neutral)
+    root = tree.root_node
+    q_fn, q_call, q_init = _queries()
+
+    spans: list[tuple[int, int, FunctionDef]] = []
+    for _, caps in QueryCursor(q_fn).matches(root):
+        fn = caps["fn"][0]
+        ident, params = function_name(caps["decl"][0])
+        if ident is None:
+            continue
+        name = _text(neutral, ident)
+        spans.append((fn.start_byte, fn.end_byte, FunctionDef(
+            name, rel, ident.start_point[0] + 1, fn.end_point[0] + 1,
+            _param_names(real, params), _is_static(neutral, fn), caps["body"][0].has_error)))
+    if definers:
+        spans.extend(_definer_functions(neutral, root, rel, definers))
+    spans.sort(key=lambda s: s[0])
+    starts = [s[0] for s in spans]
+
+    def enclosing(pos: int) -> str:
+        i = bisect_right(starts, pos) - 1
+        if i >= 0 and spans[i][0] <= pos < spans[i][1]:
+            return spans[i][2].name
+        return ""
+
+    calls = []
+    for _, caps in QueryCursor(q_call).matches(root):
+        call = caps["call"][0]
+        if "name" in caps:
+            callee = _text(neutral, caps["name"][0])
+        else:
+            callee = "." + _text(neutral, caps["member"][0])
+        calls.append(Call(callee, enclosing(call.start_byte), rel, call.start_point[0] + 1,
+                          call.start_point[1] + 1, _arguments(real, caps["args"][0])))
+    calls.sort(key=lambda c: (c.line, c.column, c.callee))
+
+    inits = []
+    for _, caps in QueryCursor(q_init).matches(root):
+        var_node = caps["var"][0]
+        while var_node.type != "identifier" and var_node.named_children:
+            var_node = var_node.child_by_field_name("declarator") or var_node.named_children[0]
+        variable = _text(neutral, var_node)
+        struct = ""
+        decl = caps["list"][0].parent.parent if caps["list"][0].parent is not None else None
+        if decl is not None and decl.type == "declaration":
+            t = decl.child_by_field_name("type")
+            if t is not None and t.type == "struct_specifier":
+                n = t.child_by_field_name("name")
+                struct = _text(neutral, n) if n is not None else ""
+        stack = [caps["list"][0]]
+        while stack:
+            node = stack.pop()
+            for child in node.named_children:
+                if child.type == "initializer_pair":
+                    des = child.child_by_field_name("designator")
+                    val = child.child_by_field_name("value")
+                    if des is not None and des.type == "field_designator" and val is not None:
+                        inits.append(Initializer(struct, variable, _text(neutral, des).lstrip(".").strip(),
+                                                 squash(_text(real, val)), rel, child.start_point[0] + 1))
+                    if val is not None and val.type == "initializer_list":
+                        stack.append(val)
+                elif child.type == "initializer_list":
+                    stack.append(child)
+    inits.sort(key=lambda i: (i.line, i.member))
+    functions = tuple(s[2] for s in spans)
+    return functions, tuple(calls), tuple(inits), root.has_error

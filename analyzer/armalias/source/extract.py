@@ -1,0 +1,51 @@
+"""One file in, FileFacts out: the unit of work that runs in worker processes and is cached."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from armalias.facts import FileFacts, Skipped
+from armalias.rules import load_neutralize, rules_dir
+from armalias.source.cparse import extract_c
+from armalias.source.directives import read_asm_symbols, read_defines, read_includes
+from armalias.source.text import Unreadable, neutralize, read_source
+
+# Bump when what extraction produces changes shape or meaning: it is part of every cache key.
+EXTRACTOR_VERSION = "1"
+
+# `NAME(fn, ...) { body }` at file scope defines the function named (prefix + argument index).
+DEFINERS = {
+    "SYSCALL_DEFINE0": ("sys_", 0), "SYSCALL_DEFINE1": ("sys_", 0), "SYSCALL_DEFINE2": ("sys_", 0),
+    "SYSCALL_DEFINE3": ("sys_", 0), "SYSCALL_DEFINE4": ("sys_", 0), "SYSCALL_DEFINE5": ("sys_", 0),
+    "SYSCALL_DEFINE6": ("sys_", 0),
+}
+
+
+@lru_cache(maxsize=1)
+def extractor_key() -> str:
+    """What, besides a file's bytes, decides its facts: the extractor and the neutralize data."""
+    h = hashlib.sha256(EXTRACTOR_VERSION.encode())
+    h.update((rules_dir() / "neutralize.toml").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def extract_bytes(rel: str, data: bytes, digest: str) -> FileFacts:
+    if rel.endswith(".S"):
+        return FileFacts(rel, digest, asm_symbols=read_asm_symbols(rel, data), includes=read_includes(data))
+    macros, macro_calls = read_defines(rel, data)
+    functions, calls, inits, has_error = extract_c(rel, data, neutralize(data, load_neutralize()), DEFINERS)
+    return FileFacts(
+        file=rel, digest=digest, functions=functions, calls=calls + macro_calls, macros=macros,
+        initializers=inits, includes=read_includes(data),
+        error_functions=sum(1 for f in functions if f.has_error), has_error=has_error,
+    )
+
+
+def extract_file(root: Path, rel: str) -> FileFacts | Skipped:
+    try:
+        src = read_source(root / rel)
+    except Unreadable as exc:
+        return Skipped(rel, str(exc))
+    return extract_bytes(rel, src.data, src.digest)

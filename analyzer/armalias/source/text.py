@@ -1,0 +1,179 @@
+"""Reading source bytes and reshaping them without moving a byte.
+
+Every transformation here keeps the length of the text and every newline in place, so byte offsets,
+lines and columns found in the result are those of the real file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from armalias.rules import NeutralizeSpec, load_neutralize
+
+MAX_FILE_BYTES = 8 * 1024 * 1024  # a generated header beyond this is skipped, with the reason
+
+
+@dataclass(frozen=True)
+class SourceText:
+    data: bytes
+    digest: str
+
+
+class Unreadable(Exception):
+    """The file cannot be analysed; the message is the reason shown to the user."""
+
+
+def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> SourceText:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise Unreadable(f"too large ({size} bytes > {max_bytes})")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise Unreadable(f"cannot read: {exc.strerror or exc}") from None
+    if not data.strip():
+        raise Unreadable("empty file")
+    if b"\0" in data[:8192]:
+        raise Unreadable("binary file (NUL bytes)")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Unreadable(f"not valid UTF-8 (byte {exc.start})") from None
+    return SourceText(data, hashlib.sha256(data).hexdigest())
+
+
+def blank(buf: bytearray, start: int, end: int, keep_backslash_newline: bool = False) -> None:
+    """Replace buf[start:end] with spaces, keeping newlines (and, if asked, a backslash before one)."""
+    for i in range(start, end):
+        c = buf[i]
+        if c == 0x0A:
+            continue
+        if keep_backslash_newline and c == 0x5C and i + 1 < len(buf) and buf[i + 1] == 0x0A:
+            continue
+        buf[i] = 0x20
+
+
+_COMMENT_OR_LITERAL = re.compile(
+    rb'//(?:[^\n\\]|\\.)*|/\*.*?(?:\*/|\Z)|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'', re.S
+)
+
+
+def blank_comments(data: bytes) -> bytes:
+    """Comments become spaces; string and character literals are kept as they are."""
+    buf = bytearray(data)
+    for m in _COMMENT_OR_LITERAL.finditer(data):
+        if m.group(0)[:1] == b"/":
+            blank(buf, m.start(), m.end(), keep_backslash_newline=True)
+    return bytes(buf)
+
+
+_DIRECTIVE = re.compile(rb"(?m)^[ \t]*#(?:[^\n]*\\\n)*[^\n]*")
+
+
+_DEFINE_START = re.compile(rb"[ \t]*#[ \t]*define\b")
+
+
+def directive_spans(data: bytes) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in _DIRECTIVE.finditer(data)]
+
+
+def balanced_end(data: bytes, open_pos: int) -> int:
+    """Index just past the ')' that closes the '(' at open_pos, or -1 when unbalanced."""
+    depth = 0
+    i = open_pos
+    n = len(data)
+    while i < n:
+        c = data[i]
+        if c == 0x28:
+            depth += 1
+        elif c == 0x29:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return -1
+
+
+def _skip_ws(data: bytes, i: int) -> int:
+    n = len(data)
+    while i < n and data[i] in b" \t\r\n":
+        i += 1
+    return i
+
+
+@lru_cache(maxsize=4)
+def _patterns(spec: NeutralizeSpec) -> tuple[re.Pattern[bytes], re.Pattern[bytes] | None]:
+    names = sorted(set(spec.annotations) | set(spec.annotations_with_args) | set(spec.statement_macros))
+    words = re.compile(rb"\b(" + b"|".join(re.escape(n.encode()) for n in names) + rb")\b")
+    loops = None
+    if spec.loop_macro_patterns:
+        alts = b"|".join(p.strip("^$").encode() for p in spec.loop_macro_patterns)
+        loops = re.compile(rb"\b(?:" + alts + rb")\b(?=\s*\()")
+    return words, loops
+
+
+def neutralize(data: bytes, spec: NeutralizeSpec | None = None) -> bytes:
+    """Blank kernel annotations and file-scope statement macros; turn loop macros into `while`."""
+    spec = spec or load_neutralize()
+    words, loops = _patterns(spec)
+    buf = bytearray(data)
+    spans = directive_spans(blank_comments(data))
+    for start, end in spans:
+        if _DEFINE_START.match(data, start):
+            blank(buf, start, end)  # macro bodies are read by directives.py, not parsed as code
+    span_i = 0
+
+    def in_directive(pos: int) -> bool:
+        nonlocal span_i
+        while span_i < len(spans) and spans[span_i][1] <= pos:
+            span_i += 1
+        return span_i < len(spans) and spans[span_i][0] <= pos
+
+    with_args = set(spec.annotations_with_args)
+    plain = set(spec.annotations)
+    statements = set(spec.statement_macros)
+    last_end = 0
+    for m in words.finditer(data):
+        start = m.start()
+        if start < last_end or in_directive(start):
+            continue
+        name = m.group(1).decode()
+        after = _skip_ws(data, m.end())
+        has_args = after < len(data) and data[after] == 0x28
+        if name in statements and has_args:
+            line_start = data.rfind(b"\n", 0, start) + 1
+            if not data[line_start:start].strip():
+                end = balanced_end(data, after)
+                if end > 0:
+                    semi = _skip_ws(data, end)
+                    if semi < len(data) and data[semi] == 0x3B:
+                        end = semi + 1
+                    blank(buf, start, end)
+                    last_end = end
+                    continue
+        if name in with_args and has_args:
+            end = balanced_end(data, after)
+            if end > 0:
+                blank(buf, start, end)
+                last_end = end
+                continue
+        if name in plain:
+            blank(buf, start, m.end())
+            last_end = m.end()
+    if loops is not None:
+        span_i = 0
+        for m in loops.finditer(data):
+            if in_directive(m.start()):
+                continue
+            width = m.end() - m.start()
+            if width >= 5:
+                buf[m.start() : m.end()] = b"while" + b" " * (width - 5)
+    return bytes(buf)
+
+
+def line_of(data: bytes, pos: int) -> int:
+    return data.count(b"\n", 0, pos) + 1

@@ -63,15 +63,11 @@ class CallGraph:
             for target in index.alias_targets(macro):
                 d = index.macros[macro][0]
                 edge(macro, target, f"{d.file}:{d.line}")
-        for name in list(g.nodes):
-            if name.startswith("."):
-                for impl, where in index.member_implementations(name[1:], cache_fns_struct):
-                    edge(name, impl, where)
-        for member in index.members:
-            name = "." + member
-            if name not in g:
-                for impl, where in index.member_implementations(member, cache_fns_struct):
-                    edge(name, impl, where)
+        # Only struct cpu_cache_fns members (rules/watched.toml) are resolved to implementations:
+        # other function-pointer members stay leaves rather than fanning out to every `*_init`.
+        for member in sorted(index.members):
+            for impl, where in index.member_implementations(member, cache_fns_struct):
+                edge("." + member, impl, where)
 
     def __contains__(self, name: str) -> bool:
         return name in self.graph

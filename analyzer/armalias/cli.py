@@ -1,0 +1,146 @@
+"""Commands only: parse arguments, call the pipeline, pick a reporter (CONTRACT.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from armalias import __version__
+from armalias.errors import InputError
+from armalias.findings import SEVERITIES, Finding, severity_rank
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line, exit 2
+        self.exit(EXIT_USAGE, f"armalias: error: {message}\n")
+
+
+def _common(p: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
+    p.add_argument("--format", choices=formats, default=formats[0], help="output format")
+    p.add_argument("--output", "-o", type=Path, help="write the report to FILE instead of stdout")
+    p.add_argument("--jobs", "-j", type=int, default=0, help="worker processes (default: the CPUs available)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the per-file extraction cache")
+    p.add_argument("--whole-tree", action="store_true", help="scan every architecture and driver, not only arch/arm")
+    p.add_argument("--verbose", "-v", action="store_true", help="list every skipped file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="armalias", description="Find cache-alias bugs in the ARM Linux kernel.")
+    parser.add_argument("--version", action="version", version=f"armalias {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    scan = sub.add_parser("scan", help="analyse a tree: call sites of watched functions, findings")
+    scan.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    _common(scan, ("text", "json", "gcc"))
+    scan.add_argument("--fail-on", choices=SEVERITIES, default="warning")
+
+    graph = sub.add_parser("graph", help="who reaches a watched function")
+    graph.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    graph.add_argument("--function", "-f", action="append", help="the function to draw callers of (repeatable; default: every watched function)")
+    _common(graph, ("text", "dot", "graphml", "json"))
+    return parser
+
+
+def _write(args: argparse.Namespace, text: str) -> None:
+    if args.output:
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{args.output}: cannot write: {exc.strerror}") from None
+    else:
+        sys.stdout.write(text)
+
+
+def _run_scan(args: argparse.Namespace):
+    from armalias.report.text import progress_bar
+    from armalias.scan import ScanOptions, scan
+
+    options = ScanOptions(whole_tree=args.whole_tree, jobs=args.jobs, use_cache=not args.no_cache)
+    with progress_bar("parsing", enabled=True) as update:
+        return scan(list(args.paths), options, update, root_label=str(args.paths[0]))
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from armalias.report import gcc, jsonout
+
+    result = _run_scan(args)
+    findings: list[Finding] = []
+    if args.format == "json":
+        _write(args, jsonout.dumps(jsonout.scan_to_dict(result, findings)))
+    elif args.format == "gcc":
+        _write(args, gcc.render_findings(findings))
+    else:
+        _render_text(args, lambda console: __import__("armalias.report.text", fromlist=["x"]).render_scan(
+            result, findings, console, args.verbose))
+    threshold = severity_rank(args.fail_on)
+    return EXIT_FINDINGS if any(severity_rank(f.severity) >= threshold for f in findings) else EXIT_OK
+
+
+def _render_text(args: argparse.Namespace, draw: Callable) -> None:
+    from armalias.report.text import console_for
+
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                draw(console_for(fh, force_terminal=False))
+        except OSError as exc:
+            raise InputError(f"{args.output}: cannot write: {exc.strerror}") from None
+    else:
+        draw(console_for(sys.stdout))
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from armalias.callgraph import reach_to_dot, reach_to_graphml
+    from armalias.rules import load_watched
+
+    result = _run_scan(args)
+    graph = result.graph
+    targets = args.function or [n for n in load_watched().names if n in graph]
+    missing = [t for t in targets if t not in graph]
+    if missing:
+        raise InputError(f"not in the call graph of {args.paths[0]}: {', '.join(missing)}")
+    reaches = [graph.reach(t) for t in targets]
+    if args.format == "dot":
+        _write(args, "".join(reach_to_dot(r) for r in reaches))
+    elif args.format == "graphml":
+        if len(reaches) != 1:
+            raise InputError("--format graphml draws one function: give exactly one --function")
+        _write(args, reach_to_graphml(reaches[0]))
+    elif args.format == "json":
+        data = {"tool": "armalias", "version": __version__, "schema": 1, "root": str(args.paths[0]),
+                "graphs": [{"function": r.target,
+                            "nodes": [{"name": n, "kind": k, "defs": list(d)} for n, k, d in r.nodes],
+                            "edges": [{"caller": a, "callee": b, "sites": list(s)} for a, b, s in r.edges]}
+                           for r in reaches]}
+        _write(args, json.dumps(data, indent=2) + "\n")
+    else:
+        from armalias.report.text import render_reach
+
+        _render_text(args, lambda console: [render_reach(r, console) for r in reaches])
+    return EXIT_OK
+
+
+COMMANDS = {"scan": cmd_scan, "graph": cmd_graph}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as exc:
+        print(f"armalias: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("armalias: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Findings as plain data: what every check produces and every reporter, the model and the
+differential checker consume."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+SEVERITIES = ("note", "warning", "error")
+CATEGORIES = ("alias-write", "stale-exec-alias", "range", "missing-sync", "poc")
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity)
+
+
+@dataclass(frozen=True)
+class WriteEvidence:
+    line: int
+    expr: str
+    alias: str
+
+
+@dataclass(frozen=True)
+class MaintenanceEvidence:
+    call: str
+    line: int
+    target: str
+    alias: str
+    guard: str = ""  # the condition the call runs under, when it matters
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    verdict: str = "not-run"  # confirmed | refuted | not-run
+    implementations: tuple[tuple[str, str], ...] = ()  # (implementation, verdict)
+    witness: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    category: str
+    severity: str
+    file: str
+    line: int
+    column: int
+    function: str
+    message: str
+    write: WriteEvidence | None = None
+    maintenance: tuple[MaintenanceEvidence, ...] = ()
+    chain: tuple[str, ...] = ()
+    guard: str = ""
+    model: ModelResult = field(default_factory=ModelResult)
+    key_exprs: tuple[str, ...] = ()  # normalized expressions that identify the finding
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across line shifts: rule, file, function and normalized expressions."""
+        h = hashlib.sha256()
+        for part in (self.rule, self.file, self.function, *self.key_exprs):
+            h.update(normalize_expr(part).encode())
+            h.update(b"\0")
+        return h.hexdigest()[:20]
+
+    def sort_key(self) -> tuple:
+        return (self.file, self.line, self.column, self.rule)
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_expr(text: str) -> str:
+    return _SPACE.sub("", text)

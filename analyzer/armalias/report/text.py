@@ -1,0 +1,107 @@
+"""Terminal renderings with rich: the only place (with its siblings in report/) that imports rich."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from contextlib import contextmanager
+from typing import Iterator, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.tree import Tree
+
+from armalias.callgraph import Reach
+from armalias.findings import Finding
+from armalias.scan import ScanResult
+
+
+def console_for(stream: TextIO, force_terminal: bool | None = None) -> Console:
+    interactive = stream.isatty() if force_terminal is None else force_terminal
+    # Off a terminal (a pipe, a file, a CI log) lines are never cut at 80 columns.
+    return Console(file=stream, force_terminal=force_terminal, highlight=False, soft_wrap=True,
+                   width=None if interactive else 240)
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool) -> Iterator:
+    """A rich progress bar on stderr when it is a terminal; yields a (done, total) callback or None."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=Console(file=sys.stderr), transient=True)
+    task = progress.add_task(label, total=None)
+    with progress:
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+        yield update
+
+
+def render_scan(result: ScanResult, findings: list[Finding], console: Console, verbose: bool = False) -> None:
+    s = result
+    console.print(f"[bold]armalias scan[/bold] {s.root}")
+    console.print(
+        f"files {s.files}  parsed {s.parsed}  skipped {len(s.skipped)}  functions {s.functions}  "
+        f"time {s.seconds:.2f}s  (files with parse errors {s.error_files}, functions with errors {s.error_functions})"
+    )
+    by_callee: dict[str, list] = defaultdict(list)
+    for c in s.callsites:
+        by_callee[c.callee].append(c)
+    if by_callee:
+        console.print()
+        console.print("[bold]Call sites of watched functions[/bold]")
+        for callee in sorted(by_callee):
+            sites = by_callee[callee]
+            tree = Tree(f"[cyan]{callee}[/cyan] ({len(sites)})")
+            for c in sites:
+                via = f"  via {' -> '.join(c.via)}" if c.via else ""
+                tree.add(f"{c.file}:{c.line}  in {c.caller or '<file scope>'}{via}")
+            console.print(tree)
+    if findings:
+        console.print()
+        render_findings_table(findings, console)
+    if s.skipped:
+        console.print()
+        console.print(f"[bold]Skipped[/bold] ({len(s.skipped)})")
+        for sk in s.skipped if verbose or len(s.skipped) <= 20 else s.skipped[:20]:
+            console.print(f"  {sk.file}: {sk.reason}")
+        if not verbose and len(s.skipped) > 20:
+            console.print(f"  … {len(s.skipped) - 20} more (--verbose lists all)")
+
+
+def render_findings_table(findings: list[Finding], console: Console) -> None:
+    table = Table(title="Findings", show_lines=False)
+    for col in ("location", "code", "severity", "function", "message", "model"):
+        table.add_column(col)
+    for f in sorted(findings, key=Finding.sort_key):
+        table.add_row(f"{f.file}:{f.line}:{f.column}", f.rule, f.severity, f.function, f.message, f.model.verdict)
+    console.print(table)
+
+
+def render_reach(reach: Reach, console: Console) -> None:
+    """Who reaches the target, as a tree growing from the target up to its callers."""
+    callers: dict[str, list[tuple[str, tuple[str, ...]]]] = defaultdict(list)
+    for a, b, sites in reach.edges:
+        callers[b].append((a, sites))
+    kinds = {n: k for n, k, _ in reach.nodes}
+
+    def label(name: str, sites: tuple[str, ...]) -> str:
+        kind = kinds.get(name, "")
+        where = f"  [dim]{', '.join(sites[:3])}{' …' if len(sites) > 3 else ''}[/dim]" if sites else ""
+        return f"{name} [dim]({kind})[/dim]{where}"
+
+    root = Tree(f"[bold cyan]{reach.target}[/bold cyan]")
+    seen: set[str] = {reach.target}
+    stack = [(reach.target, root)]
+    while stack:
+        name, node = stack.pop()
+        for caller, sites in sorted(callers.get(name, ())):
+            if caller in seen:
+                node.add(label(caller, sites) + " [dim](shown above)[/dim]")
+                continue
+            seen.add(caller)
+            child = node.add(label(caller, sites))
+            stack.append((caller, child))
+    console.print(root)

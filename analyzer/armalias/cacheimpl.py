@@ -24,6 +24,18 @@ D_EFFECTS = ("none", "clean", "invalidate", "clean+invalidate")
 I_EFFECTS = ("none", "invalidate")
 SCOPES = ("range", "whole", "none")
 
+# The vocabulary above as data, so readers of rules/cache-ops.toml can check their input against it.
+CACHE_OPS = (
+    "clean-d-line", "invalidate-d-line", "clean+invalidate-d-line",
+    "clean-d-line-pou",
+    "clean-d-all", "invalidate-d-all", "clean+invalidate-d-all",
+    "clean-d-range", "invalidate-d-range", "clean+invalidate-d-range",
+    "invalidate-i-line", "invalidate-i-all", "invalidate-i-range",
+    "invalidate-i-all-is",
+    "drain-wb", "flush-btb", "flush-btb-line", "dsb", "isb", "barrier",
+    "unknown",
+)  # fmt: skip
+
 # The cpu_cache_fns members the audit and the model care about.
 CACHE_MEMBERS = (
     "flush_icache_all",
@@ -41,6 +53,20 @@ CACHE_MEMBERS = (
 
 
 @dataclass(frozen=True)
+class CacheOp:
+    """One decoded maintenance step, where it sits and under which conditions it runs."""
+
+    op: str  # a name from the vocabulary above
+    raw: str  # the instruction as written (after macro expansion), e.g. "mcrne p15, 0, r0, c7, c5, 1"
+    file: str  # relative path of the file holding the instruction (or the macro body)
+    line: int  # 1-based line in that file
+    function: str = ""  # the assembly symbol whose body holds the instruction
+    conditions: tuple[str, ...] = ()  # enclosing #if / .if / ALT_SMP conditions, outermost first
+    conditional: bool = False  # the instruction carries a condition code (mcrne, ...)
+    macros: tuple[str, ...] = ()  # macros expanded to produce it, outermost first
+
+
+@dataclass(frozen=True)
 class CacheFunction:
     """What one cpu_cache_fns member of one implementation does."""
 
@@ -53,6 +79,14 @@ class CacheFunction:
     file: str = ""
     line: int = 0
     undecoded: tuple[str, ...] = ()  # raw instruction text the reader could not decode
+    # Added by the assembly reader (compatible extensions):
+    resolved: str = ""  # the code label `symbol` resolves to through .equ/.set/SYM_FUNC_ALIAS
+    d_scope: str = "none"  # one of SCOPES, for the D-cache operations alone
+    i_scope: str = "none"  # one of SCOPES, for the I-cache operations alone
+    steps: tuple[CacheOp, ...] = ()  # every decoded instruction behind `ops`, unsquashed
+    via: tuple[str, ...] = ()  # other symbols whose code runs: branches, calls, fall-through
+    condition: str = ""  # the #if condition under which the table names this symbol, if any
+    notes: tuple[str, ...] = ()  # fall-through, unresolved branches, unexpanded macros, ...
 
 
 @dataclass(frozen=True)
@@ -66,3 +100,7 @@ class CacheImpl:
     configs: tuple[str, ...] = ()  # CPU_* Kconfig options whose processors use it
     functions: dict[str, CacheFunction] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # Added by the assembly reader (compatible extensions):
+    table_file: str = ""  # where the cpu_cache_fns table is defined (cache.c in newer kernels)
+    table_line: int = 0
+    table_condition: str = ""  # #if around the table, e.g. "CONFIG_CPU_CACHE_V7"

@@ -1,0 +1,449 @@
+"""Scenarios: the plain-data programs the alias analysis hands to the cache model, and their replay.
+
+A `Scenario` is a tuple of steps:
+
+    Map(alias, page)                      point a virtual alias at a physical page (set_fixmap, kmap ...)
+    Unmap(alias)                          remove it (clear_fixmap: a local TLB flush, no cache maintenance)
+    Write(alias, offset, size, value)     a store through the alias (value: the encoding, for the witness)
+    Read(alias, offset, size)             a data load through the alias          \
+    Fetch(alias, offset, size)            an instruction fetch through the alias  } consumers: checked
+    ExternalRead(alias, offset, size)     a point-of-coherency consumer (MMU off,/ against the last write
+                                          another bus master) of the page the alias maps
+    Maintain(call, alias, offset, length) a cpu_cache_fns member (or a kernel wrapper of one, see
+                                          `KERNEL_CALLS`), expanded per implementation into its ops
+    CacheOp(op, alias, offset, length)    one vocabulary operation directly (inline assembly)
+
+Every step has `only_on`: the cache kinds (`vivt`, `vipt-aliasing`, `vipt-nonaliasing`, `pipt`) on
+which it runs, empty for all; `flush_kernel_vmap_range` carries its own (`vivt`, `vipt-aliasing`), as
+its C body tests `cache_is_vivt() || cache_is_vipt_aliasing()`.
+
+`replay(scenario, impl)` builds the machine for the implementation (`default_config`), compiles the
+steps into the implementation's ops and explores them (`armalias.model.explore`); `replay_all` does it
+for several implementations and `summarize` gives the CONTRACT.md `findings[].model` field.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from armalias.cacheimpl import CacheFunction, CacheImpl
+from armalias.model.cache import (
+    CACHE_KINDS,
+    DEFAULT_VA,
+    LINE_OPS,
+    NO_DATA_OPS,
+    WHOLE_OPS,
+    CacheGeometry,
+    Machine,
+    ModelConfig,
+    ScenarioError,
+    data_label,
+)
+from armalias.model.explore import DEFAULT_BOUND, ProgramStep, Verdict, explore
+
+DEFAULT_EXECUTABLE = ("exec", "vectors", "user", "sram")
+
+# Kernel entry points that are a cpu_cache_fns member on ARM, with the cache kinds they run on.
+KERNEL_CALLS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "flush_icache_range": ("coherent_kern_range", ()),
+    "__cpuc_coherent_kern_range": ("coherent_kern_range", ()),
+    "__cpuc_coherent_user_range": ("coherent_user_range", ()),
+    "__cpuc_flush_dcache_area": ("flush_kern_dcache_area", ()),
+    "__cpuc_flush_icache_all": ("flush_icache_all", ()),
+    "__cpuc_flush_kern_all": ("flush_kern_all", ()),
+    "__cpuc_flush_user_all": ("flush_user_all", ()),
+    "flush_kernel_vmap_range": ("flush_kern_dcache_area", ("vivt", "vipt-aliasing")),
+    "invalidate_kernel_vmap_range": ("flush_kern_dcache_area", ("vivt", "vipt-aliasing")),
+}
+
+
+@dataclass(frozen=True)
+class Map:
+    alias: str
+    page: str
+    only_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Unmap:
+    alias: str
+    only_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Write:
+    alias: str
+    offset: int = 0
+    size: int = 4
+    value: int | None = None
+    only_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Read:
+    alias: str
+    offset: int = 0
+    size: int = 4
+    only_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Fetch:
+    alias: str
+    offset: int = 0
+    size: int = 4
+    only_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExternalRead:
+    alias: str
+    offset: int = 0
+    size: int = 4
+    only_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Maintain:
+    call: str
+    alias: str | None = None
+    offset: int = 0
+    length: int = 0
+    only_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CacheOp:
+    op: str
+    alias: str | None = None
+    offset: int = 0
+    length: int = 0
+    only_on: tuple[str, ...] = ()
+
+
+Step = Map | Unmap | Write | Read | Fetch | ExternalRead | Maintain | CacheOp
+_STEP_KINDS: dict[str, type] = {
+    "map": Map, "unmap": Unmap, "write": Write, "read": Read, "fetch": Fetch,
+    "external-read": ExternalRead, "maintain": Maintain, "op": CacheOp,
+}
+_KIND_OF = {cls: kind for kind, cls in _STEP_KINDS.items()}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    steps: tuple[Step, ...]
+    va: tuple[tuple[str, int], ...] = ()  # virtual base overrides, (alias, address)
+    executable: tuple[str, ...] = DEFAULT_EXECUTABLE  # aliases the environment may prefetch through
+
+    def to_dict(self) -> dict:
+        steps = []
+        for step in self.steps:
+            entry: dict = {"step": _KIND_OF[type(step)]}
+            for name, value in vars(step).items():
+                if value is None or value == ():
+                    continue
+                entry[name] = list(value) if isinstance(value, tuple) else value
+            steps.append(entry)
+        out: dict = {"name": self.name, "steps": steps}
+        if self.va:
+            out["va"] = dict(self.va)
+        if self.executable != DEFAULT_EXECUTABLE:
+            out["executable"] = list(self.executable)
+        return out
+
+
+def scenario_from_dict(data: Mapping) -> Scenario:
+    """The inverse of `Scenario.to_dict` (also the fixture format, read from TOML or JSON)."""
+    steps = []
+    for number, entry in enumerate(data.get("steps", ()), 1):
+        fields = dict(entry)
+        kind = fields.pop("step", None)
+        if kind not in _STEP_KINDS:
+            raise ScenarioError(f"step {number}: unknown step kind {kind!r}")
+        if "only_on" in fields:
+            bad = set(fields["only_on"]) - set(CACHE_KINDS)
+            if bad:
+                raise ScenarioError(f"step {number}: unknown cache kind(s) {sorted(bad)}")
+            fields["only_on"] = tuple(fields["only_on"])
+        try:
+            steps.append(_STEP_KINDS[kind](**fields))
+        except TypeError as error:
+            raise ScenarioError(f"step {number} ({kind}): {error}") from None
+    va = tuple(sorted((str(k), int(v)) for k, v in dict(data.get("va", {})).items()))
+    executable = tuple(data.get("executable", DEFAULT_EXECUTABLE))
+    return Scenario(str(data.get("name", "")), tuple(steps), va, executable)
+
+
+def load_fixture(path: str | Path) -> tuple[Scenario, dict[str, str]]:
+    """Read a scenario fixture (.toml or .json) and its `expect` table {implementation: verdict}."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    return scenario_from_dict(data), dict(data.get("expect", {}))
+
+
+def impl_from_dict(data: Mapping) -> CacheImpl:
+    """A CacheImpl from one `implementations[]` entry of `audit --format json` (CONTRACT.md)."""
+    functions = {}
+    for member, fn in dict(data.get("functions", {})).items():
+        functions[member] = CacheFunction(
+            member=member, symbol=fn.get("symbol", f"{data['name']}_{member}"), d=fn.get("d", "none"),
+            i=fn.get("i", "none"), scope=fn.get("scope", "none"), ops=tuple(fn.get("ops", ())),
+            file=fn.get("file", data.get("file", "")), line=int(fn.get("line", 0)),
+            undecoded=tuple(fn.get("undecoded", ())))
+    return CacheImpl(name=data["name"], file=data.get("file", ""), cache_type=data.get("cache_type", "unknown"),
+                     write_through=bool(data.get("write_through", False)),
+                     configs=tuple(data.get("configs", ())), functions=functions,
+                     notes=tuple(data.get("notes", ())))
+
+
+def _uses_pou(impl: CacheImpl) -> bool:
+    return any(op.endswith("-pou") for fn in impl.functions.values() for op in fn.ops)
+
+
+def default_config(impl: CacheImpl, vipt_aliasing: bool = False) -> ModelConfig:
+    """The machine an implementation runs on, on a tiny cache (4 sets x 2 ways, 32-byte lines).
+
+    * VIVT (ARMv4/v5), and `unknown` (the most aliasing choice): VIVT D and I, write-back unless
+      `impl.write_through`, no write-allocate (ARM926 and most v5 L1s allocate on read misses only),
+      no outer level (these implementations have no PoU operations).
+    * VIPT: v7-style non-aliasing (a PIPT-like D and I) with write-allocate, unless `vipt_aliasing`
+      (some ARMv6): VIPT-aliasing D and I with two colours, no write-allocate.
+    * PIPT: PIPT D and I with write-allocate.
+    An outer level between PoU and PoC is present when the implementation uses PoU operations.
+    """
+    outer = _uses_pou(impl)
+    if impl.cache_type in ("VIVT", "unknown"):
+        d = CacheGeometry(indexing="VIVT", write_back=not impl.write_through)
+        return ModelConfig(d=d, i=CacheGeometry(indexing="VIVT"), outer=outer, kind="vivt")
+    if impl.cache_type == "VIPT" and vipt_aliasing:
+        d = CacheGeometry(indexing="VIPT-aliasing", write_back=not impl.write_through)
+        return ModelConfig(d=d, i=CacheGeometry(indexing="VIPT-aliasing"), outer=outer, kind="vipt-aliasing")
+    d = CacheGeometry(indexing="PIPT", write_back=not impl.write_through, write_allocate=True)
+    kind = "vipt-nonaliasing" if impl.cache_type == "VIPT" else "pipt"
+    return ModelConfig(d=d, i=CacheGeometry(indexing="PIPT"), outer=outer, kind=kind)
+
+
+# -- compiling a scenario for one implementation ----------------------------------------------------
+
+
+def _where(alias: str | None, offset: int, length: int) -> str:
+    if alias is None:
+        return ""
+    return f"{alias}+{offset:#x}..+{length:#x}"
+
+
+def _consumer(step: Read | Fetch | ExternalRead, verb: str) -> ProgramStep:
+    label = f"{verb} {step.alias}+{step.offset:#x}"
+
+    def apply(machine: Machine, trace: list[str] | None) -> bool:
+        if isinstance(step, Fetch):
+            got, source = machine.fetch(step.alias, step.offset, step.size, trace)
+        elif isinstance(step, Read):
+            got, source = machine.read(step.alias, step.offset, step.size, trace)
+        else:
+            got, source = machine.external_read(step.alias, step.offset, step.size)
+        want = machine.expected(step.alias, step.offset, step.size)
+        stale = got != want
+        if trace is not None:
+            outcome = (f"{data_label(got, machine.labels)}; last written "
+                       f"{data_label(want, machine.labels)}: STALE" if stale
+                       else f"{data_label(got, machine.labels)} (current)")
+            trace.append(f"{label} -> {source}: {outcome}")
+        return stale
+
+    return ProgramStep(label, apply)
+
+
+def _ops_step(label: str, ops: Iterable[str], alias: str | None, offset: int, length: int,
+              unknown: tuple[str, ...], header_notes: tuple[str, ...] = ()) -> ProgramStep:
+    ops = tuple(ops)
+
+    def apply(machine: Machine, trace: list[str] | None) -> bool:
+        parts: list[str] | None = [] if trace is not None else None
+        for op in ops:
+            machine.maintain(op, alias, offset, length, parts)
+        if trace is not None:
+            body = "; ".join([*header_notes, *(parts or [])]) or "no operations"
+            trace.append(f"{label}: {body}")
+        return False
+
+    return ProgramStep(label, apply, unknown)
+
+
+def _op_unknown(op: str, alias: str | None) -> str | None:
+    if op == "unknown":
+        return "unknown op"
+    if op in NO_DATA_OPS or op in WHOLE_OPS:
+        return None
+    if op in LINE_OPS:
+        return None if alias is not None else f"{op} without an address range"
+    return f"unrecognised op {op!r}"
+
+
+def _maintain_step(step: Maintain, impl: CacheImpl) -> ProgramStep:
+    member = KERNEL_CALLS.get(step.call, (step.call, ()))[0]
+    where = _where(step.alias, step.offset, step.length)
+    fn = impl.functions.get(member)
+    if fn is None:
+        note = f"{member} not provided by {impl.name}: treated as doing nothing"
+        return _ops_step(f"{step.call}({where})", (), None, 0, 0, (f"{step.call}: {note}",), (note,))
+    label = f"{step.call}({where})"
+    if member != step.call:
+        label += f" = {member}"
+    label += f" [{fn.symbol}]"
+    unknown = [f"{fn.symbol}: {u}" for u in (_op_unknown(op, step.alias) for op in fn.ops) if u]
+    unknown += [f"{fn.symbol}: undecoded {text!r}" for text in fn.undecoded]
+    notes = tuple(f"undecoded {text!r} treated as doing nothing" for text in fn.undecoded)
+    return _ops_step(label, fn.ops, step.alias, step.offset, step.length, tuple(unknown), notes)
+
+
+def _runs_on(step: Step, kind: str) -> bool:
+    only_on = step.only_on
+    if isinstance(step, Maintain):
+        only_on = only_on or KERNEL_CALLS.get(step.call, ("", ()))[1]
+    return not only_on or kind in only_on
+
+
+def compile_scenario(scenario: Scenario, impl: CacheImpl, config: ModelConfig
+                     ) -> tuple[list[ProgramStep], Machine, set[tuple[str, int]], set[str]]:
+    """The program steps for one implementation, a fresh machine, the (page, line offset) pairs the
+    scenario touches and the aliases the environment may prefetch through."""
+    pages: dict[str, int] = {}
+    for step in scenario.steps:
+        if isinstance(step, Map):
+            pages.setdefault(step.page, len(pages))
+    va = dict(DEFAULT_VA)
+    va.update(dict(scenario.va))
+    aliases = sorted({a for s in scenario.steps if (a := getattr(s, "alias", None)) is not None} - set(va))
+    for n, alias in enumerate(aliases):
+        va[alias] = 0x40000000 + n * config.page_size
+    labels: dict[int, str] = {}
+    steps: list[ProgramStep] = []
+    interest: set[tuple[str, int]] = set()
+    executable = set(scenario.executable)
+    mapping: dict[str, str] = {}
+    line = config.d.line_size
+    for step in scenario.steps:
+        if not _runs_on(step, config.kind):
+            what = getattr(step, "call", None) or _KIND_OF[type(step)]
+            note = f"skipped {what}: runs only on {', '.join(step.only_on or KERNEL_CALLS[step.call][1])}" \
+                   f" (this cache is {config.kind})"
+            steps.append(_ops_step(note, (), None, 0, 0, ()))
+            continue
+        alias = getattr(step, "alias", None)
+        span = getattr(step, "size", getattr(step, "length", 0))
+        if alias is not None and alias in mapping and hasattr(step, "offset"):
+            offset = step.offset
+            first = offset - offset % line
+            interest.update((mapping[alias], o) for o in range(first, offset + max(span, 1), line))
+        if isinstance(step, Map):
+            mapping[step.alias] = step.page
+            steps.append(ProgramStep(f"map {step.alias} -> page {step.page}",
+                                     _mapper(step.alias, step.page)))
+        elif isinstance(step, Unmap):
+            mapping.pop(step.alias, None)
+            steps.append(ProgramStep(f"unmap {step.alias}", _mapper(step.alias, None)))
+        elif isinstance(step, Write):
+            version = len(labels) + 1
+            labels[version] = (f"{step.value:#0{2 + 2 * step.size}x}" if step.value is not None
+                               else f"write#{version}")
+            steps.append(ProgramStep(f"write {step.alias}+{step.offset:#x}", _writer(step, version)))
+        elif isinstance(step, Read):
+            steps.append(_consumer(step, "read"))
+        elif isinstance(step, Fetch):
+            executable.add(step.alias)
+            steps.append(_consumer(step, "fetch"))
+        elif isinstance(step, ExternalRead):
+            steps.append(_consumer(step, "external read (PoC)"))
+        elif isinstance(step, Maintain):
+            steps.append(_maintain_step(step, impl))
+        else:
+            unknown = _op_unknown(step.op, step.alias)
+            steps.append(_ops_step(step.op, (step.op,), step.alias, step.offset, step.length,
+                                   (unknown,) if unknown else ()))
+    machine = Machine(config, va, pages, labels)
+    return steps, machine, interest, executable
+
+
+def _mapper(alias: str, page: str | None):
+    def apply(machine: Machine, trace: list[str] | None) -> bool:
+        if page is None:
+            machine.unmap(alias)
+            if trace is not None:
+                trace.append(f"unmap {alias} (TLB entry gone; its cache lines stay)")
+        else:
+            machine.map(alias, page)
+            if trace is not None:
+                trace.append(f"map {alias} -> page {page}")
+        return False
+    return apply
+
+
+def _writer(step: Write, version: int):
+    def apply(machine: Machine, trace: list[str] | None) -> bool:
+        machine.write(step.alias, step.offset, step.size, version, trace)
+        return False
+    return apply
+
+
+# -- replay -------------------------------------------------------------------------------------------
+
+
+def replay(scenario: Scenario, impl: CacheImpl, geometry: ModelConfig | None = None,
+           bound: int = DEFAULT_BOUND) -> Verdict:
+    """Explore the scenario on one implementation; `geometry` overrides `default_config(impl)`."""
+    config = geometry or default_config(impl)
+    steps, machine, interest, executable = compile_scenario(scenario, impl, config)
+    verdict = explore(steps, machine, interest, executable, bound)
+    if impl.cache_type == "unknown":
+        verdict = Verdict(verdict.verdict, verdict.witness, verdict.bound, verdict.unknown_ops,
+                          verdict.notes + ("cache type unknown: modelled as VIVT",), verdict.states,
+                          verdict.env_actions)
+    return verdict
+
+
+def replay_all(scenario: Scenario, impls: Iterable[CacheImpl], bound: int = DEFAULT_BOUND
+               ) -> dict[str, Verdict]:
+    """`replay` on every implementation, keyed (and ordered) by implementation name."""
+    by_name = {impl.name: impl for impl in impls}
+    return {name: replay(scenario, by_name[name], bound=bound) for name in sorted(by_name)}
+
+
+def overall(verdicts: Mapping[str, Verdict]) -> str:
+    """confirmed on any implementation -> confirmed; none -> not-run; else refuted."""
+    if not verdicts:
+        return "not-run"
+    if any(v.verdict == "confirmed" for v in verdicts.values()):
+        return "confirmed"
+    return "refuted"
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """The CONTRACT.md `findings[].model` field."""
+
+    verdict: str
+    implementations: tuple[tuple[str, str], ...]
+    witness: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "implementations": dict(self.implementations),
+                "witness": list(self.witness)}
+
+
+def summarize(verdicts: Mapping[str, Verdict]) -> ModelSummary:
+    """Overall verdict, per-implementation verdicts, and the witness of the first confirmed
+    implementation in name order."""
+    names = sorted(verdicts)
+    witness: tuple[str, ...] = ()
+    for name in names:
+        if verdicts[name].verdict == "confirmed":
+            witness = (f"on {name}:",) + verdicts[name].witness
+            break
+    return ModelSummary(overall(verdicts), tuple((n, verdicts[n].verdict) for n in names), witness)

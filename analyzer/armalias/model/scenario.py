@@ -11,7 +11,7 @@ A `Scenario` is a tuple of steps:
                                           another bus master) of the page the alias maps
     Maintain(call, alias, offset, length) a cpu_cache_fns member (or a kernel wrapper of one, see
                                           `KERNEL_CALLS`), expanded per implementation into its ops
-    CacheOp(op, alias, offset, length)    one vocabulary operation directly (inline assembly)
+    Op(op, alias, offset, length)         one vocabulary operation directly (inline assembly)
 
 Every step has `only_on`: the cache kinds (`vivt`, `vipt-aliasing`, `vipt-nonaliasing`, `pipt`) on
 which it runs, empty for all; `flush_kernel_vmap_range` carries its own (`vivt`, `vipt-aliasing`), as
@@ -117,7 +117,7 @@ class Maintain:
 
 
 @dataclass(frozen=True)
-class CacheOp:
+class Op:
     op: str
     alias: str | None = None
     offset: int = 0
@@ -125,10 +125,10 @@ class CacheOp:
     only_on: tuple[str, ...] = ()
 
 
-Step = Map | Unmap | Write | Read | Fetch | ExternalRead | Maintain | CacheOp
+Step = Map | Unmap | Write | Read | Fetch | ExternalRead | Maintain | Op
 _STEP_KINDS: dict[str, type] = {
     "map": Map, "unmap": Unmap, "write": Write, "read": Read, "fetch": Fetch,
-    "external-read": ExternalRead, "maintain": Maintain, "op": CacheOp,
+    "external-read": ExternalRead, "maintain": Maintain, "op": Op,
 }
 _KIND_OF = {cls: kind for kind, cls in _STEP_KINDS.items()}
 
@@ -297,10 +297,41 @@ def _maintain_step(step: Maintain, impl: CacheImpl) -> ProgramStep:
     if member != step.call:
         label += f" = {member}"
     label += f" [{fn.symbol}]"
-    unknown = [f"{fn.symbol}: {u}" for u in (_op_unknown(op, step.alias) for op in fn.ops) if u]
+    ops = function_ops(fn, impl)
+    unknown = [f"{fn.symbol}: {u}" for u in (_op_unknown(op, step.alias) for op in ops) if u]
     unknown += [f"{fn.symbol}: undecoded {text!r}" for text in fn.undecoded]
     notes = tuple(f"undecoded {text!r} treated as doing nothing" for text in fn.undecoded)
-    return _ops_step(label, fn.ops, step.alias, step.offset, step.length, tuple(unknown), notes)
+    return _ops_step(label, ops, step.alias, step.offset, step.length, tuple(unknown), notes)
+
+
+def _write_through_condition(condition: str) -> bool | None:
+    """True/False when a preprocessor condition selects the write-through / write-back build."""
+    if "CPU_DCACHE_WRITETHROUGH" not in condition:
+        return None
+    text = condition.replace(" ", "")
+    negated = text.startswith("!") or "ifndef" in text or "!defined" in text or "!CONFIG" in text
+    return not negated
+
+
+def function_ops(fn: CacheFunction, impl: CacheImpl) -> tuple[str, ...]:
+    """The ops one implementation runs for a member, in program order.
+
+    When the reader recorded the unsquashed `steps`, the branches of `#ifdef
+    CONFIG_CPU_DCACHE_WRITETHROUGH` not matching `impl.write_through` are left out (arm926 and
+    friends invalidate the whole D-cache in the write-through build and clean+invalidate it otherwise;
+    running both would discard dirty data that the real kernel writes back). Every other condition
+    (ALT_SMP/ALT_UP, errata, condition codes such as the `mcrne` under VM_EXEC) is taken as true:
+    the alternatives the kernel picks between do the same to the data, or only add barriers.
+    Without `steps`, `ops` is used as it is.
+    """
+    if not fn.steps:
+        return fn.ops
+    kept = []
+    for step in fn.steps:
+        selects = [s for s in map(_write_through_condition, step.conditions) if s is not None]
+        if all(s == impl.write_through for s in selects):
+            kept.append(step.op)
+    return tuple(kept)
 
 
 def _runs_on(step: Step, kind: str) -> bool:

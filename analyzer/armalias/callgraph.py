@@ -2,7 +2,7 @@
 
 Nodes are names: C functions, macros (function-like, and object-like aliases), struct members
 (``.coherent_kern_range``) and assembly symbols.  Edges: caller -> callee for calls in code and in
-macro bodies, alias macro -> what it stands for, cache_fns member -> each implementation.
+macro bodies, caller -> fn for a function passed as a call argument (a callback), alias macro -> what it stands for, cache_fns member -> each implementation.
 Node attribute ``kind``: function | macro | member | asm | unknown; ``defs``: "file:line" strings.
 """
 
@@ -55,7 +55,14 @@ class CallGraph:
         for name in index.functions:
             node(name)
         for c in index.code_calls:
-            edge(c.caller or f"<file scope {c.file}>", c.callee, f"{c.file}:{c.line}")
+            caller = c.caller or f"<file scope {c.file}>"
+            edge(caller, c.callee, f"{c.file}:{c.line}")
+            # A function handed to another as a callback (stop_machine(fn, ...)) runs on the
+            # caller's behalf: an edge caller -> fn, so patch_text reaches __patch_text_real.
+            for arg in c.args:
+                name = arg[1:].strip() if arg.startswith("&") else arg
+                if name in index.functions and name != c.caller:
+                    edge(caller, name, f"{c.file}:{c.line}")
         for macro, calls in index.macro_calls.items():
             for c in calls:
                 edge(macro, c.callee, f"{c.file}:{c.line}")

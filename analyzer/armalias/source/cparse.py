@@ -22,6 +22,9 @@ _CALLS = """
 (call_expression function: (identifier) @name arguments: (argument_list) @args) @call
 (call_expression function: (field_expression field: (field_identifier) @member) arguments: (argument_list) @args) @call
 """
+_ERRORS = "(ERROR) @error"
+_TYPE_NODES = frozenset({"primitive_type", "type_identifier", "sized_type_specifier", "struct_specifier",
+                         "enum_specifier", "union_specifier", "storage_class_specifier", "type_qualifier"})
 _INITIALIZERS = """
 (init_declarator declarator: (_) @var value: (initializer_list) @list)
 """
@@ -35,9 +38,9 @@ def _language() -> Language:
 
 
 @lru_cache(maxsize=1)
-def _queries() -> tuple[Query, Query, Query]:
+def _queries() -> tuple[Query, Query, Query, Query]:
     lang = _language()
-    return Query(lang, _FUNCTIONS), Query(lang, _CALLS), Query(lang, _INITIALIZERS)
+    return Query(lang, _FUNCTIONS), Query(lang, _CALLS), Query(lang, _INITIALIZERS), Query(lang, _ERRORS)
 
 
 def parser() -> Parser:
@@ -132,12 +135,55 @@ def _definer_functions(src: bytes, root: Node, rel: str, definers: dict[str, tup
     return out
 
 
+def _recovered_functions(src: bytes, root: Node, rel: str, q_err: Query,
+                         known: list[tuple[int, int, FunctionDef]]) -> list[tuple[int, int, FunctionDef]]:
+    """Function headers that tree-sitter's error recovery left inside ERROR nodes.
+
+    A header is a function_declarator directly in an ERROR, or `type name(args)` parsed as a type
+    followed by a call and a compound statement.  It spans until the next header or the end of the
+    outermost ERROR; only calls not already inside a real function_definition are affected.
+    """
+    covered = [(a, b) for a, b, _ in known]
+    outer = [n for n in QueryCursor(q_err).captures(root).get("error", ())
+             if n.parent is not None and n.parent.type == "translation_unit"]
+    out = []
+    for err in outer:
+        headers: list[tuple[Node, Node]] = []  # (header node, identifier)
+        stack = [err]
+        while stack:
+            node = stack.pop()
+            kids = node.named_children
+            for i, child in enumerate(kids):
+                if child.type == "function_declarator" and node.type == "ERROR":
+                    ident, _ = function_name(child)
+                    if ident is not None:
+                        headers.append((child, ident))
+                elif (child.type == "call_expression" and node.type == "ERROR" and i > 0
+                      and kids[i - 1].type in _TYPE_NODES
+                      and src[child.end_byte:child.end_byte + 64].lstrip()[:1] == b"{"):
+                    fn = child.child_by_field_name("function")
+                    if fn is not None and fn.type == "identifier":
+                        headers.append((child, fn))
+                if child.type in ("ERROR", "compound_statement") or child.has_error:
+                    stack.append(child)
+        headers.sort(key=lambda h: h[0].start_byte)
+        for j, (header, ident) in enumerate(headers):
+            start = header.start_byte
+            if any(a <= start < b for a, b in covered):
+                continue
+            end = headers[j + 1][0].start_byte if j + 1 < len(headers) else err.end_byte
+            end_line = src.count(b"\n", 0, end) + 1
+            out.append((start, end, FunctionDef(_text(src, ident), rel, ident.start_point[0] + 1, end_line,
+                                                (), False, True)))
+    return out
+
+
 def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[str, int]] | None = None,
               ) -> tuple[tuple[FunctionDef, ...], tuple[Call, ...], tuple[Initializer, ...], bool]:
     """Functions, calls and designated initializers of one C file (real and neutralized bytes)."""
     tree = parser().parse(neutral)
     root = tree.root_node
-    q_fn, q_call, q_init = _queries()
+    q_fn, q_call, q_init, q_err = _queries()
 
     spans: list[tuple[int, int, FunctionDef]] = []
     for _, caps in QueryCursor(q_fn).matches(root):
@@ -151,6 +197,8 @@ def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[s
             _param_names(real, params), _is_static(neutral, fn), caps["body"][0].has_error)))
     if definers:
         spans.extend(_definer_functions(neutral, root, rel, definers))
+    if root.has_error:
+        spans.extend(_recovered_functions(neutral, root, rel, q_err, spans))
     spans.sort(key=lambda s: s[0])
     starts = [s[0] for s in spans]
 

@@ -1,0 +1,99 @@
+"""Bad input: a clear message, the scan goes on, nothing is written into the scanned tree."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from armalias.cli import main
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in filenames + dirnames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture
+def bad_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    d = root / "arch" / "arm" / "kernel"
+    d.mkdir(parents=True)
+    (root / "include").mkdir()
+    (d / "good.c").write_text("void good(void) { flush_icache_range(1, 2); }\n")
+    (d / "empty.c").write_bytes(b"")
+    (d / "binary.c").write_bytes(b"\x7fELF\x00\x01\x02" + bytes(range(256)))
+    (d / "latin1.c").write_bytes(b"/* caf\xe9 */ void f(void) { }\n")
+    (d / "broken.c").write_text("void broken(void) { if (x { flush_icache_range(a, b); \n int y = ;;; }}}\n"
+                                "void after(void) { flush_icache_range(c, d); }\n")
+    (d / "loop").symlink_to(d, target_is_directory=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.c").write_text("void secret(void) { flush_icache_range(0, 1); }\n")
+    (d / "escape").symlink_to(outside, target_is_directory=True)
+    (d / "escape.c").symlink_to(outside / "secret.c")
+    return root
+
+
+def run_json(capsys, *args) -> tuple[int, dict, str]:
+    rc = main(["scan", "--format", "json", *map(str, args)])
+    captured = capsys.readouterr()
+    return rc, json.loads(captured.out), captured.err
+
+
+def test_missing_path_exits_2_with_one_line(tmp_path: Path):
+    proc = subprocess.run([sys.executable, "-m", "armalias", "scan", str(tmp_path / "nope")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "no such file or directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_each_bad_file_is_skipped_with_its_reason(bad_tree: Path, capsys):
+    before = tree_snapshot(bad_tree)
+    rc, data, err = run_json(capsys, bad_tree, "--jobs", "1")
+    assert rc == 0 and "Traceback" not in err
+    reasons = {s["file"]: s["reason"] for s in data["skipped"]}
+    base = "arch/arm/kernel/"
+    assert reasons[base + "empty.c"] == "empty file"
+    assert reasons[base + "binary.c"].startswith("binary file")
+    assert reasons[base + "latin1.c"].startswith("not valid UTF-8")
+    assert "symlink loop" in reasons[base + "loop"]
+    assert "outside the scanned tree" in reasons[base + "escape"]
+    assert "outside the scanned tree" in reasons[base + "escape.c"]
+    # broken C is parsed as far as it goes; the function after it is still found
+    sites = {(c["caller"], c["file"]) for c in data["callsites"]}
+    assert ("after", base + "broken.c") in sites and ("good", base + "good.c") in sites
+    assert not any("secret" in c["caller"] for c in data["callsites"])
+    assert data["stats"]["skipped"] == len(data["skipped"])
+    assert tree_snapshot(bad_tree) == before
+
+
+def test_directory_without_c(tmp_path: Path, capsys):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.txt").write_text("nothing to see\n")
+    rc, data, _ = run_json(capsys, tmp_path)
+    assert rc == 0
+    assert data["stats"]["files"] == 0 and data["callsites"] == [] and data["findings"] == []
+
+
+def test_cache_inside_scanned_tree_is_not_written(bad_tree: Path, monkeypatch, capsys):
+    monkeypatch.setenv("ARMALIAS_CACHE_DIR", str(bad_tree / "cache"))
+    run_json(capsys, bad_tree)
+    assert not (bad_tree / "cache").exists()
+
+
+def test_unknown_subcommand_and_bad_flag_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["frobnicate"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", "--format", "yaml", "."])
+    assert exc.value.code == 2

@@ -1,0 +1,56 @@
+"""The command line contract: scan JSON shape, graph formats, paths relative to the root given."""
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from armalias.cli import main
+
+
+def test_scan_json_contract(demo_tree: Path, capsys):
+    assert main(["scan", str(demo_tree), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"tool", "version", "schema", "root", "stats", "callsites", "findings", "skipped"} <= set(data)
+    assert data["schema"] == 1 and data["root"] == str(demo_tree)
+    assert set(data["stats"]) == {"files", "parsed", "skipped", "functions", "seconds"}
+    assert data["stats"]["parsed"] == data["stats"]["files"] == 10
+    for c in data["callsites"]:
+        assert not c["file"].startswith("/") and "\\" not in c["file"]
+        assert (demo_tree / c["file"]).is_file()
+        assert isinstance(c["via"], list)
+
+
+def test_scan_single_file_paths_are_relative_to_it(demo_tree: Path, capsys):
+    target = demo_tree / "arch/arm/kernel/fiq.c"
+    main(["scan", str(target), "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert {c["file"] for c in data["callsites"]} == {"fiq.c"}
+
+
+def test_scan_text_groups_by_callee(demo_tree: Path, capsys):
+    assert main(["scan", str(demo_tree)]) == 0
+    out = capsys.readouterr().out
+    assert "functions 13" in out
+    assert "fncpy (1)" in out and "via fncpy -> flush_icache_range" in out
+
+
+def test_graph_formats(demo_tree: Path, capsys, tmp_path: Path):
+    main(["graph", str(demo_tree), "--function", "flush_icache_range", "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    (g,) = data["graphs"]
+    callers = {e["caller"] for e in g["edges"] if e["callee"] == "flush_icache_range"}
+    assert {"set_fiq_handler", "__patch_text_real", "fncpy", "flush_insns"} <= callers
+    main(["graph", str(demo_tree), "-f", "flush_icache_range", "--format", "dot"])
+    dot = capsys.readouterr().out
+    assert dot.startswith('digraph "flush_icache_range"') and '"fncpy" -> "flush_icache_range"' in dot
+    out = tmp_path / "g.graphml"
+    main(["graph", str(demo_tree), "-f", "fncpy", "--format", "graphml", "-o", str(out)])
+    root = ET.parse(out).getroot()
+    assert root.tag.endswith("graphml")
+    main(["graph", str(demo_tree), "-f", "set_fiq_handler"])
+    assert "set_fiq_handler" in capsys.readouterr().out
+
+
+def test_graph_unknown_function_is_input_error(demo_tree: Path, capsys):
+    assert main(["graph", str(demo_tree), "-f", "no_such_function"]) == 2
+    assert "no_such_function" in capsys.readouterr().err

@@ -1,0 +1,119 @@
+"""The C front end on kernel shapes: annotations, statement macros, macro bodies, tables, lines."""
+
+from pathlib import Path
+
+import pytest
+
+from armalias.scan import ScanOptions, scan
+from armalias.source.extract import extract_bytes
+from armalias.source.text import blank_comments, neutralize
+
+
+def facts_of(code: str, rel: str = "arch/arm/kernel/x.c"):
+    data = code.encode()
+    return extract_bytes(rel, data, "0")
+
+
+def names_lines(facts):
+    return [(f.name, f.line) for f in facts.functions]
+
+
+def test_neutralize_keeps_length_and_lines():
+    src = b"static int __kprobes __must_check foo(void __iomem *p) __acquires(x)\n{\n\treturn 0;\n}\n"
+    out = neutralize(src)
+    assert len(out) == len(src)
+    assert out.count(b"\n") == src.count(b"\n")
+    assert b"__kprobes" not in out and b"__acquires" not in out and b"(x)" not in out
+
+
+def test_annotations_do_not_change_function_names():
+    f = facts_of(
+        "static void __maybe_unused notrace foo(void) { bar(); }\n"
+        "int __must_check baz(int a) __releases(lock)\n{\n\treturn qux(a);\n}\n"
+        "static inline u32 __attribute_const__ quux(u32 x) { return x; }\n"
+    )
+    assert names_lines(f) == [("foo", 1), ("baz", 2), ("quux", 6)]
+    assert {(c.callee, c.caller) for c in f.calls} == {("bar", "foo"), ("qux", "baz")}
+
+
+def test_nokprobe_symbol_without_semicolon_before_function():
+    f = facts_of(
+        "static void cb(void *r)\n{\n\tfirst(r);\n}\nNOKPROBE_SYMBOL(cb)\n\n"
+        "int prep(void *code)\n{\n\tflush_icache_range((unsigned long)code, 4);\n\treturn 0;\n}\n"
+    )
+    assert names_lines(f) == [("cb", 1), ("prep", 7)]
+    calls = {(c.callee, c.caller, c.line) for c in f.calls}
+    assert ("flush_icache_range", "prep", 9) in calls
+    assert not any(c.caller == "NOKPROBE_SYMBOL" for c in f.calls)
+
+
+def test_loop_macros_are_loops_not_functions():
+    f = facts_of(
+        "void walk(void)\n{\n\tint cpu;\n\tfor_each_online_cpu(cpu) {\n\t\tpoke(cpu);\n\t}\n"
+        "\tdo { } while_each_thread(g, t);\n\tafter();\n}\nvoid next_fn(void) { x(); }\n"
+    )
+    assert names_lines(f) == [("walk", 1), ("next_fn", 10)]
+    assert {(c.callee, c.caller) for c in f.calls} == {("poke", "walk"), ("after", "walk"), ("x", "next_fn")}
+
+
+def test_define_with_comment_and_continuations_is_one_macro():
+    src = (
+        "#define copy_and_flush(d, s, n) ({\t\\\n"
+        "\t/* a comment that spans\t\\\n"
+        "\t * continuation lines */\t\\\n"
+        "\tmemcpy(d, s, n);\t\t\\\n"
+        "\tflush_icache_range((unsigned long)(d), (unsigned long)(d) + (n));\t\\\n"
+        "})\n"
+        "void user(void) { copy_and_flush(a, b, 4); }\n"
+    )
+    f = facts_of(src, "arch/arm/include/asm/y.h")
+    (m,) = [m for m in f.macros if m.name == "copy_and_flush"]
+    assert m.params == ("d", "s", "n") and (m.line, m.end_line) == (1, 6)
+    body_calls = {(c.callee, c.line, c.args) for c in f.calls if c.in_macro}
+    assert ("flush_icache_range", 5, ("(unsigned long)(d)", "(unsigned long)(d) + (n)")) in body_calls
+    # the body is not parsed as code: no call of flush_icache_range outside a function
+    assert not [c for c in f.calls if not c.in_macro and c.callee == "flush_icache_range"]
+    assert names_lines(f) == [("user", 7)]
+
+
+def test_designated_initializers_of_cache_fns():
+    f = facts_of("struct cpu_cache_fns v9_cache_fns __initconst = {\n\t.coherent_kern_range = v9_coherent_kern_range,\n};\n")
+    assert [(i.struct, i.variable, i.member, i.value, i.line) for i in f.initializers] == [
+        ("cpu_cache_fns", "v9_cache_fns", "coherent_kern_range", "v9_coherent_kern_range", 2)
+    ]
+
+
+def test_comment_blanking_keeps_strings_and_lines():
+    src = b'a = "/* not a comment */"; // gone\n/* x\n y */ b;\n'
+    out = blank_comments(src)
+    assert b'"/* not a comment */"' in out and b"gone" not in out and out.count(b"\n") == 3
+
+
+def test_demo_tree_callsites_through_macros(demo_tree: Path):
+    r = scan([demo_tree], ScanOptions(jobs=1))
+    sites = {(s.callee, s.caller, s.file, s.line, s.via) for s in r.callsites}
+    assert ("flush_icache_range", "demo_sram_init", "arch/arm/mach-demo/sram.c", 15, ("fncpy",)) in sites
+    assert ("fncpy", "demo_sram_init", "arch/arm/mach-demo/sram.c", 15, ()) in sites
+    assert ("flush_icache_range", "demo_prepare_optimized", "arch/arm/probes/kprobes/opt.c", 22, ("flush_insns",)) in sites
+    assert ("__cpuc_coherent_kern_range", "__patch_text_real", "arch/arm/kernel/patch.c", 37, ("flush_icache_range",)) in sites
+    # static inline function in a header
+    assert ("__patch_text_real", "__patch_text", "arch/arm/include/asm/patch.h", 8, ()) in sites
+    # the #define of flush_icache_range itself is not a call site
+    assert not [s for s in r.callsites if s.file.endswith("cacheflush.h") and s.callee == "__cpuc_coherent_kern_range"]
+
+
+def test_call_graph_links_cache_fns_member_to_implementations(demo_tree: Path):
+    r = scan([demo_tree], ScanOptions(jobs=1))
+    g = r.graph
+    assert "demo_v4wb_coherent_kern_range" in g.callees_of("flush_icache_range")
+    assert "set_fiq_handler" in g.callers_of("demo_v4wb_coherent_kern_range")
+    assert g.path("patch_text", "flush_icache_range") == [
+        "patch_text", "patch_text_stop_machine", "__patch_text", "__patch_text_real", "flush_icache_range"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_output_identical_for_any_jobs(demo_tree: Path, jobs: int):
+    base = scan([demo_tree], ScanOptions(jobs=1, use_cache=False))
+    other = scan([demo_tree], ScanOptions(jobs=jobs, use_cache=False))
+    assert other.callsites == base.callsites
+    assert sorted(f.file for f in other.facts) == sorted(f.file for f in base.facts)

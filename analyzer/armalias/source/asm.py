@@ -1,0 +1,1343 @@
+"""A line-based reader of the cache implementations in arch/arm/mm.
+
+Reads GNU-as-with-cpp assembly (``*.S``) without a grammar: comments, ``\\`` continuations, ``#if``
+families and ``.if`` families (conditions are kept, not dropped: an instruction under ``#ifdef
+CONFIG_X`` is recorded with that condition and the control flow has a path with and a path without
+it), ``.macro`` / ``.irp`` / ``.rept`` expansion of the macros a file defines or includes (such as
+``proc-macros.S``), the kernel's wrappers (``ALT_SMP``/``ALT_UP``, ``USER``, ``W``, ``ARM``/``THUMB``),
+both symbol styles (``ENTRY``/``ENDPROC`` and ``SYM_*FUNC_START``/``SYM_FUNC_END``) and the aliases
+(``.equ``, ``.set``, ``SYM_FUNC_ALIAS``).
+
+From a ``cpu_cache_fns`` member symbol it follows the code as the CPU would (fall-through into the next
+function, branches to local labels and to other functions, calls, returns) and decodes each cache
+maintenance instruction with the table in ``rules/cache-ops.toml``. Whatever it cannot decode becomes
+op ``unknown`` with its raw text; whatever flow it cannot follow becomes a note.
+
+The ``struct cpu_cache_fns`` tables are read both as ``.long`` lists after a ``NAME_cache_fns`` label
+(older kernels, built by ``define_cache_functions``) and as C designated initializers (newer kernels'
+``arch/arm/mm/cache.c``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from armalias.cacheimpl import CACHE_MEMBERS, CACHE_OPS, CacheOp
+
+# ---------------------------------------------------------------------------------------------------
+# The decoding table (rules/cache-ops.toml)
+
+_MCR_RE = re.compile(
+    r"^p(?P<cp>\d+)\s*,\s*#?(?P<opc1>\d+)\s*,\s*(?:(?P<rt>[^,]+?)\s*,\s*)?"
+    r"c(?P<crn>\d+)\s*,\s*c(?P<crm>\d+)(?:\s*,\s*#?(?P<opc2>\d+))?\s*$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class CacheOpTable:
+    """What each coprocessor encoding, barrier mnemonic and v7-M cache register does."""
+
+    mcr: dict[tuple[int, int, int, int, int], tuple[str, ...]]
+    mrc: dict[tuple[int, int, int, int, int], tuple[str, ...]]
+    mnemonic: dict[str, tuple[str, ...]]
+    mmio: dict[str, tuple[str, ...]]
+    displacement: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    quiet_macros: frozenset[str] = frozenset()  # header macros with no flow and no cache effect
+
+
+def parse_encoding(text: str) -> tuple[int, int, int, int, int] | None:
+    """``"p15, 0, c7, c10, 1"`` or the operands of an ``mcr`` (``p15, 0, r0, c7, c10, 1``)."""
+    m = _MCR_RE.match(text.strip())
+    if not m:
+        return None
+    return (int(m["cp"]), int(m["opc1"]), int(m["crn"]), int(m["crm"]), int(m["opc2"] or 0))
+
+
+def load_cache_ops(path: Path | None = None) -> CacheOpTable:
+    """Load and check ``rules/cache-ops.toml`` (every op must be in the cacheimpl vocabulary)."""
+    if path is None:
+        from armalias.rules import rules_dir
+
+        path = rules_dir() / "cache-ops.toml"
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+
+    def ops_of(entry: dict, where: str) -> tuple[str, ...]:
+        ops = tuple(entry.get("ops", ()))
+        bad = [op for op in ops if op not in CACHE_OPS]
+        if bad:
+            raise ValueError(f"{path}: {where}: operation(s) {bad} are not in the cacheimpl vocabulary")
+        return ops
+
+    def encodings(section: str) -> dict[tuple[int, int, int, int, int], tuple[str, ...]]:
+        table: dict[tuple[int, int, int, int, int], tuple[str, ...]] = {}
+        for entry in data.get(section, ()):
+            key = parse_encoding(entry["encoding"])
+            if key is None:
+                raise ValueError(f"{path}: cannot parse encoding {entry['encoding']!r}")
+            if key in table:
+                raise ValueError(f"{path}: [{section}] encoding {entry['encoding']!r} listed twice")
+            table[key] = ops_of(entry, entry["encoding"])
+        return table
+
+    mcr, mrc = encodings("mcr"), encodings("mrc")
+    mnemonic = {e["name"].lower(): ops_of(e, e["name"]) for e in data.get("mnemonic", ())}
+    mmio = {e["register"]: ops_of(e, e["register"]) for e in data.get("mmio", ())}
+    displacement = {e["symbol"]: ops_of(e, e["symbol"]) for e in data.get("displacement", ())}
+    quiet = frozenset(m.lower() for m in data.get("header_macros", {}).get("no_effect", ()))
+    return CacheOpTable(mcr=mcr, mrc=mrc, mnemonic=mnemonic, mmio=mmio, displacement=displacement,
+                        quiet_macros=quiet)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Lexing: comments, continuations, statements
+
+_SPECIAL_RE = re.compile(r'["@/]')
+_SPECIAL_C_RE = re.compile(r'["/]')
+
+
+def _strip_comments(line: str, in_block: bool, at_comments: bool) -> tuple[str, bool]:
+    """Remove ``/* */``, ``//`` and (for assembly) ``@`` comments; returns (code, still_in_block)."""
+    special = _SPECIAL_RE if at_comments else _SPECIAL_C_RE
+    out: list[str] = []
+    i, n = 0, len(line)
+    while i < n:
+        if in_block:
+            j = line.find("*/", i)
+            if j < 0:
+                return "".join(out), True
+            out.append(" ")
+            i, in_block = j + 2, False
+            continue
+        m = special.search(line, i)
+        if not m:
+            out.append(line[i:])
+            break
+        j = m.start()
+        out.append(line[i:j])
+        c = line[j]
+        if c == '"':
+            k = j + 1
+            while k < n and line[k] != '"':
+                k += 2 if line[k] == "\\" else 1
+            out.append(line[j : k + 1])
+            i = k + 1
+        elif c == "@":
+            break
+        elif line.startswith("/*", j):
+            in_block, i = True, j + 2
+        elif line.startswith("//", j):
+            break
+        else:
+            out.append("/")
+            i = j + 1
+    return "".join(out), in_block
+
+
+def logical_lines(text: str, at_comments: bool = True) -> list[tuple[int, str]]:
+    """(first physical line, statement) pairs: comments gone, continuations joined, ``;`` split."""
+    out: list[tuple[int, str]] = []
+    pending: str | None = None
+    start = 0
+    in_block = False
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        code, in_block = _strip_comments(raw, in_block, at_comments)
+        if pending is not None:
+            code = pending + " " + code
+        else:
+            start = lineno
+        stripped = code.rstrip()
+        if stripped.endswith("\\") and not stripped.endswith("\\\\"):
+            pending = stripped[:-1]
+            continue
+        pending = None
+        stripped = stripped.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#") or not at_comments or ";" not in stripped:
+            out.append((start, stripped))
+        else:
+            for stmt in stripped.split(";"):
+                if stmt.strip():
+                    out.append((start, stmt.strip()))
+    if pending is not None and pending.strip():
+        out.append((start, pending.strip()))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Items: what the reader makes of each statement
+
+_COND = "eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al"
+_BASES = (
+    "adc|add|adr|adrl|and|asr|bic|bfc|bfi|clz|cmn|cmp|cps|cpsid|cpsie|dbg|dmb|dsb|eor|isb|ldc|ldm|ldr|"
+    "lsl|lsr|mcr|mcr2|mcrr|mla|mls|mov|movw|movt|mrc|mrc2|mrrc|mrs|msr|mul|mvn|nop|orn|orr|pld|pldw|pli|"
+    "pop|push|rev|rev16|rbit|ror|rrx|rsb|rsc|sbc|sbfx|sev|smull|smlal|stc|stm|str|sub|svc|swi|swp|teq|"
+    "tst|ubfx|udf|umull|umlal|uxtb|uxth|sxtb|sxth|wfe|wfi|yield|clrex|bkpt|setend|it[te]{0,3}|tbb|tbh|"
+    "cbz|cbnz|neg|ret|b|bl|blx|bx|bxj|smc|hvc|eret|ssat|usat|pkhbt|sel|uadd8|ldrex|strex"
+)
+_MNEMONIC_RE = re.compile(
+    rf"^(?:{_BASES})(?:{_COND}|s|ia|ib|da|db|fd|ed|fa|ea|b|h|sb|sh|d|t|bt|ex|exd)*(?:\.w|\.n)?$"
+)
+_BRANCH_RE = re.compile(rf"^(?P<op>blx|bl|bx|b)(?P<cc>{_COND})?(?:\.w|\.n)?$")
+_RET_RE = re.compile(rf"^ret(?P<cc>{_COND})?$")
+_MOV_RE = re.compile(rf"^(?:mov|movs|mov(?:{_COND})s?)(?:\.w)?$")
+_LDM_RE = re.compile(rf"^(?:ldm|pop)(?:{_COND}|ia|ib|da|db|fd|ed|fa|ea)*(?:\.w)?$")
+
+_FUNC_START = {
+    "ENTRY": True, "WEAK": True, "GLOBAL": True, "SYM_FUNC_START": True, "SYM_TYPED_FUNC_START": True,
+    "SYM_CODE_START": True, "SYM_FUNC_START_LOCAL": False, "SYM_CODE_START_LOCAL": False,
+    "SYM_FUNC_START_WEAK": True, "__ENTRY": True,
+}  # fmt: skip
+_FUNC_END = {"ENDPROC", "END", "SYM_FUNC_END", "SYM_CODE_END", "SYM_FUNC_END_ALIAS"}
+_DATA_DIRECTIVES = {
+    ".long", ".word", ".short", ".hword", ".byte", ".ascii", ".asciz", ".string", ".space", ".skip",
+    ".quad", ".fill", ".zero", ".ltorg", ".pool", ".4byte", ".2byte", ".int", ".rept_data",
+}  # fmt: skip
+_SECTION_DIRECTIVES = {
+    ".text", ".data", ".bss", ".section", ".pushsection", ".popsection", ".previous",
+    "__INIT", "__FINIT", "__INITDATA", "__INITRODATA", "__CPUINIT", "__REF", "__HEAD",
+}  # fmt: skip
+_WRAPPER_RE = re.compile(r"^(?P<w>ALT_SMP|ALT_UP|USER|W|ARM|THUMB|UNWIND|ARM_BE8|BSYM|TUSER)\s*\((?P<x>.*)\)\s*$")
+_LABEL_RE = re.compile(r"^(?P<name>[A-Za-z_.$][\w.$]*|\d+)\s*:(?!:)\s*(?P<rest>.*)$")
+_CALLLIKE_RE = re.compile(r"^(?P<name>[A-Z_][A-Z0-9_]*)\s*\((?P<args>.*)\)\s*$")
+_IDENT_RE = re.compile(r"^[A-Za-z_.$][\w.$]*$")
+
+
+@dataclass(slots=True)
+class Item:
+    """One statement that matters for control flow, symbols or tables."""
+
+    kind: str  # insn label func endfunc alias global data section if else endif
+    file: str
+    line: int
+    name: str = ""  # mnemonic / label / symbol / directive
+    arg: str = ""  # operands / alias target / condition text
+    conds: tuple[str, ...] = ()
+    macros: tuple[str, ...] = ()
+    cid: int = 0  # conditional block id (if/else/endif)
+    exhaustive: bool = False  # endif: some branch is always taken
+
+
+@dataclass
+class AsmFile:
+    """A read ``.S`` file: its items and symbol definitions."""
+
+    rel: str
+    items: list[Item] = field(default_factory=list)
+    labels: dict[str, int] = field(default_factory=dict)  # non-numeric label -> item index
+    numeric: dict[str, list[int]] = field(default_factory=dict)  # "1" -> item indexes, ascending
+    globals: set[str] = field(default_factory=set)
+    aliases: dict[str, list[tuple[str, tuple[str, ...]]]] = field(default_factory=dict)
+    owner: list[str] = field(default_factory=list)  # enclosing function symbol of each item
+    notes: list[str] = field(default_factory=list)
+    # computed by index(): the matching else/endif markers of every conditional block
+    blocks: dict[int, tuple[list[int], int, bool]] = field(default_factory=dict)
+
+
+@dataclass
+class _Macro:
+    name: str
+    params: list[tuple[str, str | None]]  # (name, default); vararg ignored
+    body: list[tuple[int, str]]
+    file: str
+
+
+@dataclass
+class _Frame:
+    kind: str  # "#" or "."
+    cid: int
+    parent_live: bool
+    live: bool
+    decided: bool  # an earlier branch was statically true
+    emitted: bool  # markers were emitted (some branch is dynamic)
+    exhaustive: bool
+    prior: list[str]
+    pushed: bool  # a condition is on the condition stack for the current branch
+
+
+def _negate(cond: str) -> str:
+    cond = cond.strip()
+    if cond.startswith("!") and _IDENT_RE.match(cond[1:]):
+        return cond[1:]
+    if _IDENT_RE.match(cond):
+        return "!" + cond
+    return f"!({cond})"
+
+
+_DEFINED_RE = re.compile(r"^!?\s*defined\s*\(?\s*([A-Za-z_]\w*)\s*\)?$")
+
+
+class _Reader:
+    """Turns the logical lines of one file (and what it includes) into items."""
+
+    def __init__(self, tree: AsmTree, asm: AsmFile, directory: Path):
+        self.tree = tree
+        self.asm = asm
+        self.directory = directory
+        self.macros: dict[str, _Macro] = {}
+        self.defines: set[str] = {"__ASSEMBLY__"}
+        self.undefs: set[str] = set()
+        self.frames: list[_Frame] = []
+        self.conds: list[str] = []
+        self.macro_chain: list[str] = []
+        self.site: tuple[str, int] | None = None
+        self.included: set[str] = set()
+        self.counter = 0
+
+    # -- conditions ----------------------------------------------------------------------------------
+    def _live(self) -> bool:
+        return not self.frames or self.frames[-1].live
+
+    def _eval_cpp(self, kind: str, expr: str) -> bool | None:
+        expr = expr.strip()
+        if kind in ("ifdef", "ifndef"):
+            name = expr.split()[0] if expr else ""
+            val = True if name in self.defines else False if name in self.undefs else None
+            if val is None:
+                return None
+            return val if kind == "ifdef" else not val
+        if expr in ("0", "1"):
+            return expr == "1"
+        m = _DEFINED_RE.match(expr)
+        if m:
+            name = m.group(1)
+            val = True if name in self.defines else False if name in self.undefs else None
+            if val is None:
+                return None
+            return (not val) if expr.startswith("!") else val
+        return None
+
+    def _cond_text(self, kind: str, expr: str) -> str:
+        expr = " ".join(expr.split())
+        if kind == "ifdef":
+            return expr
+        if kind == "ifndef":
+            return "!" + expr
+        return expr
+
+    def _open(self, kind: str, text: str, value: bool | None) -> None:
+        self.counter += 1
+        cid = self.tree.next_cid()
+        parent = self._live()
+        frame = _Frame(kind, cid, parent, parent and value is not False, value is True, False, False, [text], False)
+        if parent and value is None:
+            self._emit("if", "", text, cid=cid)
+            frame.emitted = True
+            self.conds.append(text)
+            frame.pushed = True
+        self.frames.append(frame)
+
+    def _else(self, kind: str, text: str | None, value: bool | None) -> None:
+        """``text`` None means a plain else."""
+        if not self.frames or self.frames[-1].kind != kind:
+            self.asm.notes.append(f"unbalanced {kind}else")
+            return
+        frame = self.frames[-1]
+        if frame.pushed:
+            self.conds.pop()
+            frame.pushed = False
+        if frame.decided:
+            frame.live = False
+            return
+        negated = " && ".join(_negate(p) for p in frame.prior)
+        if text is None:
+            value, branch = True, negated
+        else:
+            branch = f"{negated} && {text}" if negated else text
+            frame.prior.append(text)
+        if value is False:
+            frame.live = False
+            return
+        frame.live = frame.parent_live
+        if value is True:
+            frame.decided = True
+        if frame.emitted:
+            if frame.parent_live:
+                self._emit("else", "", branch, cid=frame.cid)
+            if value is True:
+                frame.exhaustive = True
+        elif value is None and frame.parent_live:
+            self._emit("if", "", branch, cid=frame.cid)
+            frame.emitted = True
+        if value is None and frame.parent_live:
+            self.conds.append(branch)
+            frame.pushed = True
+
+    def _close(self, kind: str) -> None:
+        if not self.frames or self.frames[-1].kind != kind:
+            self.asm.notes.append(f"unbalanced {kind}endif")
+            return
+        frame = self.frames.pop()
+        if frame.pushed:
+            self.conds.pop()
+        if frame.emitted and frame.parent_live:
+            self._emit("endif", "", "", cid=frame.cid, exhaustive=frame.exhaustive)
+
+    # -- output --------------------------------------------------------------------------------------
+    def _emit(self, kind: str, name: str, arg: str = "", cid: int = 0, exhaustive: bool = False,
+              line: int = 0, file: str = "") -> None:  # fmt: skip
+        if self.site is not None:
+            file, line = self.site
+        self.asm.items.append(
+            Item(kind, file or self.asm.rel, line, name, arg, tuple(self.conds), tuple(self.macro_chain),
+                 cid, exhaustive)  # fmt: skip
+        )
+
+    # -- reading -------------------------------------------------------------------------------------
+    def read(self, lines: list[tuple[int, str]], rel: str) -> None:
+        i = 0
+        n = len(lines)
+        while i < n:
+            lineno, text = lines[i]
+            i += 1
+            low = text.lower()
+            # preprocessor
+            if text.startswith("#"):
+                self._directive(text[1:].strip(), rel, lineno)
+                continue
+            head = low.split(None, 1)[0] if low else ""
+            # collected blocks must be found even in dead code so their .endm/.endr do not leak
+            if head in (".macro",):
+                body, i = self._collect(lines, i, (".macro",), ".endm")
+                if self._live():
+                    self._define_macro(text, body, rel)
+                continue
+            if head in (".irp", ".irpc", ".rept"):
+                body, i = self._collect(lines, i, (".irp", ".irpc", ".rept"), ".endr")
+                if self._live():
+                    self._repeat(head, text, body, rel)
+                continue
+            if head.startswith(".if") or head in (".else", ".elseif", ".endif"):
+                self._gas_conditional(head, text[len(head):].strip())
+                continue
+            if not self._live():
+                continue
+            # ALT_SMP(x) followed by ALT_UP(y): one of the two runs
+            m = _WRAPPER_RE.match(text)
+            if m and m["w"] == "ALT_SMP":
+                nxt = _WRAPPER_RE.match(lines[i][1]) if i < n else None
+                self._open(".", "ALT_SMP", None)
+                self._statement(m["x"].strip(), rel, lineno)
+                if nxt and nxt["w"] == "ALT_UP":
+                    self._else(".", None, None)
+                    self._statement(nxt["x"].strip(), rel, lines[i][0])
+                    i += 1
+                self._close(".")
+                continue
+            self._statement(text, rel, lineno)
+
+    def _collect(self, lines, i, openers, closer):
+        depth = 1
+        body = []
+        while i < len(lines):
+            lineno, text = lines[i]
+            i += 1
+            head = text.split(None, 1)[0].lower() if text else ""
+            if head in openers:
+                depth += 1
+            elif head == closer:
+                depth -= 1
+                if depth == 0:
+                    return body, i
+            body.append((lineno, text))
+        self.asm.notes.append(f"unterminated {openers[0]} block")
+        return body, i
+
+    def _directive(self, text: str, rel: str, lineno: int) -> None:
+        parts = text.split(None, 1)
+        if not parts:
+            return
+        kind, rest = parts[0], (parts[1] if len(parts) > 1 else "")
+        if kind in ("if", "ifdef", "ifndef"):
+            if not self._live():
+                self._open("#", "", False)
+                return
+            self._open("#", self._cond_text(kind, rest), self._eval_cpp(kind, rest))
+        elif kind == "elif":
+            self._else("#", self._cond_text("if", rest), self._eval_cpp("if", rest))
+        elif kind == "else":
+            self._else("#", None, True)
+        elif kind == "endif":
+            self._close("#")
+        elif not self._live():
+            return
+        elif kind == "define":
+            name = re.match(r"[A-Za-z_]\w*", rest)
+            if name:
+                self.defines.add(name.group(0))
+                self.undefs.discard(name.group(0))
+        elif kind == "undef":
+            self.defines.discard(rest.strip())
+            self.undefs.add(rest.strip())
+        elif kind == "include":
+            m = re.match(r'"([^"]+)"', rest)
+            if m:
+                self._include(m.group(1), rel)
+
+    def _include(self, name: str, rel: str) -> None:
+        path = self.directory / name
+        if name in self.included or not path.is_file():
+            return
+        self.included.add(name)
+        lines = self.tree.lines_of(path)
+        if lines is None:
+            self.asm.notes.append(f"cannot read included {name}")
+            return
+        inc_rel = str(Path(rel).parent / name).replace("\\", "/")
+        self.read(lines, inc_rel)
+
+    def _define_macro(self, text: str, body: list[tuple[int, str]], rel: str) -> None:
+        rest = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
+        m = re.match(r"\s*([\w.$\\]+)\s*,?\s*(.*)$", rest)
+        if not m:
+            return
+        name = m.group(1).lower()
+        params: list[tuple[str, str | None]] = []
+        for piece in _split_args(m.group(2), len_hint=99):
+            piece = piece.strip()
+            if not piece:
+                continue
+            pm = re.match(r"^(\w+)(?::\w+)?\s*(?:=\s*(.*))?$", piece)
+            if pm:
+                params.append((pm.group(1), pm.group(2).strip() if pm.group(2) is not None else None))
+        if name in self.macros:
+            self.asm.notes.append(f"macro {name} defined twice; the first definition is used")
+            return
+        self.macros[name] = _Macro(name, params, body, rel)
+
+    def _repeat(self, head: str, text: str, body: list[tuple[int, str]], rel: str) -> None:
+        rest = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
+        if head == ".rept":  # a loop: its body once, as "loops appear once"
+            self.read(body, rel)
+            return
+        m = re.match(r"\s*(\w+)\s*,?\s*(.*)$", rest)
+        if not m:
+            return
+        var, values = m.group(1), m.group(2)
+        seq = list(values.replace(",", "").strip()) if head == ".irpc" else values.split(",")
+        for value in seq:
+            sub = [(ln, _substitute(t, {var: value.strip()})) for ln, t in body]
+            self.read(sub, rel)
+
+    def _gas_conditional(self, head: str, rest: str) -> None:
+        if head == ".endif":
+            self._close(".")
+            return
+        if head == ".else":
+            self._else(".", None, True)
+            return
+        kind = head[1:] if head != ".elseif" else "if"
+        value: bool | None = None
+        text = f"{head} {rest}".strip()
+        arg = rest.strip()
+        if kind in ("if", "ifne", "ifeq"):
+            num = _int(arg)
+            if num is not None:
+                value = (num != 0) if kind in ("if", "ifne") else (num == 0)
+        elif kind in ("ifb", "ifnb"):
+            value = (not arg) if kind == "ifb" else bool(arg)
+        elif kind in ("ifc", "ifnc"):
+            a, _, b = arg.partition(",")
+            same = a.strip().strip("'\"") == b.strip().strip("'\"")
+            value = same if kind == "ifc" else not same
+        if head == ".elseif":
+            self._else(".", text, value)
+        elif not self._live():
+            self._open(".", "", False)
+        else:
+            self._open(".", text, value)
+
+    def _statement(self, text: str, rel: str, lineno: int) -> None:
+        # labels (possibly several) before a statement
+        while True:
+            m = _LABEL_RE.match(text)
+            if not m:
+                break
+            self._emit("label", m["name"], line=lineno, file=rel)
+            text = m["rest"].strip()
+            if not text:
+                return
+        m = _WRAPPER_RE.match(text)
+        if m:
+            w, x = m["w"], m["x"].strip()
+            if w in ("UNWIND",):
+                return
+            if w in ("ARM", "THUMB", "ARM_BE8", "ALT_UP"):
+                cond = {"ARM": "!CONFIG_THUMB2_KERNEL", "THUMB": "CONFIG_THUMB2_KERNEL",
+                        "ARM_BE8": "CONFIG_CPU_ENDIAN_BE8", "ALT_UP": "ALT_UP"}[w]  # fmt: skip
+                self._open(".", cond, None)
+                self._statement(x, rel, lineno)
+                self._close(".")
+                return
+            self._statement(x, rel, lineno)  # USER, W, BSYM, TUSER: the instruction itself
+            return
+        m = _CALLLIKE_RE.match(text)
+        if m and m["name"] in _FUNC_START:
+            name = m["args"].split(",")[0].strip()
+            self._emit("func", name, line=lineno, file=rel)
+            self._emit("label", name, line=lineno, file=rel)
+            if _FUNC_START[m["name"]]:
+                self._emit("global", name, line=lineno, file=rel)
+            return
+        if m and m["name"] in _FUNC_END:
+            self._emit("endfunc", m["args"].split(",")[0].strip(), line=lineno, file=rel)
+            return
+        if m and m["name"] in ("SYM_FUNC_ALIAS", "SYM_FUNC_ALIAS_LOCAL", "SYM_FUNC_ALIAS_WEAK"):
+            a, _, b = m["args"].partition(",")
+            self._emit("alias", a.strip(), b.strip(), line=lineno, file=rel)
+            if m["name"] != "SYM_FUNC_ALIAS_LOCAL":
+                self._emit("global", a.strip(), line=lineno, file=rel)
+            return
+        parts = text.split(None, 1)
+        head = parts[0]
+        rest = parts[1].strip() if len(parts) > 1 else ""
+        low = head.lower()
+        if low in (".equ", ".set", ".equiv", ".eqv"):
+            a, _, b = rest.partition(",")
+            if _IDENT_RE.match(b.strip()):
+                self._emit("alias", a.strip(), b.strip(), line=lineno, file=rel)
+            return
+        am = re.match(r"^([A-Za-z_.$][\w.$]*)\s*=\s*([A-Za-z_.$][\w.$]*)$", text)
+        if am and am.group(1).lower() not in self.macros:
+            self._emit("alias", am.group(1), am.group(2), line=lineno, file=rel)
+            return
+        if low in (".globl", ".global"):
+            for name in rest.split(","):
+                self._emit("global", name.strip(), line=lineno, file=rel)
+            return
+        if low in _DATA_DIRECTIVES:
+            self._emit("data", low, rest, line=lineno, file=rel)
+            return
+        if head in _SECTION_DIRECTIVES or low in _SECTION_DIRECTIVES:
+            self._emit("section", head, rest, line=lineno, file=rel)
+            return
+        if low == ".size":
+            return
+        if low.startswith("."):
+            if low == ".inst" or low.startswith(".inst."):
+                self._emit("insn", low, rest, line=lineno, file=rel)
+            return  # .align, .type, .arch, .syntax, .cfi_*, ...
+        if low in self.macros:
+            self._expand(self.macros[low], rest, rel, lineno)
+            return
+        self._emit("insn", low, rest, line=lineno, file=rel)
+
+    def _expand(self, macro: _Macro, args: str, rel: str, lineno: int) -> None:
+        if len(self.macro_chain) > 20 or macro.name in self.macro_chain:
+            self.asm.notes.append(f"{rel}:{lineno}: macro {macro.name} recursion not expanded")
+            return
+        values: dict[str, str] = {}
+        positional: list[str] = []
+        names = {p for p, _ in macro.params}
+        for piece in _split_args(args, len_hint=len(macro.params)):
+            km = re.match(r"^\s*(\w+)\s*=\s*(.*)$", piece)
+            if km and km.group(1) in names:
+                values[km.group(1)] = km.group(2).strip()
+            else:
+                positional.append(piece.strip())
+        pos = iter(positional)
+        for pname, default in macro.params:
+            if pname in values:
+                continue
+            value = next(pos, None)
+            if value is None or value == "":
+                value = default if default is not None else ""
+            values[pname] = value
+        self.counter += 1
+        values["@"] = str(self.counter)
+        body = [(ln, _substitute(t, values)) for ln, t in macro.body]
+        outer_site = self.site
+        if self.site is None:
+            self.site = (rel, lineno)
+        self.macro_chain.append(macro.name)
+        try:
+            self.read(body, macro.file)
+        finally:
+            self.macro_chain.pop()
+            self.site = outer_site
+
+
+def _split_args(text: str, len_hint: int) -> list[str]:
+    """gas macro arguments: commas separate; without commas, blanks separate (when >1 parameter)."""
+    text = text.strip()
+    if not text:
+        return []
+    pieces: list[str] = []
+    depth = 0
+    cur: list[str] = []
+    for c in text:
+        if c in "([":
+            depth += 1
+        elif c in ")]":
+            depth -= 1
+        if c == "," and depth == 0:
+            pieces.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+    pieces.append("".join(cur))
+    if len(pieces) == 1 and len_hint > 1 and "=" not in text:
+        return text.split()
+    if len(pieces) == 1 and len_hint > 1 and "=" in text:
+        return re.split(r"\s+(?=\w+\s*=)", text)
+    return [p.strip() for p in pieces]
+
+
+def _substitute(text: str, values: dict[str, str]) -> str:
+    if "\\" not in text:
+        return text
+
+    def repl(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name == "()":
+            return ""
+        if name in values:
+            return values[name]
+        return m.group(0)
+
+    return re.sub(r"\\(\(\)|@|\w+)", repl, text)
+
+
+def _int(text: str) -> int | None:
+    text = text.strip().strip("()")
+    try:
+        return int(text, 0)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tables
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    symbol: str
+    condition: str = ""  # the #if condition under which this symbol is the member's value
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class CacheTable:
+    """One ``struct cpu_cache_fns`` instance: member -> candidate symbols (more than one under #if)."""
+
+    name: str  # implementation name: "v7" for v7_cache_fns
+    file: str
+    line: int
+    condition: str  # #if around the whole table ("" when unconditional)
+    members: dict[str, tuple[TableEntry, ...]]
+
+
+@dataclass(frozen=True)
+class TableReference:
+    """A processor table (``proc_info``) naming ``NAME_cache_fns``."""
+
+    name: str
+    file: str
+    line: int
+    conditions: tuple[str, ...]
+
+
+_C_TABLE_RE = re.compile(r"\bstruct\s+cpu_cache_fns\s+(\w+)_cache_fns\b[^;={]*=\s*\{")
+_C_MEMBER_RE = re.compile(r"\.\s*(\w+)\s*=\s*&?\s*(\w+)")
+
+
+def read_c_cache_tables(text: str, rel: str) -> list[CacheTable]:
+    """``struct cpu_cache_fns NAME_cache_fns ... = { .member = symbol, ... };`` with #if tracking."""
+    tables: list[CacheTable] = []
+    stack: list[list[str]] = []  # per open #if: the branch conditions so far (last = current)
+    current: dict | None = None
+    for lineno, stmt in logical_lines(text, at_comments=False):
+        if stmt.startswith("#"):
+            parts = stmt[1:].strip().split(None, 1)
+            kind, rest = (parts[0] if parts else ""), (parts[1] if len(parts) > 1 else "")
+            rest = " ".join(rest.split())
+            if kind == "ifdef":
+                stack.append([rest])
+            elif kind == "ifndef":
+                stack.append(["!" + rest])
+            elif kind == "if":
+                stack.append([rest])
+            elif kind == "elif" and stack:
+                prior = [p for p in stack[-1] if not p.startswith("\0")]
+                neg = " && ".join(_negate(p) for p in prior)
+                stack[-1].append(f"{neg} && {rest}")
+                stack[-1][-1] = stack[-1][-1]
+            elif kind == "else" and stack:
+                stack[-1].append(" && ".join(_negate(p) for p in stack[-1][:1]) if len(stack[-1]) == 1
+                                 else " && ".join(_negate(p) for p in stack[-1]))  # fmt: skip
+            elif kind == "endif" and stack:
+                stack.pop()
+            continue
+        conds = [branch[-1] for branch in stack]
+        if current is None:
+            m = _C_TABLE_RE.search(stmt)
+            if m:
+                current = {"name": m.group(1), "line": lineno, "depth": len(stack),
+                           "cond": " && ".join(conds), "members": {}}  # fmt: skip
+                stmt = stmt[m.end():]
+            else:
+                continue
+        inner = " && ".join(conds[current["depth"]:])
+        for mm in _C_MEMBER_RE.finditer(stmt):
+            current["members"].setdefault(mm.group(1), []).append(TableEntry(mm.group(2), inner, lineno))
+        if "}" in stmt:
+            tables.append(CacheTable(current["name"], rel, current["line"], current["cond"],
+                                     {k: tuple(v) for k, v in current["members"].items()}))  # fmt: skip
+            current = None
+    return tables
+
+
+# ---------------------------------------------------------------------------------------------------
+# The tree: every .S of arch/arm/mm, symbols across files, and the walk
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What running one symbol does to the caches (every path, loops once)."""
+
+    symbol: str
+    resolved: str  # the code label reached through aliases ("" when unresolved)
+    file: str
+    line: int
+    steps: tuple[CacheOp, ...]
+    undecoded: tuple[str, ...]
+    via: tuple[str, ...]
+    notes: tuple[str, ...]
+    alias_conditions: tuple[str, ...] = ()
+
+
+@dataclass
+class AsmTree:
+    """All assembly files of one ``arch/arm/mm`` directory, read and indexed."""
+
+    root: Path  # the kernel tree root; relative paths are from here
+    optable: CacheOpTable
+    files: list[AsmFile] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    tables: list[CacheTable] = field(default_factory=list)
+    references: list[TableReference] = field(default_factory=list)
+    member_order: tuple[str, ...] = CACHE_MEMBERS
+    _cid: int = 0
+    _lines: dict[Path, list[tuple[int, str]] | None] = field(default_factory=dict)
+    _globals: dict[str, list[tuple[int, int, tuple[str, ...]]]] = field(default_factory=dict)
+    _global_aliases: dict[str, list[tuple[int, str, tuple[str, ...]]]] = field(default_factory=dict)
+    _traces: dict[str, Trace] = field(default_factory=dict)
+
+    def next_cid(self) -> int:
+        self._cid += 1
+        return self._cid
+
+    def rel(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def lines_of(self, path: Path) -> list[tuple[int, str]] | None:
+        if path not in self._lines:
+            text = _read_text(path)
+            self._lines[path] = None if isinstance(text, tuple) else logical_lines(text)
+        return self._lines[path]
+
+    # -- reading -------------------------------------------------------------------------------------
+    def read_file(self, path: Path) -> AsmFile | None:
+        rel = self.rel(path)
+        text = _read_text(path)
+        if isinstance(text, tuple):
+            self.skipped.append((rel, text[1]))
+            return None
+        lines = logical_lines(text)
+        self._lines[path] = lines
+        asm = AsmFile(rel)
+        reader = _Reader(self, asm, path.parent)
+        reader.read(lines, rel)
+        while reader.frames:
+            asm.notes.append(f"{rel}: unterminated conditional at end of file")
+            frame = reader.frames[-1]
+            reader._close(frame.kind)
+        _index(asm)
+        self.files.append(asm)
+        return asm
+
+    def finish(self) -> None:
+        """Build the cross-file symbol tables and find the cache tables and their references."""
+        for fi, asm in enumerate(self.files):
+            for name in asm.globals:
+                if name in asm.labels:
+                    idx = asm.labels[name]
+                    self._globals.setdefault(name, []).append((fi, idx, asm.items[idx].conds))
+                for target, conds in asm.aliases.get(name, ()):
+                    self._global_aliases.setdefault(name, []).append((fi, target, conds))
+            self._find_tables(asm)
+
+    def _find_tables(self, asm: AsmFile) -> None:
+        items = asm.items
+        for idx, item in enumerate(items):
+            if item.kind == "label" and item.name.endswith("_cache_fns"):
+                entries: list[Item] = []
+                j = idx + 1
+                while j < len(items) and items[j].kind in ("data", "global", "func", "label", "if", "else", "endif"):
+                    if items[j].kind == "data" and items[j].name in (".long", ".word", ".4byte", ".int"):
+                        entries.append(items[j])
+                    elif items[j].kind == "label" and items[j].name != item.name:
+                        break
+                    j += 1
+                if not entries:
+                    continue
+                members: dict[str, list[TableEntry]] = {}
+                values = [(e, v.strip()) for e in entries for v in e.arg.split(",")]
+                for member, (entry, value) in zip(self.member_order, values):
+                    extra = tuple(c for c in entry.conds if c not in item.conds)
+                    members.setdefault(member, []).append(TableEntry(value, " && ".join(extra), entry.line))
+                self.tables.append(CacheTable(item.name[: -len("_cache_fns")], item.file, item.line,
+                                              " && ".join(item.conds),
+                                              {k: tuple(v) for k, v in members.items()}))  # fmt: skip
+            elif item.kind == "data" and item.name in (".long", ".word", ".4byte", ".int"):
+                for value in item.arg.split(","):
+                    value = value.strip()
+                    if value.endswith("_cache_fns") and _IDENT_RE.match(value):
+                        self.references.append(
+                            TableReference(value[: -len("_cache_fns")], item.file, item.line, item.conds)
+                        )
+
+    # -- symbols -------------------------------------------------------------------------------------
+    def resolve(self, name: str, from_file: int | None = None) -> tuple[int, int, str, tuple[str, ...], list[str]] | None:
+        """(file index, item index, label, alias conditions, notes) of the code ``name`` runs."""
+        conds: list[str] = []
+        notes: list[str] = []
+        seen: set[str] = set()
+        while name not in seen:
+            seen.add(name)
+            if from_file is not None and name in self.files[from_file].labels:
+                return from_file, self.files[from_file].labels[name], name, tuple(conds), notes
+            defs = self._globals.get(name)
+            if defs:
+                if len(defs) > 1:
+                    notes.append(f"{name} is defined {len(defs)} times; the first definition is used")
+                fi, idx, _ = defs[0]
+                return fi, idx, name, tuple(conds), notes
+            if from_file is not None and name in self.files[from_file].aliases:
+                alias = self.files[from_file].aliases[name]
+                target, aconds = alias[0]
+                conds.extend(aconds)
+                name = target
+                continue
+            aliases = self._global_aliases.get(name)
+            if aliases:
+                fi, target, aconds = aliases[0]
+                if len(aliases) > 1:
+                    notes.append(f"{name} is aliased {len(aliases)} times; the first alias is used")
+                conds.extend(aconds)
+                from_file, name = fi, target
+                continue
+            if from_file is None:
+                for fi, asm in enumerate(self.files):
+                    if name in asm.labels:
+                        notes.append(f"{name} resolves to a file-local label of {asm.rel}")
+                        return fi, asm.labels[name], name, tuple(conds), notes
+            return None
+        notes.append(f"alias loop through {name}")
+        return None
+
+    def _target(self, fi: int, idx: int, label: str) -> tuple[int, int] | None:
+        asm = self.files[fi]
+        m = re.match(r"^(\d+)([bf])$", label)
+        if m:
+            positions = asm.numeric.get(m.group(1), [])
+            if m.group(2) == "b":
+                before = [p for p in positions if p <= idx]
+                return (fi, before[-1]) if before else None
+            after = [p for p in positions if p > idx]
+            return (fi, after[0]) if after else None
+        found = self.resolve(label, fi)
+        return (found[0], found[1]) if found else None
+
+    # -- the walk ------------------------------------------------------------------------------------
+    def trace(self, symbol: str) -> Trace:
+        if symbol in self._traces:
+            return self._traces[symbol]
+        self._traces[symbol] = Trace(symbol, "", "", 0, (), (), (), (f"recursive call of {symbol}",))
+        found = self.resolve(symbol)
+        if found is None:
+            trace = Trace(symbol, "", "", 0, (), (), (),
+                          (f"{symbol} is not defined in the assembly of arch/arm/mm",))  # fmt: skip
+        else:
+            fi, idx, label, aconds, notes = found
+            trace = self._walk(symbol, fi, idx, label, aconds, notes)
+            self._traces[f"@{fi}:{idx}"] = trace
+        self._traces[symbol] = trace
+        return trace
+
+    def _trace_at(self, fi: int, idx: int, label: str) -> Trace:
+        key = f"@{fi}:{idx}"
+        if key not in self._traces:
+            self._traces[key] = Trace(label, label, "", 0, (), (), (), (f"recursive call of {label}",))
+            self._traces[key] = self._walk(label, fi, idx, label, (), [])
+        return self._traces[key]
+
+    def _walk(self, symbol: str, fi: int, idx: int, label: str, aconds: tuple[str, ...],
+              notes: list[str]) -> Trace:  # fmt: skip
+        start_asm = self.files[fi]
+        steps: list[CacheOp] = []
+        undecoded: list[str] = []
+        via: list[str] = []
+        notes = list(notes)
+        entry_owner = start_asm.owner[idx] if idx < len(start_asm.owner) else label
+        visited: set[tuple[int, int]] = set()
+        # A worklist ordered by position (the entry's file first): both arms of a conditional are
+        # visited before the code after it, so steps come out in program order; loops appear once.
+        heap: list[tuple[int, int, int]] = [(0, fi, idx)]
+        optable = self.optable
+        start_fi = fi
+
+        class _Push:
+            @staticmethod
+            def append(pos: tuple[int, int]) -> None:
+                heapq.heappush(heap, (0 if pos[0] == start_fi else 1, pos[0], pos[1]))
+
+        stack = _Push()
+
+        def note(text: str) -> None:
+            if text not in notes:
+                notes.append(text)
+
+        while heap:
+            _, pf, pi = heapq.heappop(heap)
+            pos = (pf, pi)
+            if pos in visited:
+                continue
+            visited.add(pos)
+            f, i = pos
+            asm = self.files[f]
+            if i >= len(asm.items):
+                note(f"flow runs off the end of {asm.rel}")
+                continue
+            item = asm.items[i]
+            owner = asm.owner[i]
+            if owner and owner != entry_owner and owner != label and owner not in via:
+                via.append(owner)
+            kind = item.kind
+            if kind in ("label", "func", "endfunc", "global", "alias"):
+                stack.append((f, i + 1))
+                continue
+            if kind == "data":
+                note(f"flow runs into data ({item.name}) at {item.file}:{item.line}")
+                continue
+            if kind == "section":
+                note(f"flow reaches a section change ({item.name}) at {item.file}:{item.line}")
+                continue
+            if kind == "if":
+                elses, end, exhaustive = asm.blocks.get(item.cid, ([], i, False))
+                succ = [i + 1] + [e + 1 for e in elses]
+                if not exhaustive:
+                    succ.append(end)
+                for s in reversed(succ):
+                    stack.append((f, s))
+                continue
+            if kind == "else":
+                _, end, _ = asm.blocks.get(item.cid, ([], i, False))
+                stack.append((f, end))
+                continue
+            if kind == "endif":
+                stack.append((f, i + 1))
+                continue
+            # an instruction
+            mnem, ops_text = item.name, item.arg
+            self._decode(item, asm, i, owner, steps, undecoded, optable)
+            flow = _flow(mnem, ops_text)
+            if flow is None:
+                if not _MNEMONIC_RE.match(mnem) and mnem not in optable.quiet_macros:
+                    note(f"unrecognised instruction or macro '{mnem}' at {item.file}:{item.line}")
+                stack.append((f, i + 1))
+                continue
+            what, target, conditional = flow
+            if what == "return":
+                if conditional:
+                    stack.append((f, i + 1))
+                continue
+            if what == "indirect":
+                note(f"indirect branch '{mnem} {ops_text}' at {item.file}:{item.line} not followed")
+                if conditional:
+                    stack.append((f, i + 1))
+                continue
+            if what == "call":
+                dest = self._target(f, i, target)
+                if dest is None:
+                    note(f"call to {target} at {item.file}:{item.line}: not defined in the assembly")
+                    steps.append(CacheOp("unknown", f"{mnem} {ops_text}", item.file, item.line, owner,
+                                         item.conds, conditional, item.macros))  # fmt: skip
+                    undecoded.append(f"{item.file}:{item.line}: {mnem} {ops_text} (callee not found)")
+                else:
+                    callee = self._trace_at(dest[0], dest[1], target)
+                    steps.extend(callee.steps)
+                    undecoded.extend(u for u in callee.undecoded if u not in undecoded)
+                    for v in (callee.resolved or target, *callee.via):
+                        if v and v not in via:
+                            via.append(v)
+                    for n in callee.notes:
+                        note(n)
+                stack.append((f, i + 1))
+                continue
+            # branch
+            dest = self._target(f, i, target)
+            if conditional:
+                stack.append((f, i + 1))
+            if dest is None:
+                note(f"branch to {target} at {item.file}:{item.line}: target not found")
+            else:
+                stack.append(dest)
+        return Trace(symbol, label, start_asm.items[idx].file, start_asm.items[idx].line, tuple(steps),
+                     tuple(undecoded), tuple(via), tuple(notes), aconds)  # fmt: skip
+
+    def _decode(self, item: Item, asm: AsmFile, i: int, owner: str, steps: list[CacheOp],
+                undecoded: list[str], optable: CacheOpTable) -> None:  # fmt: skip
+        mnem = item.name
+        conditional = _conditional(mnem)
+        raw = f"{mnem} {item.arg}".strip()
+
+        def add(ops: tuple[str, ...], why: str = "") -> None:
+            for op in ops:
+                steps.append(CacheOp(op, raw, item.file, item.line, owner, item.conds, conditional, item.macros))
+                if op == "unknown":
+                    undecoded.append(f"{item.file}:{item.line}: {raw}{why}")
+
+        if mnem.startswith("mcrr") or mnem == ".inst" or mnem.startswith(".inst."):
+            add(("unknown",))
+        elif mnem.startswith("mcr"):
+            key = parse_encoding(item.arg)
+            ops = optable.mcr.get(key) if key else None
+            add(ops if ops is not None else ("unknown",))
+        elif mnem.startswith("mrc") and not mnem.startswith("mrrc"):
+            key = parse_encoding(item.arg)
+            ops = optable.mrc.get(key) if key else None
+            if ops is not None:
+                add(ops)
+            elif key is None or key[2] == 7:  # a read of the cache-operation space we cannot name
+                add(("unknown",))
+        elif mnem.split(".")[0] in optable.mnemonic:
+            add(optable.mnemonic[mnem.split(".")[0]])
+        elif mnem.startswith("ldr") and "=" in item.arg:
+            sym = item.arg.split("=", 1)[1].strip()
+            if sym in optable.displacement:
+                add(optable.displacement[sym])
+        elif mnem.startswith("str"):
+            # v7-M: str Rt, [Rx] after movw Rx, #:lower16:BASEADDR_V7M_SCB + REG
+            sm = re.match(r"^\s*\w+\s*,\s*\[\s*(\w+)\s*\]\s*$", item.arg)
+            if not sm:
+                return
+            reg = sm.group(1)
+            for back in range(i - 1, max(i - 4, -1), -1):
+                prev = asm.items[back]
+                if prev.kind != "insn":
+                    break
+                pm = re.match(rf"^\s*{reg}\s*,\s*#:lower16:\s*BASEADDR_V7M_SCB\s*\+\s*(\w+)", prev.arg)
+                if prev.name.startswith("movw") and pm:
+                    ops = optable.mmio.get(pm.group(1))
+                    add(ops if ops is not None else ("unknown",), f" ({pm.group(1)})")
+                    return
+
+
+_SUFFIX_RE = re.compile(rf"^(?:s|ia|ib|da|db|fd|ed|fa|ea|b|h|sb|sh|d|t)*(?P<cc>{_COND})?(?:s|ia|ib|da|db|fd|ed|fa|ea|b|h|sb|sh|d|t)*$")
+_STEMS = ("mcr2", "mcr", "ldm", "pop", "movs", "mov", "subs", "sub", "adds", "add", "ldr", "str", "movw", "movt")
+
+
+def _conditional(mnem: str) -> bool:
+    """Whether an instruction carries a condition code (``mcrne``, ``ldmfdeq``, ``movne``...)."""
+    stem = mnem.split(".")[0]
+    for base in _STEMS:
+        if stem.startswith(base):
+            m = _SUFFIX_RE.match(stem[len(base):])
+            return bool(m and m["cc"] and m["cc"] != "al")
+    return False
+
+
+def _flow(mnem: str, ops: str) -> tuple[str, str, bool] | None:
+    """(kind, target, conditional) for control-flow instructions; None for straight-line ones."""
+    m = _BRANCH_RE.match(mnem)
+    if m:
+        cond = bool(m["cc"]) and m["cc"] != "al"
+        target = ops.split(",")[0].strip()
+        if m["op"] == "bx":
+            return ("return", "", cond) if target == "lr" else ("indirect", target, cond)
+        if m["op"] == "blx":
+            return ("call", target, cond) if _IDENT_RE.match(target) else ("indirect", target, cond)
+        if m["op"] == "bl":
+            return ("call", target, cond)
+        return ("branch", target, cond)
+    if mnem in ("cbz", "cbnz"):
+        return ("branch", ops.split(",")[-1].strip(), True)
+    m = _RET_RE.match(mnem)
+    if m:
+        return ("return", "", bool(m["cc"]) and m["cc"] != "al")
+    if _LDM_RE.match(mnem) and re.search(r"\bpc\b", ops, re.I):
+        return ("return", "", _conditional(mnem))
+    dest = ops.split(",")[0].strip().lower()
+    if dest == "pc":
+        src = ops.split(",", 1)[1].strip().lower().replace(" ", "") if "," in ops else ""
+        if mnem.startswith("sub") and src == "pc,#4":
+            return None  # sub pc, pc, #4: flush the pipeline and continue at the next instruction
+        if src.startswith("lr") or mnem.startswith("ldr"):
+            return ("return", "", _conditional(mnem))
+        return ("indirect", src, _conditional(mnem))
+    return None
+
+
+def _index(asm: AsmFile) -> None:
+    """Labels, conditional blocks and the owning function of every item.
+
+    A named label starts a new owner when it opens a function (ENTRY, SYM_FUNC_START), follows a
+    function end, or follows an instruction that never falls through (a return or an unconditional
+    branch): the shape of the file-local helpers such as ``v7_dma_inv_range:``.
+    """
+    owner = ""
+    closed = True  # no function is open, or the last instruction does not fall through
+    open_blocks: dict[int, tuple[list[int], int]] = {}
+    for idx, item in enumerate(asm.items):
+        kind = item.kind
+        if kind == "label":
+            if item.name.isdigit():
+                asm.numeric.setdefault(item.name, []).append(idx)
+            elif item.name not in asm.labels:
+                asm.labels[item.name] = idx
+                if closed and not item.name.startswith(".L"):
+                    owner = item.name
+        elif kind == "func":
+            owner = item.name
+            closed = False
+        elif kind == "endfunc":
+            closed = True
+        elif kind == "global":
+            asm.globals.add(item.name)
+        elif kind == "alias":
+            asm.aliases.setdefault(item.name, []).append((item.arg, item.conds))
+        elif kind == "if":
+            open_blocks[item.cid] = ([], idx)
+        elif kind == "else":
+            if item.cid in open_blocks:
+                open_blocks[item.cid][0].append(idx)
+        elif kind == "endif":
+            elses, _ = open_blocks.pop(item.cid, ([], idx))
+            asm.blocks[item.cid] = (elses, idx, item.exhaustive)
+        elif kind == "insn":
+            flow = _flow(item.name, item.arg)
+            closed = bool(flow and not flow[2] and flow[0] in ("return", "branch", "indirect")) and not item.conds
+        elif kind in ("data", "section"):
+            closed = True
+        asm.owner.append(owner)
+
+
+def _read_text(path: Path) -> str | tuple[None, str]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return (None, f"unreadable: {exc.strerror or exc}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (None, f"not valid UTF-8 (byte {exc.start})")
+
+
+_C_STRUCT_RE = re.compile(r"struct\s+cpu_cache_fns\s*\{(?P<body>.*?)\}", re.S)
+_C_FNPTR_RE = re.compile(r"\(\s*\*\s*(\w+)\s*\)")
+
+
+def member_order_from_header(text: str) -> tuple[str, ...] | None:
+    """The member order of ``struct cpu_cache_fns`` from asm/cacheflush.h (what ``.long`` lists follow)."""
+    m = _C_STRUCT_RE.search(text)
+    if not m:
+        return None
+    names = tuple(_C_FNPTR_RE.findall(m.group("body")))
+    return names or None
+
+
+def read_mm(root: Path, mm_dir: Path, optable: CacheOpTable | None = None) -> AsmTree:
+    """Read every ``*.S`` (and the C ``cpu_cache_fns`` tables) of ``mm_dir``; paths relative to ``root``."""
+    tree = AsmTree(root=root, optable=optable or load_cache_ops())
+    header = root / "arch/arm/include/asm/cacheflush.h"
+    if header.is_file():
+        text = _read_text(header)
+        if isinstance(text, str):
+            order = member_order_from_header(text)
+            if order:
+                tree.member_order = order
+    for path in sorted(mm_dir.glob("*.S")):
+        tree.read_file(path)
+    for path in sorted(mm_dir.glob("*.c")):
+        text = _read_text(path)
+        if isinstance(text, tuple):
+            tree.skipped.append((tree.rel(path), text[1]))
+            continue
+        if "cpu_cache_fns" in text:
+            tree.tables.extend(read_c_cache_tables(text, tree.rel(path)))
+    tree.finish()
+    return tree
+
+
+# ---------------------------------------------------------------------------------------------------
+# Summaries
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The effect of a list of steps: what CacheFunction records besides the steps themselves."""
+
+    d: str
+    i: str
+    scope: str
+    d_scope: str
+    i_scope: str
+    ops: tuple[str, ...]
+
+
+def squash(ops: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Collapse immediate repetitions (``x x x`` -> ``x``, ``x y x y`` -> ``x y``): unrolled loops."""
+    seq = list(ops)
+    changed = True
+    while changed:
+        changed = False
+        for period in range(1, len(seq) // 2 + 1):
+            i = 0
+            while i + 2 * period <= len(seq):
+                if seq[i : i + period] == seq[i + period : i + 2 * period]:
+                    del seq[i + period : i + 2 * period]
+                    changed = True
+                else:
+                    i += 1
+    return tuple(seq)
+
+
+def _extent(rest: str) -> str:
+    return "whole" if rest.startswith("all") else "range"
+
+
+def summarize(steps: tuple[CacheOp, ...] | list[CacheOp]) -> Summary:
+    """D effect (union of every path), I effect, and scopes of a function's decoded steps."""
+    d_effects: set[str] = set()
+    d_scopes: set[str] = set()
+    i_scopes: set[str] = set()
+    for step in steps:
+        op = step.op
+        if "-d-" in op:
+            effect, rest = op.split("-d-", 1)
+            d_effects.update(effect.split("+"))
+            d_scopes.add(_extent(rest))
+        elif "-i-" in op:
+            i_scopes.add(_extent(op.split("-i-", 1)[1]))
+    if {"clean", "invalidate"} <= d_effects:
+        d = "clean+invalidate"
+    else:
+        d = next(iter(d_effects), "none")
+
+    def scope_of(scopes: set[str]) -> str:
+        return "range" if "range" in scopes else "whole" if "whole" in scopes else "none"
+
+    d_scope, i_scope = scope_of(d_scopes), scope_of(i_scopes)
+    return Summary(d, "invalidate" if i_scopes else "none", scope_of(d_scopes | i_scopes), d_scope, i_scope,
+                   squash([s.op for s in steps]))  # fmt: skip

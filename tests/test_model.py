@@ -420,3 +420,28 @@ def test_default_configs():
     assert default_config(unknown).kind == "vivt"
     v = replay(Scenario("s", (Map("exec", "text"), Fetch("exec", 0))), unknown)
     assert "cache type unknown: modelled as VIVT" in v.notes
+
+
+def test_i_invalidate_before_the_d_clean_is_caught_inside_one_call():
+    def impl(ops: tuple[str, ...]) -> CacheImpl:
+        fn = CacheFunction("coherent_kern_range", "x_coherent_kern_range", "clean", "invalidate", "range", ops)
+        return CacheImpl("x", "x.S", "VIVT", functions={"coherent_kern_range": fn})
+
+    scenario = Scenario("self-modifying", (Map("exec", "text"), Read("exec", 0), Write("exec", 0),
+                                           Maintain("coherent_kern_range", "exec", 0, 4), Fetch("exec", 0)))
+    wrong = replay(scenario, impl(("invalidate-i-line", "drain-wb", "clean-d-line", "drain-wb")))
+    assert wrong.verdict == "confirmed"
+    # The environment acted between the two operations of the call: the call shows on two lines.
+    assert [line.split(":")[0] for line in wrong.witness[-4:-1]] == [
+        "coherent_kern_range(exec+0x0..+0x4) [x_coherent_kern_range]", "env",
+        "coherent_kern_range(exec+0x0..+0x4) [x_coherent_kern_range]"]
+    right = replay(scenario, impl(("clean-d-line", "drain-wb", "invalidate-i-line", "drain-wb")))
+    assert right.verdict == "refuted"
+
+
+def test_operations_of_one_call_share_a_witness_line():
+    scenario, _ = load_fixture(FIXTURES / "patch-text-pre2017.toml")
+    witness = replay(scenario, IMPLS["v4wb"]).witness
+    assert witness[-2] == ("flush_icache_range(exec+0x0..+0x4) = coherent_kern_range [v4wb_coherent_kern_range]: "
+                           "clean-d-line exec+0x0 (no line); invalidate-d-line exec+0x0 (no line); "
+                           "invalidate-i-all (0 I lines dropped); drain-wb")

@@ -260,20 +260,37 @@ def _consumer(step: Read | Fetch | ExternalRead, verb: str) -> ProgramStep:
     return ProgramStep(label, apply)
 
 
-def _ops_step(label: str, ops: Iterable[str], alias: str | None, offset: int, length: int,
-              unknown: tuple[str, ...], header_notes: tuple[str, ...] = ()) -> ProgramStep:
-    ops = tuple(ops)
+def _ops_steps(label: str, ops: Iterable[str], alias: str | None, offset: int, length: int,
+               unknown: tuple[str, ...], header_notes: tuple[str, ...] = ()) -> list[ProgramStep]:
+    """One program step per operation that changes data (barriers ride along with the operation
+    before them), so the environment can act between two operations of one call, e.g. prefetch
+    between an I invalidate and a later D clean. All share `label` as their group, and the witness
+    shows consecutive ones on one line."""
+    chunks: list[list[str]] = []
+    for op in ops:
+        if chunks and op in NO_DATA_OPS:
+            chunks[-1].append(op)
+        else:
+            chunks.append([op])
+    if not chunks:
+        chunks.append([])
+    steps = []
+    for number, chunk in enumerate(chunks):
+        notes = header_notes if number == 0 else ()
+        steps.append(ProgramStep(label, _op_runner(tuple(chunk), alias, offset, length, notes),
+                                 unknown if number == 0 else (), group=label))
+    return steps
 
+
+def _op_runner(ops: tuple[str, ...], alias: str | None, offset: int, length: int, notes: tuple[str, ...]):
     def apply(machine: Machine, trace: list[str] | None) -> bool:
         parts: list[str] | None = [] if trace is not None else None
         for op in ops:
             machine.maintain(op, alias, offset, length, parts)
         if trace is not None:
-            body = "; ".join([*header_notes, *(parts or [])]) or "no operations"
-            trace.append(f"{label}: {body}")
+            trace.append("; ".join([*notes, *(parts or [])]) or "no operations")
         return False
-
-    return ProgramStep(label, apply, unknown)
+    return apply
 
 
 def _op_unknown(op: str, alias: str | None) -> str | None:
@@ -286,13 +303,13 @@ def _op_unknown(op: str, alias: str | None) -> str | None:
     return f"unrecognised op {op!r}"
 
 
-def _maintain_step(step: Maintain, impl: CacheImpl) -> ProgramStep:
+def _maintain_steps(step: Maintain, impl: CacheImpl) -> list[ProgramStep]:
     member = KERNEL_CALLS.get(step.call, (step.call, ()))[0]
     where = _where(step.alias, step.offset, step.length)
     fn = impl.functions.get(member)
     if fn is None:
         note = f"{member} not provided by {impl.name}: treated as doing nothing"
-        return _ops_step(f"{step.call}({where})", (), None, 0, 0, (f"{step.call}: {note}",), (note,))
+        return _ops_steps(f"{step.call}({where})", (), None, 0, 0, (f"{step.call}: {note}",), (note,))
     label = f"{step.call}({where})"
     if member != step.call:
         label += f" = {member}"
@@ -301,7 +318,7 @@ def _maintain_step(step: Maintain, impl: CacheImpl) -> ProgramStep:
     unknown = [f"{fn.symbol}: {u}" for u in (_op_unknown(op, step.alias) for op in ops) if u]
     unknown += [f"{fn.symbol}: undecoded {text!r}" for text in fn.undecoded]
     notes = tuple(f"undecoded {text!r} treated as doing nothing" for text in fn.undecoded)
-    return _ops_step(label, ops, step.alias, step.offset, step.length, tuple(unknown), notes)
+    return _ops_steps(label, ops, step.alias, step.offset, step.length, tuple(unknown), notes)
 
 
 def _write_through_condition(condition: str) -> bool | None:
@@ -365,7 +382,7 @@ def compile_scenario(scenario: Scenario, impl: CacheImpl, config: ModelConfig
             what = getattr(step, "call", None) or _KIND_OF[type(step)]
             note = f"skipped {what}: runs only on {', '.join(step.only_on or KERNEL_CALLS[step.call][1])}" \
                    f" (this cache is {config.kind})"
-            steps.append(_ops_step(note, (), None, 0, 0, ()))
+            steps.extend(_ops_steps(note, (), None, 0, 0, ()))
             continue
         alias = getattr(step, "alias", None)
         span = getattr(step, "size", getattr(step, "length", 0))
@@ -393,11 +410,11 @@ def compile_scenario(scenario: Scenario, impl: CacheImpl, config: ModelConfig
         elif isinstance(step, ExternalRead):
             steps.append(_consumer(step, "external read (PoC)"))
         elif isinstance(step, Maintain):
-            steps.append(_maintain_step(step, impl))
+            steps.extend(_maintain_steps(step, impl))
         else:
             unknown = _op_unknown(step.op, step.alias)
-            steps.append(_ops_step(step.op, (step.op,), step.alias, step.offset, step.length,
-                                   (unknown,) if unknown else ()))
+            steps.extend(_ops_steps(_KIND_OF[Op], (step.op,), step.alias, step.offset, step.length,
+                                    (unknown,) if unknown else ()))
     machine = Machine(config, va, pages, labels)
     return steps, machine, interest, executable
 

@@ -128,6 +128,9 @@ def test_aliasing_vipt_needs_flush_kernel_vmap_range():
     assert config.kind == "vipt-aliasing"
     assert replay(pre, IMPLS["v6"], geometry=config).verdict == "confirmed"
     assert replay(fixed, IMPLS["v6"], geometry=config).verdict == "refuted"
+    aliasing = replay_all(pre, [IMPLS["v6"], IMPLS["v7"]],
+                          geometry=lambda impl: default_config(impl, vipt_aliasing=True))
+    assert {n: v.verdict for n, v in aliasing.items()} == {"v6": "confirmed", "v7": "confirmed"}
 
 
 def test_flush_kernel_vmap_range_is_skipped_on_nonaliasing_vipt():

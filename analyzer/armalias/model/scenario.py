@@ -13,6 +13,10 @@ A `Scenario` is a tuple of steps:
                                           `KERNEL_CALLS`), expanded per implementation into its ops
     Op(op, alias, offset, length)         one vocabulary operation directly (inline assembly)
 
+An alias maps one page: offsets and ranges stay within it (a `ScenarioError` otherwise), so a range
+that crosses into the next page is two steps on two aliases (e.g. "exec" and "exec1", as the kernel's
+two-page Thumb-2 patch uses FIX_TEXT_POKE0 and FIX_TEXT_POKE1).
+
 Every step has `only_on`: the cache kinds (`vivt`, `vipt-aliasing`, `vipt-nonaliasing`, `pipt`) on
 which it runs, empty for all; `flush_kernel_vmap_range` carries its own (`vivt`, `vipt-aliasing`), as
 its C body tests `cache_is_vivt() || cache_is_vipt_aliasing()`.
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -456,11 +460,14 @@ def replay(scenario: Scenario, impl: CacheImpl, geometry: ModelConfig | None = N
     return verdict
 
 
-def replay_all(scenario: Scenario, impls: Iterable[CacheImpl], bound: int = DEFAULT_BOUND
-               ) -> dict[str, Verdict]:
-    """`replay` on every implementation, keyed (and ordered) by implementation name."""
+def replay_all(scenario: Scenario, impls: Iterable[CacheImpl], bound: int = DEFAULT_BOUND,
+               geometry: Callable[[CacheImpl], ModelConfig] | None = None) -> dict[str, Verdict]:
+    """`replay` on every implementation, keyed (and ordered) by implementation name; `geometry`
+    picks each implementation's machine (default `default_config`; e.g. `lambda impl:
+    default_config(impl, vipt_aliasing=True)` for ARMv6 aliasing caches)."""
     by_name = {impl.name: impl for impl in impls}
-    return {name: replay(scenario, by_name[name], bound=bound) for name in sorted(by_name)}
+    pick = geometry or default_config
+    return {name: replay(scenario, by_name[name], pick(by_name[name]), bound) for name in sorted(by_name)}
 
 
 def overall(verdicts: Mapping[str, Verdict]) -> str:

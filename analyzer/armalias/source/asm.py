@@ -365,7 +365,7 @@ class _Reader:
         elif value is None and frame.parent_live:
             self._emit("if", "", branch, cid=frame.cid)
             frame.emitted = True
-        if value is None and frame.parent_live:
+        if frame.emitted and frame.parent_live:
             self.conds.append(branch)
             frame.pushed = True
 
@@ -811,6 +811,7 @@ class Trace:
     via: tuple[str, ...]
     notes: tuple[str, ...]
     alias_conditions: tuple[str, ...] = ()
+    fallthroughs: tuple[str, ...] = ()  # "a falls through into b", in the order met
 
 
 @dataclass
@@ -975,6 +976,25 @@ class AsmTree:
         self._traces[symbol] = trace
         return trace
 
+    def functions(self) -> list[tuple[int, int, str]]:
+        """(file index, item index, name) of every function start (ENTRY, SYM_*_START) in the tree.
+
+        ENTRY() also opens data objects (``NAME_cache_fns``, ``NAME_processor_functions``): a start
+        whose first item after its label is data is not a function.
+        """
+        found = []
+        for fi, asm in enumerate(self.files):
+            for idx, item in enumerate(asm.items):
+                if item.kind != "func":
+                    continue
+                j = idx + 1
+                while j < len(asm.items) and asm.items[j].kind in ("label", "global", "if", "else", "endif"):
+                    j += 1
+                if j < len(asm.items) and asm.items[j].kind == "data":
+                    continue
+                found.append((fi, idx, item.name))
+        return found
+
     def _trace_at(self, fi: int, idx: int, label: str) -> Trace:
         key = f"@{fi}:{idx}"
         if key not in self._traces:
@@ -1003,6 +1023,16 @@ class AsmTree:
                 heapq.heappush(heap, (0 if pos[0] == start_fi else 1, pos[0], pos[1]))
 
         stack = _Push()
+        fallthroughs: list[str] = []
+
+        def sequential(f: int, i: int) -> None:
+            """Continue at the next item; crossing into another function's code is a fall-through."""
+            owners = self.files[f].owner
+            if i + 1 < len(owners) and owners[i + 1] != owners[i] and owners[i + 1]:
+                text = f"{owners[i] or '?'} falls through into {owners[i + 1]}"
+                if text not in fallthroughs:
+                    fallthroughs.append(text)
+            stack.append((f, i + 1))
 
         def note(text: str) -> None:
             if text not in notes:
@@ -1025,7 +1055,7 @@ class AsmTree:
                 via.append(owner)
             kind = item.kind
             if kind in ("label", "func", "endfunc", "global", "alias"):
-                stack.append((f, i + 1))
+                sequential(f, i)
                 continue
             if kind == "data":
                 note(f"flow runs into data ({item.name}) at {item.file}:{item.line}")
@@ -1046,7 +1076,7 @@ class AsmTree:
                 stack.append((f, end))
                 continue
             if kind == "endif":
-                stack.append((f, i + 1))
+                sequential(f, i)
                 continue
             # an instruction
             mnem, ops_text = item.name, item.arg
@@ -1055,17 +1085,17 @@ class AsmTree:
             if flow is None:
                 if not _MNEMONIC_RE.match(mnem) and mnem not in optable.quiet_macros:
                     note(f"unrecognised instruction or macro '{mnem}' at {item.file}:{item.line}")
-                stack.append((f, i + 1))
+                sequential(f, i)
                 continue
             what, target, conditional = flow
             if what == "return":
                 if conditional:
-                    stack.append((f, i + 1))
+                    sequential(f, i)
                 continue
             if what == "indirect":
                 note(f"indirect branch '{mnem} {ops_text}' at {item.file}:{item.line} not followed")
                 if conditional:
-                    stack.append((f, i + 1))
+                    sequential(f, i)
                 continue
             if what == "call":
                 dest = self._target(f, i, target)
@@ -1083,18 +1113,18 @@ class AsmTree:
                             via.append(v)
                     for n in callee.notes:
                         note(n)
-                stack.append((f, i + 1))
+                sequential(f, i)
                 continue
             # branch
             dest = self._target(f, i, target)
             if conditional:
-                stack.append((f, i + 1))
+                sequential(f, i)
             if dest is None:
                 note(f"branch to {target} at {item.file}:{item.line}: target not found")
             else:
                 stack.append(dest)
         return Trace(symbol, label, start_asm.items[idx].file, start_asm.items[idx].line, tuple(steps),
-                     tuple(undecoded), tuple(via), tuple(notes), aconds)  # fmt: skip
+                     tuple(undecoded), tuple(via), tuple(notes), aconds, tuple(fallthroughs))  # fmt: skip
 
     def _decode(self, item: Item, asm: AsmFile, i: int, owner: str, steps: list[CacheOp],
                 undecoded: list[str], optable: CacheOpTable) -> None:  # fmt: skip

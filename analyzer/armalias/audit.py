@@ -1,0 +1,248 @@
+"""The cache-implementation audit: what every ``cpu_cache_fns`` of ``arch/arm/mm`` does.
+
+``audit_tree`` reads the assembly (armalias.source.asm), Kconfig and Makefile
+(armalias.source.kconfig) of a kernel tree and returns one CacheImpl per ``struct cpu_cache_fns``
+instance, with the decoded operations of each member, the CPUs that use it and their cache type.
+It never writes into the tree. ``to_json`` gives the ``audit --format json`` document (CONTRACT.md).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from armalias import __version__
+from armalias.cacheimpl import CACHE_MEMBERS, CacheFunction, CacheImpl
+from armalias.errors import InputError
+from armalias.source.asm import AsmTree, CacheTable, TableEntry, read_mm, summarize
+from armalias.source.kconfig import MmBuild, read_mm_build
+
+WRITETHROUGH_OPTION = "CPU_DCACHE_WRITETHROUGH"
+
+
+@dataclass(frozen=True)
+class Undecoded:
+    """A maintenance instruction reached from a table member that the decoding table does not name."""
+
+    implementation: str
+    member: str
+    file: str
+    line: int
+    text: str
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    root: Path
+    implementations: tuple[CacheImpl, ...]
+    undecoded: tuple[Undecoded, ...]
+    skipped: tuple[tuple[str, str], ...]  # (relative file, reason)
+    files: int = 0  # assembly files read
+    fallthroughs: tuple[str, ...] = ()  # "a falls through into b" over every function of the tree
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+def _requires(condition: str, option: str) -> bool:
+    """Whether a #if condition text holds only when CONFIG_<option> is set (a positive mention)."""
+    for m in re.finditer(rf"\bCONFIG_{option}\b", condition):
+        before = condition[: m.start()].rstrip()
+        before = re.sub(r"defined\s*\(?\s*$", "", before).rstrip()
+        if not before.endswith("!"):
+            return True
+    return False
+
+
+def _choose(tree: AsmTree, entries: tuple[TableEntry, ...]) -> tuple[TableEntry, list[str]]:
+    """The table entry to decode: the first whose symbol is defined in the assembly; notes on the rest."""
+    notes: list[str] = []
+    chosen = next((e for e in entries if tree.resolve(e.symbol) is not None), entries[0])
+    for other in entries:
+        if other is not chosen:
+            where = f" when {other.condition}" if other.condition else ""
+            notes.append(f"{other.symbol}{where} (alternative not decoded)")
+    return chosen, notes
+
+
+def _function(tree: AsmTree, table: CacheTable, member: str) -> tuple[CacheFunction, list[str]] | None:
+    entries = table.members.get(member)
+    if not entries:
+        return None
+    entry, notes = _choose(tree, entries)
+    trace = tree.trace(entry.symbol)
+    summary = summarize(trace.steps)
+    notes = list(trace.notes) + notes
+    if trace.alias_conditions:
+        notes.append(f"{entry.symbol} is an alias of {trace.resolved} only when "
+                     + " && ".join(trace.alias_conditions))  # fmt: skip
+    ops, undecoded = summary.ops, trace.undecoded
+    if not trace.resolved:  # defined outside the assembly (C, another directory): never dropped
+        ops = ("unknown",)
+        undecoded = (f"{entry.symbol}: not defined in the assembly of arch/arm/mm",)
+    fn = CacheFunction(
+        member=member, symbol=entry.symbol, d=summary.d, i=summary.i, scope=summary.scope, ops=ops,
+        file=trace.file, line=trace.line, undecoded=tuple(undecoded), resolved=trace.resolved,
+        d_scope=summary.d_scope, i_scope=summary.i_scope, steps=trace.steps,
+        via=trace.via, condition=entry.condition,
+        notes=tuple(dict.fromkeys(list(trace.fallthroughs) + notes)),
+    )  # fmt: skip
+    return fn, notes
+
+
+def _configs(tree: AsmTree, build: MmBuild, table: CacheTable, impl_file: str) -> tuple[tuple[str, ...], list[str], bool]:
+    """CPU configs using the table, notes, and whether every user picks it only for a write-through D-cache."""
+    notes: list[str] = []
+    refs = [r for r in tree.references if r.name == table.name]
+    configs: list[str] = []
+    for ref in refs:
+        for option in build.configs_of_file(ref.file):
+            for cpu in build.cpus_for(option):
+                if cpu not in configs:
+                    configs.append(cpu)
+        if ref.conditions:
+            notes.append(f"used by {ref.file}:{ref.line} when {' && '.join(ref.conditions)}")
+    write_through = bool(refs) and all(any(_requires(c, WRITETHROUGH_OPTION) for c in r.conditions) for r in refs)
+    if not configs:
+        # No processor table names it: fall back to what builds the table (or its code).
+        options: list[str] = []
+        m = re.fullmatch(r"(?:defined\s*\(\s*)?CONFIG_(\w+)\s*\)?", table.condition.strip())
+        if m:
+            options.append(m.group(1))
+        options.extend(build.configs_of_file(table.file))
+        if not options:
+            options.extend(build.configs_of_file(impl_file))
+        for option in options:
+            for cpu in build.cpus_for(option):
+                if cpu not in configs:
+                    configs.append(cpu)
+        if configs:
+            notes.append("no processor table names it; configs from what builds the table")
+    return tuple(sorted(configs)), notes, write_through
+
+
+def _cache_type(build: MmBuild, configs: tuple[str, ...]) -> tuple[str, list[str]]:
+    types = {cfg: build.kconfig.cache_type(cfg) for cfg in configs}
+    found = {t for t in types.values() if t}
+    notes = []
+    if len(found) > 1:
+        notes.append("CPUs of different cache types use it: " + ", ".join(f"{c}={t}" for c, t in sorted(types.items()) if t))
+    untyped = sorted(c for c, t in types.items() if not t)
+    if found and untyped:
+        notes.append("select neither CPU_CACHE_VIVT nor CPU_CACHE_VIPT: " + ", ".join(untyped))
+    if "VIVT" in found:  # the aliasing case is the one the analyzer must not miss
+        return "VIVT", notes
+    if "VIPT" in found:
+        return "VIPT", notes
+    return "unknown", notes
+
+
+def audit_tree(root: Path) -> AuditResult:
+    """Audit ``root/arch/arm/mm``. Raises InputError when ``root`` is not a kernel tree."""
+    started = time.perf_counter()
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"{root}: no such file or directory")
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory (expected a kernel tree root)")
+    mm_dir = root / "arch" / "arm" / "mm"
+    if not mm_dir.is_dir():
+        raise InputError(f"{root}: not an ARM kernel tree (no arch/arm/mm directory)")
+    tree = read_mm(root, mm_dir)
+    build = read_mm_build(mm_dir)
+    skipped = list(tree.skipped) + [(f"arch/arm/mm/{name}", reason) for name, reason in build.problems]
+
+    implementations: list[CacheImpl] = []
+    undecoded: list[Undecoded] = []
+    for table in tree.tables:
+        functions: dict[str, CacheFunction] = {}
+        impl_notes: list[str] = []
+        for member in CACHE_MEMBERS:
+            made = _function(tree, table, member)
+            if made is None:
+                impl_notes.append(f"{member}: not in the table")
+                continue
+            fn, _ = made
+            functions[member] = fn
+            for text in fn.undecoded:
+                file, line = fn.file, fn.line
+                m = re.match(r"^(.+?):(\d+): ", text)
+                if m:
+                    file, line = m.group(1), int(m.group(2))
+                undecoded.append(Undecoded(table.name, member, file, line, text))
+        anchor = functions.get("coherent_kern_range") or next((f for f in functions.values() if f.file), None)
+        impl_file = anchor.file if anchor and anchor.file else table.file
+        configs, config_notes, write_through = _configs(tree, build, table, impl_file)
+        cache_type, type_notes = _cache_type(build, configs)
+        conditional_wt = any(
+            _requires(c, WRITETHROUGH_OPTION) for fn in functions.values() for s in fn.steps for c in s.conditions
+        )
+        if conditional_wt and not write_through:
+            impl_notes.append(f"write-through variant of its code under CONFIG_{WRITETHROUGH_OPTION}")
+        implementations.append(
+            CacheImpl(
+                name=table.name, file=impl_file, cache_type=cache_type, write_through=write_through,
+                configs=configs, functions=functions,
+                notes=tuple(dict.fromkeys(config_notes + type_notes + impl_notes)),
+                table_file=table.file, table_line=table.line, table_condition=table.condition,
+            )  # fmt: skip
+        )
+    implementations.sort(key=lambda impl: (impl.file, impl.table_line, impl.name))
+    undecoded.sort(key=lambda u: (u.file, u.line, u.implementation, u.member))
+
+    fallthroughs: list[str] = []
+    for fi, idx, name in tree.functions():
+        for text in tree._trace_at(fi, idx, name).fallthroughs:
+            if text.startswith(name + " ") and text not in fallthroughs:
+                fallthroughs.append(text)
+    notes = []
+    if not tree.tables:
+        notes.append("no struct cpu_cache_fns table found under arch/arm/mm")
+    return AuditResult(
+        root=root, implementations=tuple(implementations), undecoded=tuple(dict.fromkeys(undecoded)),
+        skipped=tuple(sorted(skipped)), files=len(tree.files), fallthroughs=tuple(fallthroughs),
+        notes=tuple(notes), seconds=time.perf_counter() - started,
+    )  # fmt: skip
+
+
+def function_to_dict(fn: CacheFunction) -> dict[str, Any]:
+    return {
+        "d": fn.d, "i": fn.i, "scope": fn.scope, "ops": list(fn.ops),
+        "symbol": fn.symbol, "resolved": fn.resolved, "file": fn.file, "line": fn.line,
+        "d_scope": fn.d_scope, "i_scope": fn.i_scope,
+        "condition": fn.condition, "via": list(fn.via), "undecoded": list(fn.undecoded),
+        "steps": [
+            {"op": s.op, "file": s.file, "line": s.line, "function": s.function, "raw": s.raw,
+             "conditions": list(s.conditions), "conditional": s.conditional, "macros": list(s.macros)}
+            for s in fn.steps
+        ],
+        "notes": list(fn.notes),
+    }  # fmt: skip
+
+
+def implementation_to_dict(impl: CacheImpl) -> dict[str, Any]:
+    return {
+        "name": impl.name, "file": impl.file, "cache_type": impl.cache_type,
+        "write_through": impl.write_through, "configs": list(impl.configs),
+        "table": {"file": impl.table_file, "line": impl.table_line, "condition": impl.table_condition},
+        "functions": {member: function_to_dict(fn) for member, fn in impl.functions.items()},
+        "notes": list(impl.notes),
+    }  # fmt: skip
+
+
+def to_json(result: AuditResult, root_arg: str) -> dict[str, Any]:
+    """The ``audit --format json`` document (schema 1; the fields beyond CONTRACT.md are additions)."""
+    return {
+        "tool": "armalias", "version": __version__, "schema": 1, "root": root_arg,
+        "stats": {"files": result.files, "implementations": len(result.implementations),
+                  "undecoded": len(result.undecoded), "skipped": len(result.skipped),
+                  "fallthroughs": len(result.fallthroughs), "seconds": round(result.seconds, 3)},
+        "implementations": [implementation_to_dict(impl) for impl in result.implementations],
+        "undecoded": [{"implementation": u.implementation, "member": u.member, "file": u.file,
+                       "line": u.line, "text": u.text} for u in result.undecoded],
+        "fallthroughs": list(result.fallthroughs),
+        "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
+        "notes": list(result.notes),
+    }  # fmt: skip

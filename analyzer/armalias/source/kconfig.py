@@ -1,0 +1,149 @@
+"""Small readers of arch/arm/mm/Kconfig and arch/arm/mm/Makefile: what the cache audit needs.
+
+Not a Kconfig implementation (kconfiglib is not a dependency): the audit needs only which ``config``
+entries ``select`` which option (``CPU_FEROCEON`` selects ``CPU_CACHE_VIVT``), and which ``CONFIG_``
+builds which object (``obj-$(CONFIG_CPU_FEROCEON) += proc-feroceon.o``), to tie a cache implementation
+to the CPUs that use it. Config names are kept without the ``CONFIG_`` prefix, as Kconfig writes them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_CONFIG_RE = re.compile(r"^\s*(?:menu)?config\s+(\w+)\s*$")
+_SELECT_RE = re.compile(r"^\s*select\s+(\w+)(?:\s+if\s+(.+?))?\s*$")
+_BLOCK_END_RE = re.compile(r"^\s*(?:menu|endmenu|choice|endchoice|if|endif|source|comment|mainmenu)\b")
+_OBJ_RE = re.compile(r"^\s*obj-\$\(CONFIG_(\w+)\)\s*[+:]?=\s*(.*)$")
+
+# Options whose selection tells how a CPU's L1 data cache is indexed and tagged.
+CACHE_TYPE_OPTIONS = {"CPU_CACHE_VIVT": "VIVT", "CPU_CACHE_VIPT": "VIPT"}
+
+
+@dataclass(frozen=True)
+class Select:
+    target: str
+    condition: str = ""  # the `if EXPR` of the select line, if any
+
+
+@dataclass
+class Kconfig:
+    """``config`` entries of one Kconfig file and what each selects."""
+
+    path: str
+    selects: dict[str, list[Select]] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)  # config -> line of its `config` keyword
+
+    def selecting(self, option: str) -> tuple[str, ...]:
+        """Every config that selects ``option`` (sorted)."""
+        return tuple(sorted(name for name, sels in self.selects.items() if any(s.target == option for s in sels)))
+
+    def cache_type(self, config: str) -> str | None:
+        """``VIVT``/``VIPT`` when ``config`` selects CPU_CACHE_VIVT/CPU_CACHE_VIPT, else None."""
+        for sel in self.selects.get(config, ()):
+            if sel.target in CACHE_TYPE_OPTIONS:
+                return CACHE_TYPE_OPTIONS[sel.target]
+        return None
+
+
+def read_kconfig(text: str, path: str = "") -> Kconfig:
+    """Read ``config NAME`` blocks and their ``select`` lines (help text is skipped)."""
+    kconfig = Kconfig(path)
+    current: str | None = None
+    in_help = False
+    help_indent = 0
+    pending = ""
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        if in_help:
+            stripped = raw.strip()
+            indent = len(raw) - len(raw.lstrip())
+            if not stripped:
+                continue
+            if help_indent == 0:
+                help_indent = indent
+            if indent >= help_indent and indent > 0:
+                continue
+            in_help = False
+        line = pending + raw.split("#", 1)[0]
+        if line.rstrip().endswith("\\"):
+            pending = line.rstrip()[:-1] + " "
+            continue
+        pending = ""
+        m = _CONFIG_RE.match(line)
+        if m:
+            current = m.group(1)
+            kconfig.selects.setdefault(current, [])
+            kconfig.lines.setdefault(current, lineno)
+            continue
+        if re.match(r"^\s*(?:help|---help---)\s*$", line):
+            in_help, help_indent = True, 0
+            continue
+        if _BLOCK_END_RE.match(line):
+            current = None
+            continue
+        m = _SELECT_RE.match(line)
+        if m and current:
+            kconfig.selects[current].append(Select(m.group(1), " ".join((m.group(2) or "").split())))
+    return kconfig
+
+
+def read_makefile_objects(text: str) -> dict[str, tuple[str, ...]]:
+    """``obj-$(CONFIG_X) += a.o b.o`` -> {"a.o": ("X",), "b.o": ("X",)}; an object may have several."""
+    objects: dict[str, list[str]] = {}
+    pending = ""
+    for raw in text.splitlines():
+        line = pending + raw.split("#", 1)[0]
+        if line.rstrip().endswith("\\"):
+            pending = line.rstrip()[:-1] + " "
+            continue
+        pending = ""
+        m = _OBJ_RE.match(line)
+        if not m:
+            continue
+        for obj in m.group(2).split():
+            configs = objects.setdefault(obj, [])
+            if m.group(1) not in configs:
+                configs.append(m.group(1))
+    return {obj: tuple(configs) for obj, configs in objects.items()}
+
+
+@dataclass
+class MmBuild:
+    """What arch/arm/mm's Kconfig and Makefile say, with the problems met reading them."""
+
+    kconfig: Kconfig
+    objects: dict[str, tuple[str, ...]]
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+    def configs_of_file(self, rel: str) -> tuple[str, ...]:
+        """The CONFIG options (no prefix) that build ``arch/arm/mm/NAME.S``/``.c`` into the kernel."""
+        stem = Path(rel).stem
+        return self.objects.get(stem + ".o", ())
+
+    def cpus_for(self, option: str) -> tuple[str, ...]:
+        """CPU_* options behind ``option``: itself when it is a CPU, or the CPUs selecting it."""
+        if option.startswith("CPU_CACHE_") or option not in self.kconfig.selects or not option.startswith("CPU_"):
+            selecting = self.kconfig.selecting(option)
+            if selecting:
+                return selecting
+        return (option,)
+
+
+def read_mm_build(mm_dir: Path) -> MmBuild:
+    """Read ``mm_dir/Kconfig`` and ``mm_dir/Makefile``; a missing or unreadable one is a problem, not an error."""
+    problems: list[tuple[str, str]] = []
+
+    def text_of(name: str) -> str:
+        path = mm_dir / name
+        try:
+            return path.read_bytes().decode("utf-8")
+        except OSError as exc:
+            problems.append((name, f"unreadable: {exc.strerror or exc}"))
+        except UnicodeDecodeError as exc:
+            problems.append((name, f"not valid UTF-8 (byte {exc.start})"))
+        return ""
+
+    kconfig = read_kconfig(text_of("Kconfig"), "Kconfig")
+    objects = read_makefile_objects(text_of("Makefile"))
+    return MmBuild(kconfig, objects, problems)

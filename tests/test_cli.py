@@ -54,3 +54,21 @@ def test_graph_formats(demo_tree: Path, capsys, tmp_path: Path):
 def test_graph_unknown_function_is_input_error(demo_tree: Path, capsys):
     assert main(["graph", str(demo_tree), "-f", "no_such_function"]) == 2
     assert "no_such_function" in capsys.readouterr().err
+
+
+def test_explain_prints_rule_docs(capsys):
+    assert main(["explain", "aa001"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("AA001 alias-write") and "flush_kernel_vmap_range(waddr, 4);" in out and "Why it matters:" in out
+
+
+def test_explain_unknown_code_exits_2(capsys):
+    assert main(["explain", "AA999"]) == 2
+    assert "unknown rule code" in capsys.readouterr().err
+
+
+def test_scan_exit_code_follows_fail_on(capsys):
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "rules" / "AA002-stale-exec-alias.c"
+    assert main(["scan", str(fixture), "--format", "gcc"]) == 0  # only a note
+    assert main(["scan", str(fixture), "--format", "gcc", "--fail-on", "note"]) == 1
+    assert "[AA002]" in capsys.readouterr().out

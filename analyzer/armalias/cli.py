@@ -43,7 +43,32 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     graph.add_argument("--function", "-f", action="append", help="the function to draw callers of (repeatable; default: every watched function)")
     _common(graph, ("text", "dot", "graphml", "json"))
+    explain = sub.add_parser("explain", help="what a rule means, why it matters, how to fix it")
+    explain.add_argument("code", metavar="CODE")
     return parser
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from armalias.rules import load_rules
+
+    rules = load_rules()
+    code = args.code.upper()
+    if code not in rules:
+        raise InputError(f"unknown rule code {args.code!r} (known: {', '.join(sorted(rules))})")
+    r = rules[code]
+    docs = dict(r.docs)
+    out = [f"{r.code} {r.slug}  [category {r.category}, severity {r.severity}, confidence {r.confidence}]", ""]
+    for key, title in (("what", "What"), ("why", "Why it matters"), ("bad", "Bad"), ("good", "Good")):
+        if key in docs:
+            body = str(docs[key]).rstrip()
+            if key in ("bad", "good"):
+                body = "\n".join("    " + line for line in body.splitlines())
+            out += [f"{title}:", body, ""]
+    refs = docs.get("references") or []
+    if refs:
+        out += ["References:"] + [f"  - {ref}" for ref in refs]
+    sys.stdout.write("\n".join(out).rstrip() + "\n")
+    return EXIT_OK
 
 
 def _write(args: argparse.Namespace, text: str) -> None:
@@ -69,7 +94,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from armalias.report import gcc, jsonout
 
     result = _run_scan(args)
-    findings: list[Finding] = []
+    findings: list[Finding] = list(result.findings)
     if args.format == "json":
         _write(args, jsonout.dumps(jsonout.scan_to_dict(result, findings)))
     elif args.format == "gcc":
@@ -125,7 +150,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"scan": cmd_scan, "graph": cmd_graph}
+COMMANDS = {"scan": cmd_scan, "graph": cmd_graph, "explain": cmd_explain}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,3 +75,74 @@ def rules_digest() -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+# -- the alias-analysis vocabulary (rules/vocabulary.toml) ----------------------------------------
+@dataclass(frozen=True)
+class MaintenanceSpec:
+    name: str
+    member: str
+    start: int
+    end: int = -1  # argument index of the end address, or -1
+    size: int = -1  # argument index of the byte count, or -1
+    whole: bool = False
+    d: str = "none"
+    i: str = "none"
+    point: str = "pou"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    alias_sources: dict[str, tuple[str, int]]  # call name -> (alias kind, origin argument)
+    alias_globals: dict[str, str]  # global variable -> alias kind
+    alias_constants: dict[str, str]  # constant text -> alias kind
+    write_sinks: dict[str, tuple[int, int]]  # call name -> (dest arg, size arg)
+    maintenance: dict[str, MaintenanceSpec]
+    cache_predicates: dict[str, dict[str, bool]]  # cache kind -> predicate -> value
+    exec_entries: dict[str, str]  # function -> parameter holding the execution address ("" if from code)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+@lru_cache(maxsize=None)
+def load_vocabulary() -> Vocabulary:
+    raw = _load("vocabulary.toml")
+    sources = {n: (s["kind"], int(s.get("origin", -1))) for s in raw.get("alias_source", ()) for n in s["names"]}
+    globals_ = {n: g["kind"] for g in raw.get("alias_global", ()) for n in g["names"]}
+    consts = {v: c["kind"] for c in raw.get("alias_constant", ()) for v in c["values"]}
+    sinks = {n: (int(s["dest"]), int(s.get("size", -1))) for s in raw.get("write_sink", ()) for n in s["names"]}
+    maint = {}
+    for m in raw.get("maintenance", ()):
+        for n in m["names"]:
+            maint[n] = MaintenanceSpec(n, m["member"], int(m.get("start", 0)), int(m.get("end", -1)),
+                                       int(m.get("size", -1)), bool(m.get("whole", False)), m.get("d", "none"),
+                                       m.get("i", "none"), m.get("point", "pou"))
+    preds = {k: dict(v) for k, v in raw.get("cache_predicates", {}).items()}
+    entries = {e["function"]: e.get("param", "") for e in raw.get("exec_entry", ())}
+    return Vocabulary(sources, globals_, consts, sinks, maint, preds, entries)
+
+
+# -- rules: one TOML file per rule (rules/AA###-slug.toml) -----------------------------------------
+@dataclass(frozen=True)
+class RuleSpec:
+    code: str
+    slug: str
+    category: str
+    severity: str
+    confidence: str
+    message: str
+    docs: tuple[tuple[str, object], ...]
+    path: str
+
+
+@lru_cache(maxsize=None)
+def load_rules() -> dict[str, RuleSpec]:
+    out = {}
+    for path in sorted(rules_dir().glob("AA[0-9][0-9][0-9]-*.toml")):
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+        out[raw["code"]] = RuleSpec(raw["code"], raw["slug"], raw["category"], raw["severity"],
+                                    raw.get("confidence", "medium"), raw["message"],
+                                    tuple(raw.get("docs", {}).items()), path.name)
+    return out

@@ -53,6 +53,8 @@ class ScanResult:
     callsites: list[CallSite] = field(default_factory=list)
     index: SymbolIndex | None = None
     graph: CallGraph | None = None
+    findings: list = field(default_factory=list)
+    file_roots: dict[str, Path] = field(default_factory=dict)  # relative path -> the root it is under
     cache_hits: int = 0
     error_files: int = 0
     error_functions: int = 0
@@ -192,6 +194,17 @@ def watched_callsites(index: SymbolIndex, watched: WatchedSpec) -> list[CallSite
     return sorted(out, key=lambda s: (s.file, s.line, s.column, s.callee, s.via))
 
 
+def find_alias_bugs(result: ScanResult) -> list:
+    """The alias analysis and its rules over a scanned tree (findings as plain data)."""
+    from armalias.checks.alias import AliasChecks
+    from armalias.flow.alias import FlowAnalysis
+    from armalias.rules import load_rules, load_vocabulary
+
+    vocab = load_vocabulary()
+    flows = FlowAnalysis(lambda rel: result.file_roots[rel] / rel, result.index, vocab).run()
+    return AliasChecks(load_rules(), vocab, result.graph).run(flows)
+
+
 def scan(paths: list[Path], options: ScanOptions = ScanOptions(), progress: Progress | None = None,
          root_label: str | None = None) -> ScanResult:
     """Scan the paths (the first one is the root every reported path is relative to)."""
@@ -203,6 +216,7 @@ def scan(paths: list[Path], options: ScanOptions = ScanOptions(), progress: Prog
         result.files += len(d.files)
         result.skipped.extend(d.skipped)
         facts, skipped = extract_all(d.root, d.files, options, progress)
+        result.file_roots.update({f.file: d.root for f in facts})
         result.facts.extend(facts)
         result.skipped.extend(skipped)
     result.parsed = len(result.facts)
@@ -212,6 +226,7 @@ def scan(paths: list[Path], options: ScanOptions = ScanOptions(), progress: Prog
     result.index = SymbolIndex(result.facts, watched.cache_fns_members)
     result.graph = CallGraph(result.index, watched.cache_fns_struct)
     result.callsites = watched_callsites(result.index, watched)
+    result.findings = find_alias_bugs(result)
     result.skipped.sort(key=lambda s: s.file)
     result.seconds = time.perf_counter() - started
     return result

@@ -1,0 +1,460 @@
+"""Which virtual alias each write goes through and which alias each maintenance call covers.
+
+Per function, in statement order: assignments (re-assignment, conditional assignment, copies, casts,
+pointer arithmetic), stores through pointers, write sinks (memcpy, ...), maintenance calls and the
+guards they run under.  Across functions through summaries: a function that returns an alias, and a
+function that does maintenance on a parameter (with the guard it does it under).  Macros are expanded
+at their call site from their body's calls.  The vocabulary is rules/vocabulary.toml.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from armalias.index import SymbolIndex, substitute
+from armalias.rules import MaintenanceSpec, Vocabulary
+from armalias.source.cflow import LOOP, Event, FunctionBody, Guard, function_bodies
+from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
+
+# Alias kinds that are a second virtual mapping of memory that runs elsewhere.
+DISTINCT_KINDS = frozenset({"fixmap", "vectors", "lowmem", "kmap", "vmalloc", "sram"})
+MAX_MACRO_DEPTH = 6
+SUMMARY_ROUNDS = 4
+
+
+@dataclass(frozen=True, order=True)
+class AliasVal:
+    kind: str  # fixmap | vectors | lowmem | kmap | vmalloc | sram | phys | exec | param
+    origin: str  # what the alias maps: a parameter, a global, a constant
+
+    def __str__(self) -> str:
+        return f"{self.kind}({self.origin})"
+
+
+Aliases = frozenset[AliasVal]
+
+
+@dataclass(frozen=True)
+class WriteSite:
+    order: int
+    line: int
+    column: int
+    expr: str
+    pointer: str
+    aliases: Aliases
+    size: str  # bytes written, as text ("" unknown)
+    guards: tuple[Guard, ...]
+    via: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MaintSite:
+    order: int
+    line: int
+    column: int
+    call: str
+    spec: MaintenanceSpec
+    start: str
+    end: str  # the end address text ("" when the call takes a size or is whole-cache)
+    size: str
+    aliases: Aliases
+    guards: tuple[Guard, ...]
+    via: tuple[str, ...] = ()  # macros or summarized wrappers crossed
+
+
+@dataclass(frozen=True)
+class PhysUse:
+    order: int
+    line: int
+    column: int
+    call: str
+    arg: str
+    aliases: Aliases
+
+
+@dataclass
+class FunctionFlow:
+    name: str
+    file: str
+    line: int
+    params: tuple[str, ...]
+    exec_param: str | None
+    writes: list[WriteSite] = field(default_factory=list)
+    maintenance: list[MaintSite] = field(default_factory=list)
+    phys_uses: list[PhysUse] = field(default_factory=list)
+    returns: set[AliasVal] = field(default_factory=set)
+    linear: dict[str, str] = field(default_factory=dict)  # locals assigned once: name -> value text
+    env: dict[str, Aliases] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a call of the function does, stated on its parameters."""
+
+    returns: tuple[tuple[str, int], ...] = ()  # (alias kind, index of the parameter it maps, or -1)
+    maintains: tuple[tuple[int, int, int, MaintenanceSpec, tuple[Guard, ...], str], ...] = ()
+    # (start param, end param or -1, size param or -1, what the call amounts to, guards inside, call name)
+
+
+# -- guards -------------------------------------------------------------------------------------
+_TOKEN = re.compile(r"\s*(\|\||&&|!|\(|\)|[A-Za-z_]\w*\s*\(\s*\)|[^\s()!&|]+)")
+
+
+def eval_guard(cond: str, predicates: dict[str, bool]) -> bool | None:
+    """The value of a condition on one kind of cache (three-valued: None when it depends on more)."""
+    tokens = [t.strip() for t in _TOKEN.findall(cond) if t.strip()]
+    pos = 0
+
+    def atom() -> bool | None:
+        nonlocal pos
+        if pos >= len(tokens):
+            return None
+        tok = tokens[pos]
+        pos += 1
+        if tok == "!":
+            v = atom()
+            return None if v is None else not v
+        if tok == "(":
+            v = disj()
+            if pos < len(tokens) and tokens[pos] == ")":
+                pos += 1
+            return v
+        m = re.match(r"([A-Za-z_]\w*)\s*\(\s*\)$", tok)
+        if m and m.group(1) in predicates:
+            return predicates[m.group(1)]
+        # anything else (a comparison, a variable) is unknown; skip to the next && / || / )
+        while pos < len(tokens) and tokens[pos] not in ("&&", "||", ")"):
+            if tokens[pos] == "(":
+                depth = 0
+                while pos < len(tokens):
+                    depth += tokens[pos] == "("
+                    depth -= tokens[pos] == ")"
+                    pos += 1
+                    if depth == 0:
+                        break
+                continue
+            pos += 1
+        return None
+
+    def conj() -> bool | None:
+        nonlocal pos
+        v = atom()
+        while pos < len(tokens) and tokens[pos] == "&&":
+            pos += 1
+            w = atom()
+            v = False if (v is False or w is False) else (None if (v is None or w is None) else True)
+        return v
+
+    def disj() -> bool | None:
+        nonlocal pos
+        v = conj()
+        while pos < len(tokens) and tokens[pos] == "||":
+            pos += 1
+            w = conj()
+            v = True if (v is True or w is True) else (None if (v is None or w is None) else False)
+        return v
+
+    return disj()
+
+
+def guards_allow(guards: tuple[Guard, ...], predicates: dict[str, bool]) -> tuple[bool, str]:
+    """(False, the guard) when a guard rules the code out on this kind of cache; else (True, "")."""
+    for g in guards:
+        if g.cond == LOOP:
+            continue
+        v = eval_guard(g.cond, predicates)
+        if v is not None and v != g.holds:
+            return False, g.cond if g.holds else f"!({g.cond})"
+    return True, ""
+
+
+def conditional(guards: tuple[Guard, ...]) -> bool:
+    return any(g.cond != LOOP for g in guards)
+
+
+# -- per-function analysis --------------------------------------------------------------------
+class FlowAnalysis:
+    def __init__(self, locate: Callable[[str], Path], index: SymbolIndex, vocab: Vocabulary):
+        self.locate = locate  # relative path -> the file on disk
+        self.index = index
+        self.vocab = vocab
+        self.summaries: dict[str, Summary] = {}
+        self.flows: dict[tuple[str, str, int], FunctionFlow] = {}
+        self._bodies: dict[str, list[FunctionBody]] = {}
+
+    # which functions to look at
+    def _direct_interest(self) -> set[str]:
+        v = self.vocab
+        names = set(v.maintenance) | set(v.alias_sources) | set(self.summaries)
+        wanted = set()
+        words = set(v.alias_globals) | {c for c in v.alias_constants if is_ident(c)}
+        global_ref = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words))) + r")\b") if words else None
+        for c in self.index.code_calls:
+            if not c.caller:
+                continue
+            if c.callee in names or (global_ref is not None and any(global_ref.search(a) for a in c.args)):
+                wanted.add(c.caller)
+            elif c.callee in self.index.macros:
+                if any(e.name in names for e in self.index.expand(c.callee, c.args)):
+                    wanted.add(c.caller)
+        wanted |= {f for f in v.exec_entries if f in self.index.functions}
+        return wanted
+
+    def _bodies_of(self, names: set[str]) -> list[FunctionBody]:
+        by_file: dict[str, set[str]] = defaultdict(set)
+        for n in names:
+            for d in self.index.functions.get(n, ()):
+                by_file[d.file].add(n)
+        out = []
+        for rel, wanted in sorted(by_file.items()):
+            key = rel
+            cached = self._bodies.get(key)
+            if cached is None or not wanted <= {b.name for b in cached}:
+                try:
+                    data = self.locate(rel).read_bytes()
+                except OSError:
+                    continue
+                have = {b.name for b in cached} if cached else set()
+                cached = function_bodies(rel, data, wanted | have)
+                self._bodies[key] = cached
+            out.extend(b for b in cached if b.name in wanted)
+        return out
+
+    def run(self) -> list[FunctionFlow]:
+        """Analyse, summarize, and again with the new summaries, until nothing changes."""
+        analysed: set[str] = set()
+        for _ in range(SUMMARY_ROUNDS):
+            wanted = self._direct_interest()
+            before = dict(self.summaries)
+            self.flows = {}
+            for body in self._bodies_of(wanted):
+                flow = self.analyse(body)
+                self.flows[(flow.file, flow.name, flow.line)] = flow
+            self._summarize()
+            if self.summaries == before and wanted == analysed:
+                break
+            analysed = wanted
+        return sorted(self.flows.values(), key=lambda f: (f.file, f.line))
+
+    def _summarize(self) -> None:
+        by_name: dict[str, list[FunctionFlow]] = defaultdict(list)
+        for f in self.flows.values():
+            by_name[f.name].append(f)
+        for name, flows in by_name.items():
+            returns, maintains = set(), set()
+            for f in flows:
+                for a in f.returns:
+                    if a.kind in DISTINCT_KINDS or a.kind == "phys":
+                        idx = f.params.index(a.origin) if a.origin in f.params else -1
+                        returns.add((a.kind, idx))
+                for m in f.maintenance:
+                    start_root = root(m.start)
+                    start_root = self._param_origin(f, start_root)
+                    if start_root not in f.params:
+                        continue
+                    # an end or size carries over to callers only when it is a parameter itself
+                    end_idx = f.params.index(strip(m.end)) if strip(m.end) in f.params else -1
+                    size_idx = f.params.index(strip(m.size)) if strip(m.size) in f.params else -1
+                    maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, m.guards, m.call))
+            if returns or maintains:
+                self.summaries[name] = Summary(tuple(sorted(returns)), tuple(sorted(maintains, key=lambda t: (t[0], t[3].name, t[5]))))
+
+    @staticmethod
+    def _param_origin(f: FunctionFlow, name: str) -> str:
+        vals = f.env.get(name)
+        if vals and len(vals) == 1:
+            (v,) = tuple(vals)
+            if v.kind in ("param", "exec") and v.origin in f.params:
+                return v.origin
+        return name
+
+    # expressions
+    def classify(self, text: str, f: FunctionFlow) -> Aliases:
+        t = strip(text)
+        if not t:
+            return frozenset()
+        if t.startswith("&"):
+            return self.classify(t[1:], f)
+        sub = re.match(r"^([A-Za-z_]\w*)\s*\[", t)
+        if sub:
+            return self.classify(sub.group(1), f)
+        parts = split_top(t)
+        if len(parts) > 1:
+            return self.classify(parts[0][1], f) if parts[0][0] == "+" else frozenset()
+        m = re.match(r"^(.*?)\s*\?\s*(.*?)\s*:\s*(.*)$", t)
+        if m and "(" not in m.group(1):
+            return self.classify(m.group(2), f) | self.classify(m.group(3), f)
+        call = call_parts(t)
+        if call is not None:
+            name, args = call
+            return self._call_aliases(name, args, f)
+        if is_ident(t):
+            if t in f.env:
+                return f.env[t]
+            if t in self.vocab.alias_globals:
+                return frozenset({AliasVal(self.vocab.alias_globals[t], t)})
+            if t in self.vocab.alias_constants:
+                return frozenset({AliasVal(self.vocab.alias_constants[t], t)})
+            if t in f.params:
+                return frozenset({AliasVal("exec" if t == f.exec_param else "param", t)})
+            return frozenset()
+        n = number(t)
+        if n is not None:
+            for text_c, kind in self.vocab.alias_constants.items():
+                if number(text_c) == n:
+                    return frozenset({AliasVal(kind, hex(n))})
+        return frozenset()
+
+    def _origin_of(self, arg: str, f: FunctionFlow) -> str:
+        r = root(arg)
+        vals = f.env.get(r)
+        if vals:
+            for v in sorted(vals):
+                if v.kind in ("exec", "param"):
+                    return v.origin
+        return r
+
+    def _call_aliases(self, name: str, args: list[str], f: FunctionFlow) -> Aliases:
+        src = self.vocab.alias_sources.get(name)
+        if src is not None:
+            kind, origin = src
+            o = self._origin_of(args[origin], f) if 0 <= origin < len(args) else name
+            return frozenset({AliasVal(kind, o)})
+        summ = self.summaries.get(name)
+        if summ is not None and summ.returns:
+            out = set()
+            for kind, idx in summ.returns:
+                o = self._origin_of(args[idx], f) if 0 <= idx < len(args) else name
+                out.add(AliasVal(kind, o))
+            return frozenset(out)
+        if name in self.index.macros and name not in self.vocab.maintenance:
+            for m in self.index.macros[name]:
+                if m.params is not None and m.body:
+                    body = substitute(m.body, dict(zip(m.params, args)))
+                    if body.count("(") < 8:
+                        return self.classify(body, f)
+        return frozenset()
+
+    # the walk
+    def analyse(self, body: FunctionBody) -> FunctionFlow:
+        exec_param = self.vocab.exec_entries.get(body.name)
+        f = FunctionFlow(body.name, body.file, body.line, body.params, exec_param or None)
+        assigned: dict[str, int] = defaultdict(int)
+        order = 0
+        for ev in body.events:
+            order += 1
+            if ev.kind == "assign":
+                vals = self.classify(ev.expr, f)
+                if conditional(ev.guards) and ev.target in f.env:
+                    f.env[ev.target] = f.env[ev.target] | vals
+                elif conditional(ev.guards) and ev.target in f.params:
+                    f.env[ev.target] = self.classify(ev.target, f) | vals
+                else:
+                    f.env[ev.target] = vals
+                assigned[ev.target] += 1
+                if assigned[ev.target] == 1 and not conditional(ev.guards):
+                    f.linear[ev.target] = ev.expr
+                else:
+                    f.linear.pop(ev.target, None)
+            elif ev.kind == "store":
+                f.writes.append(WriteSite(order, ev.line, ev.column, ev.target, ev.expr, self.classify(ev.expr, f),
+                                          _width_size(ev.width), ev.guards))
+            elif ev.kind == "return":
+                f.returns |= set(self.classify(ev.expr, f))
+            elif ev.kind == "call":
+                order = self._call(ev.target, ev.args, ev, f, order, (), 0)
+        return f
+
+    def _call(self, callee: str, args: tuple[str, ...], ev: Event, f: FunctionFlow, order: int,
+              via: tuple[str, ...], depth: int) -> int:
+        v = self.vocab
+        order += 1
+        if callee in v.write_sinks:
+            d, s = v.write_sinks[callee]
+            if d < len(args):
+                f.writes.append(WriteSite(order, ev.line, ev.column, f"{callee}({', '.join(args)})", args[d],
+                                          self.classify(args[d], f), args[s] if 0 <= s < len(args) else "",
+                                          ev.guards, via))
+            return order
+        spec = v.maintenance.get(callee)
+        if spec is not None:
+            f.maintenance.append(self._maint(callee, spec, list(args), ev, f, order, ev.guards, via))
+            return order
+        src = v.alias_sources.get(callee)
+        if src is not None and src[0] == "phys" and args:
+            f.phys_uses.append(PhysUse(order, ev.line, ev.column, callee, args[0], self.classify(args[0], f)))
+            return order
+        summ = self.summaries.get(callee)
+        if summ is not None and summ.maintains:
+            for sp, ep, zp, mspec, inner, call in summ.maintains:
+                if sp >= len(args):
+                    continue
+                margs = [args[sp], args[ep] if 0 <= ep < len(args) else "", ""]
+                size = args[zp] if 0 <= zp < len(args) else ""
+                site = self._maint(call, mspec, [], ev, f, order, ev.guards + inner, via + (callee,),
+                                   start=args[sp], end=margs[1], size=size)
+                f.maintenance.append(site)
+            return order
+        if depth < MAX_MACRO_DEPTH and callee in self.index.macros:
+            macro = next((m for m in self.index.macros[callee] if m.params is not None), None)
+            if macro is not None:
+                bindings = {p: a for p, a in zip(macro.params, args) if p != "..."}
+                for c in self.index.macro_calls.get(callee, ()):
+                    order = self._call(c.callee, tuple(substitute(a, bindings) for a in c.args), ev, f, order,
+                                       via + (callee,), depth + 1)
+            else:
+                for target in self.index.alias_targets(callee):
+                    order = self._call(target, args, ev, f, order, via + (callee,), depth + 1)
+        return order
+
+    _NE = re.compile(r"^\(?\s*([A-Za-z_]\w*)\s*(!=|==)\s*(.+?)\s*\)?$")
+
+    def _refine(self, start: str, aliases: Aliases, guards: tuple[Guard, ...], f: FunctionFlow) -> Aliases:
+        """Under `if (waddr != addr)`, waddr is not what addr is: drop those values."""
+        base = root(start)
+        for g in guards:
+            m = self._NE.match(g.cond)
+            if not m or m.group(1) != base:
+                continue
+            differs = (m.group(2) == "!=") == g.holds
+            if differs:
+                other = self.classify(m.group(3), f)
+                if aliases - other:
+                    aliases = aliases - other
+        return aliases
+
+    def _maint(self, call: str, spec: MaintenanceSpec, args: list[str], ev: Event, f: FunctionFlow, order: int,
+               guards: tuple[Guard, ...], via: tuple[str, ...], start: str | None = None, end: str | None = None,
+               size: str | None = None) -> MaintSite:
+        if start is None:
+            start = args[spec.start] if not spec.whole and spec.start < len(args) else ""
+            end = args[spec.end] if 0 <= spec.end < len(args) else ""
+            size = args[spec.size] if 0 <= spec.size < len(args) else ""
+        aliases = self.classify(start, f) if start else frozenset()
+        aliases = self._refine(start, aliases, guards, f)
+        return MaintSite(order, ev.line, ev.column, call, spec, start, end or "", size or "", aliases, guards, via)
+
+
+_WIDTHS = {"u8": 1, "s8": 1, "char": 1, "u16": 2, "s16": 2, "short": 2, "__le16": 2, "u32": 4, "s32": 4,
+           "int": 4, "unsigned int": 4, "__le32": 4, "long": 4, "unsigned long": 4, "u64": 8, "s64": 8}
+
+
+def _width_size(width: str) -> str:
+    w = width.replace("const", "").replace("volatile", "").strip()
+    return str(_WIDTHS[w]) if w in _WIDTHS else ""
+
+
+def const_size(text: str) -> int | None:
+    """Bytes, when the text states them: a number, sizeof(u32), ..."""
+    t = strip(text)
+    n = number(t)
+    if n is not None:
+        return n
+    m = re.match(r"^sizeof\s*\(\s*([\w ]+?)\s*\)$", t)
+    if m and m.group(1) in _WIDTHS:
+        return _WIDTHS[m.group(1)]
+    return None

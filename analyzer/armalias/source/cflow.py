@@ -1,0 +1,211 @@
+"""Statement-order events of one C function, with the conditions each runs under.
+
+Built on demand for the few functions the alias analysis looks at (re-parsing their file is cheap),
+from the neutralized text so lines and columns are the real ones.  Plain data out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tree_sitter import Node
+
+from armalias.source.cparse import function_name, parser, squash
+from armalias.source.text import neutralize
+
+LOOP = "<loop>"
+
+
+@dataclass(frozen=True)
+class Guard:
+    cond: str  # the condition text, squashed; LOOP for a loop body
+    holds: bool  # True: inside the then-branch / loop body; False: the else-branch
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # "assign" | "store" | "call" | "return"
+    line: int
+    column: int
+    target: str  # assign: the variable; store: the lvalue text; call: the callee (".member" for fn pointers)
+    expr: str = ""  # assign: the value; store: the pointer written through; return: the value
+    args: tuple[str, ...] = ()
+    guards: tuple[Guard, ...] = ()
+    width: str = ""  # store: the type written when a cast states it
+
+
+@dataclass(frozen=True)
+class FunctionBody:
+    name: str
+    file: str
+    line: int
+    params: tuple[str, ...]
+    events: tuple[Event, ...]
+
+
+def _t(src: bytes, n: Node) -> str:
+    return squash(src[n.start_byte:n.end_byte].decode("utf-8", "replace"))
+
+
+class _Walker:
+    def __init__(self, src: bytes):
+        self.src = src
+        self.events: list[Event] = []
+
+    def stmt(self, node: Node, guards: tuple[Guard, ...]) -> None:
+        t = node.type
+        if t == "if_statement":
+            cond = node.child_by_field_name("condition")
+            ctext = _t(self.src, cond) if cond is not None else ""
+            if ctext.startswith("(") and ctext.endswith(")"):
+                ctext = ctext[1:-1].strip()
+            if cond is not None:
+                self.expr(cond, guards)
+            cons = node.child_by_field_name("consequence")
+            if cons is not None:
+                self.stmt(cons, guards + (Guard(ctext, True),))
+            alt = node.child_by_field_name("alternative")
+            if alt is not None:
+                self.stmt(alt, guards + (Guard(ctext, False),))
+            return
+        if t in ("for_statement", "while_statement", "do_statement", "switch_statement"):
+            for child in node.named_children:
+                if child.type in ("compound_statement",) or child.type.endswith("_statement"):
+                    self.stmt(child, guards + (Guard(LOOP, True),))
+                else:
+                    self.expr(child, guards)
+            return
+        if t in ("compound_statement", "else_clause", "labeled_statement", "case_statement",
+                 "preproc_if", "preproc_ifdef", "preproc_else", "preproc_elif", "ERROR"):
+            for child in node.named_children:
+                if child.type in ("comment",):
+                    continue
+                if child.type.endswith("statement") or child.type in (
+                        "declaration", "compound_statement", "else_clause", "preproc_if", "preproc_ifdef",
+                        "preproc_else", "preproc_elif", "ERROR"):
+                    self.stmt(child, guards)
+                else:
+                    self.expr(child, guards)
+            return
+        if t == "return_statement":
+            for child in node.named_children:
+                self.expr(child, guards)
+                self.events.append(Event("return", node.start_point[0] + 1, node.start_point[1] + 1, "",
+                                         _t(self.src, child), (), guards))
+            return
+        self.expr(node, guards)
+
+    def expr(self, node: Node, guards: tuple[Guard, ...]) -> None:
+        """Events inside an expression or declaration, in evaluation order (operands first)."""
+        t = node.type
+        if t == "call_expression":
+            fn = node.child_by_field_name("function")
+            args = node.child_by_field_name("arguments")
+            if args is not None:
+                for a in args.named_children:
+                    self.expr(a, guards)
+            callee = ""
+            if fn is not None and fn.type == "identifier":
+                callee = _t(self.src, fn)
+            elif fn is not None and fn.type == "field_expression":
+                field = fn.child_by_field_name("field")
+                callee = "." + _t(self.src, field) if field is not None else ""
+            if callee:
+                arg_texts = tuple(_t(self.src, a) for a in args.named_children if a.type != "comment") if args else ()
+                self.events.append(Event("call", node.start_point[0] + 1, node.start_point[1] + 1, callee, "",
+                                         arg_texts, guards))
+            return
+        if t == "assignment_expression":
+            left = node.child_by_field_name("left")
+            right = node.child_by_field_name("right")
+            if right is not None:
+                self.expr(right, guards)
+            if left is None:
+                return
+            rtext = _t(self.src, right) if right is not None else ""
+            if left.type == "identifier":
+                op = node.child_by_field_name("operator")
+                optext = _t(self.src, op) if op is not None else "="
+                value = rtext if optext == "=" else f"{_t(self.src, left)} {optext[:-1]} {rtext}"
+                self.events.append(Event("assign", node.start_point[0] + 1, node.start_point[1] + 1,
+                                         _t(self.src, left), value, (), guards))
+            else:
+                self.store(left, guards)
+            return
+        if t == "init_declarator":
+            decl = node.child_by_field_name("declarator")
+            value = node.child_by_field_name("value")
+            if value is not None:
+                self.expr(value, guards)
+            while decl is not None and decl.type != "identifier":
+                decl = decl.child_by_field_name("declarator")
+            if decl is not None and value is not None and value.type != "initializer_list":
+                self.events.append(Event("assign", node.start_point[0] + 1, node.start_point[1] + 1,
+                                         _t(self.src, decl), _t(self.src, value), (), guards))
+            return
+        if t in ("update_expression",):
+            return
+        for child in node.named_children:
+            self.expr(child, guards)
+
+    def store(self, left: Node, guards: tuple[Guard, ...]) -> None:
+        """A store through a pointer: `*(u32 *)p = v`, `p[i] = v` (struct fields are data, not code)."""
+        node = left
+        while node.type == "parenthesized_expression" and node.named_children:
+            node = node.named_children[0]
+        width = ""
+        if node.type == "pointer_expression":
+            ptr = node.child_by_field_name("argument")
+            if ptr is None:
+                return
+            inner = ptr
+            while inner.type == "parenthesized_expression" and inner.named_children:
+                inner = inner.named_children[0]
+            if inner.type == "cast_expression":
+                ty = inner.child_by_field_name("type")
+                width = _t(self.src, ty).rstrip("* ").strip() if ty is not None else ""
+            base = _t(self.src, ptr)
+        elif node.type == "subscript_expression":
+            arr = node.child_by_field_name("argument")
+            if arr is None:
+                return
+            self.expr(node.child_by_field_name("index") or arr, guards)
+            base = _t(self.src, arr)
+        else:
+            return
+        self.events.append(Event("store", left.start_point[0] + 1, left.start_point[1] + 1,
+                                 _t(self.src, left), base, (), guards, width))
+
+
+def function_bodies(rel: str, data: bytes, wanted: set[str]) -> list[FunctionBody]:
+    """Events of the functions named in wanted that this file defines."""
+    neutral = neutralize(data)
+    root = parser().parse(neutral).root_node
+    out = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type == "function_definition":
+            decl = node.child_by_field_name("declarator")
+            ident, params = function_name(decl) if decl is not None else (None, None)
+            if ident is None:
+                continue
+            name = _t(neutral, ident)
+            if name not in wanted:
+                continue
+            body = node.child_by_field_name("body")
+            w = _Walker(neutral)
+            if body is not None:
+                w.stmt(body, ())
+            pnames = []
+            if params is not None:
+                for p in params.named_children:
+                    d = p.child_by_field_name("declarator")
+                    while d is not None and d.type != "identifier":
+                        d = d.child_by_field_name("declarator") or (d.named_children[0] if d.named_children else None)
+                    if d is not None:
+                        pnames.append(_t(neutral, d))
+            out.append(FunctionBody(name, rel, ident.start_point[0] + 1, tuple(pnames), tuple(w.events)))
+            continue
+        stack.extend(node.named_children)
+    return out

@@ -1,0 +1,60 @@
+"""One parametrized test over every annotated fixture: the exact set of (line, code) findings.
+
+Expectations are C comments on the diagnosed line: `/* expect: AA001 */` must fire there,
+`/* ok: AA001 */` must not; `@+N` / `@-N` after the code shifts the line.  Missing and noisy findings
+are reported separately.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from armalias.rules import load_rules
+from armalias.scan import ScanOptions, scan
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rules"
+_TAG = re.compile(r"\b(expect|ok|todo-expect|todo-ok):\s*((?:AA\d{3}(?:@[+-]\d+)?[\s,]*)+)")
+
+
+def expectations(path: Path) -> dict[str, set[tuple[int, str]]]:
+    out: dict[str, set[tuple[int, str]]] = {"expect": set(), "ok": set(), "todo-expect": set(), "todo-ok": set()}
+    for lineno, text in enumerate(path.read_text().splitlines(), 1):
+        for kind, codes in _TAG.findall(text):
+            for item in re.findall(r"AA\d{3}(?:@[+-]\d+)?", codes):
+                code, _, off = item.partition("@")
+                out[kind].add((lineno + (int(off) if off else 0), code))
+    return out
+
+
+FIXTURE_FILES = sorted(FIXTURES.glob("*.c"))
+
+
+def test_fixtures_were_collected():
+    assert FIXTURE_FILES, f"no annotated fixtures under {FIXTURES}"
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_fixture_findings_exact(path: Path):
+    exp = expectations(path)
+    assert exp["expect"] or exp["ok"], f"{path.name} states no expectation"
+    found = {(f.line, f.rule) for f in scan([path], ScanOptions(jobs=1, use_cache=False)).findings}
+    missing = (exp["expect"] | exp["todo-ok"]) - found - exp["todo-expect"]
+    noisy = found - exp["expect"] - exp["todo-ok"]
+    promoted = (exp["todo-expect"] & found) | (exp["todo-ok"] - found)
+    assert not missing, f"missing findings in {path.name}: {sorted(missing)}"
+    assert not noisy, f"noisy findings in {path.name}: {sorted(noisy)}"
+    assert not (exp["ok"] & found), f"ok lines that fired in {path.name}: {sorted(exp['ok'] & found)}"
+    assert not promoted, f"todo expectations that now pass in {path.name}, promote them: {sorted(promoted)}"
+
+
+def test_every_rule_has_spec_docs_and_fixtures():
+    rules = load_rules()
+    assert rules, "no rule files in rules/"
+    tags = {p: expectations(p) for p in FIXTURE_FILES}
+    for code, spec in rules.items():
+        docs = dict(spec.docs)
+        assert {"what", "why", "bad", "good", "references"} <= set(docs), f"{code}: incomplete docs"
+        assert spec.category in ("alias-write", "stale-exec-alias", "range", "missing-sync", "poc")
+        assert any(c == code for t in tags.values() for _, c in t["expect"]), f"{code}: no expect fixture"
+        assert any(c == code for t in tags.values() for _, c in t["ok"]), f"{code}: no ok fixture"

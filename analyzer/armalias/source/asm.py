@@ -197,7 +197,7 @@ _FUNC_START = {
 _FUNC_END = {"ENDPROC", "END", "SYM_FUNC_END", "SYM_CODE_END", "SYM_FUNC_END_ALIAS"}
 _DATA_DIRECTIVES = {
     ".long", ".word", ".short", ".hword", ".byte", ".ascii", ".asciz", ".string", ".space", ".skip",
-    ".quad", ".fill", ".zero", ".ltorg", ".pool", ".4byte", ".2byte", ".int", ".rept_data",
+    ".quad", ".fill", ".zero", ".ltorg", ".pool", ".4byte", ".2byte", ".int",
 }  # fmt: skip
 _SECTION_DIRECTIVES = {
     ".text", ".data", ".bss", ".section", ".pushsection", ".popsection", ".previous",
@@ -322,7 +322,6 @@ class _Reader:
         return expr
 
     def _open(self, kind: str, text: str, value: bool | None) -> None:
-        self.counter += 1
         cid = self.tree.next_cid()
         parent = self._live()
         frame = _Frame(kind, cid, parent, parent and value is not False, value is True, False, False, [text], False)
@@ -751,31 +750,25 @@ _C_MEMBER_RE = re.compile(r"\.\s*(\w+)\s*=\s*&?\s*(\w+)")
 def read_c_cache_tables(text: str, rel: str) -> list[CacheTable]:
     """``struct cpu_cache_fns NAME_cache_fns ... = { .member = symbol, ... };`` with #if tracking."""
     tables: list[CacheTable] = []
-    stack: list[list[str]] = []  # per open #if: the branch conditions so far (last = current)
+    stack: list[tuple[list[str], list[str]]] = []  # per open #if: (conditions tested, branch texts)
     current: dict | None = None
     for lineno, stmt in logical_lines(text, at_comments=False):
         if stmt.startswith("#"):
             parts = stmt[1:].strip().split(None, 1)
-            kind, rest = (parts[0] if parts else ""), (parts[1] if len(parts) > 1 else "")
-            rest = " ".join(rest.split())
-            if kind == "ifdef":
-                stack.append([rest])
-            elif kind == "ifndef":
-                stack.append(["!" + rest])
-            elif kind == "if":
-                stack.append([rest])
-            elif kind == "elif" and stack:
-                prior = [p for p in stack[-1] if not p.startswith("\0")]
-                neg = " && ".join(_negate(p) for p in prior)
-                stack[-1].append(f"{neg} && {rest}")
-                stack[-1][-1] = stack[-1][-1]
-            elif kind == "else" and stack:
-                stack[-1].append(" && ".join(_negate(p) for p in stack[-1][:1]) if len(stack[-1]) == 1
-                                 else " && ".join(_negate(p) for p in stack[-1]))  # fmt: skip
+            kind, rest = (parts[0] if parts else ""), " ".join(parts[1].split()) if len(parts) > 1 else ""
+            if kind in ("if", "ifdef", "ifndef"):
+                cond = "!" + rest if kind == "ifndef" else rest
+                stack.append(([cond], [cond]))
+            elif kind in ("elif", "else") and stack:
+                tested, branches = stack[-1]
+                negated = " && ".join(_negate(c) for c in tested)
+                branches.append(f"{negated} && {rest}" if kind == "elif" else negated)
+                if kind == "elif":
+                    tested.append(rest)
             elif kind == "endif" and stack:
                 stack.pop()
             continue
-        conds = [branch[-1] for branch in stack]
+        conds = [branches[-1] for _, branches in stack]
         if current is None:
             m = _C_TABLE_RE.search(stmt)
             if m:

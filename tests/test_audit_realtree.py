@@ -11,18 +11,11 @@ from pathlib import Path
 import pytest
 
 from armalias.audit import audit_tree, to_json
+from realtree import kernel_tree
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.realtree
 VERSIONS = ("6.1", "6.12")
-
-
-def kernel_tree(version: str) -> Path:
-    out = subprocess.run([str(REPO / ".ci" / "fetch-kernel"), version], capture_output=True, text=True,
-                         timeout=1800).stdout.strip()  # fmt: skip
-    if not out.startswith(f"{version} /"):
-        pytest.skip(f"linux-source-{version} unavailable: {out or 'fetch-kernel printed nothing'}")
-    return Path(out.split(" ", 1)[1])
 
 
 @pytest.fixture(scope="module", params=VERSIONS)

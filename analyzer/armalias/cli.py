@@ -43,9 +43,43 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     graph.add_argument("--function", "-f", action="append", help="the function to draw callers of (repeatable; default: every watched function)")
     _common(graph, ("text", "dot", "graphml", "json"))
+    audit = sub.add_parser("audit", help="audit report of the cache implementations under arch/arm/mm")
+    audit.add_argument("path", type=Path, metavar="PATH")
+    audit.add_argument("--format", choices=("text", "markdown", "html", "json"), default="text")
+    audit.add_argument("--output", "-o", type=Path, help="write the report to FILE instead of stdout")
+    audit.add_argument("--no-findings", action="store_true", help="do not scan the tree for the findings each implementation confirms")
+    audit.add_argument("--jobs", "-j", type=int, default=0)
+    audit.add_argument("--no-cache", action="store_true")
+
     explain = sub.add_parser("explain", help="what a rule means, why it matters, how to fix it")
     explain.add_argument("code", metavar="CODE")
     return parser
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from armalias.audit import audit_tree, to_json
+    from armalias.report import audit as audit_report
+    from armalias.report.jsonout import finding_to_dict
+
+    result = audit_tree(args.path)
+    findings: list[dict] = []
+    if not args.no_findings:
+        from armalias.scan import ScanOptions, scan
+
+        scanned = scan([args.path], ScanOptions(jobs=args.jobs, use_cache=not args.no_cache))
+        findings = [finding_to_dict(f) for f in scanned.findings]
+    if args.format == "json":
+        data = to_json(result, str(args.path))
+        if findings:
+            data["findings"] = findings
+        _write(args, json.dumps(data, indent=2) + "\n")
+    elif args.format == "markdown":
+        _write(args, audit_report.render_audit_markdown(result, findings))
+    elif args.format == "html":
+        _write(args, audit_report.render_audit_html(result, findings))
+    else:
+        _render_text(args, lambda console: audit_report.render_audit_text(result, console, findings))
+    return EXIT_OK
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -150,7 +184,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"scan": cmd_scan, "graph": cmd_graph, "explain": cmd_explain}
+COMMANDS = {"scan": cmd_scan, "graph": cmd_graph, "audit": cmd_audit, "explain": cmd_explain}
 
 
 def main(argv: list[str] | None = None) -> int:

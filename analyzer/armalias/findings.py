@@ -29,6 +29,7 @@ class MaintenanceEvidence:
     target: str
     alias: str
     guard: str = ""  # the condition the call runs under, when it matters
+    member: str = ""  # the cpu_cache_fns member the call amounts to (what the model replays)
 
 
 @dataclass(frozen=True)

@@ -201,8 +201,14 @@ def find_alias_bugs(result: ScanResult) -> list:
     from armalias.rules import load_rules, load_vocabulary
 
     vocab = load_vocabulary()
+    from armalias.validate import tree_implementations, validate
+
     flows = FlowAnalysis(lambda rel: result.file_roots[rel] / rel, result.index, vocab).run()
-    return AliasChecks(load_rules(), vocab, result.graph).run(flows)
+    findings = AliasChecks(load_rules(), vocab, result.graph).run(flows)
+    if not findings:
+        return findings
+    roots = sorted(set(result.file_roots.values()))
+    return validate(findings, tree_implementations(roots[0]) if roots else ())
 
 
 def scan(paths: list[Path], options: ScanOptions = ScanOptions(), progress: Progress | None = None,

@@ -18,7 +18,8 @@ def _guard_text(m: MaintSite) -> str:
 
 def _evidence(m: MaintSite) -> MaintenanceEvidence:
     kinds = sorted({a.kind for a in m.aliases}) or (["all"] if m.spec.whole else ["unknown"])
-    return MaintenanceEvidence(m.call, m.line, m.start or "(whole cache)", "|".join(kinds), _guard_text(m))
+    return MaintenanceEvidence(m.call, m.line, m.start or "(whole cache)", "|".join(kinds), _guard_text(m),
+                               m.spec.member)
 
 
 def _covers(m: MaintSite, targets: set[AliasVal]) -> bool:
@@ -96,7 +97,7 @@ class AliasChecks:
                     if exec_m and not invalidated:
                         m0 = exec_m[0]
                         stale_reported = True
-                        out.append(self.finding("AA002", f, m0.line, m0.column, w, [m0], (w.expr, m0.start),
+                        out.append(self.finding("AA002", f, m0.line, m0.column, w, later, (w.expr, m0.start),
                                                 alias="|".join(sorted({a.kind for a in distinct})), expr=w.pointer,
                                                 exec=m0.start, call=m0.call))
             if f.exec_param is not None or any(a.kind == "vectors" for a in w.aliases):

@@ -1,0 +1,110 @@
+"""Every finding becomes a scenario for the cache model and is replayed on every implementation.
+
+The scenario is built from the finding's evidence only (its write, the maintenance considered with
+the guards it runs under, the consumer its category implies), so the model checks what the rule
+claims.  Implementations come from the scanned tree's arch/arm/mm (the audit reader), or, when the
+tree has none, from the reference table rules/reference-impls.toml.  A finding refuted on every
+implementation is demoted to a note, never dropped.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+
+from armalias.cacheimpl import CacheImpl
+from armalias.findings import Finding, MaintenanceEvidence, ModelResult
+from armalias.flow.alias import eval_guard
+from armalias.model import ExternalRead, Fetch, Maintain, Map, Read, Scenario, Unmap, Write, impl_from_dict
+from armalias.model import replay_all, summarize
+from armalias.rules import load_vocabulary, rules_dir
+
+# vocabulary cache kinds -> the model's cache kinds
+_KINDS = {"vivt": ("vivt",), "vipt_aliasing": ("vipt-aliasing",), "pipt": ("vipt-nonaliasing", "pipt")}
+
+
+@lru_cache(maxsize=1)
+def reference_implementations() -> tuple[CacheImpl, ...]:
+    with open(rules_dir() / "reference-impls.toml", "rb") as fh:
+        raw = tomllib.load(fh)
+    return tuple(impl_from_dict(d) for d in raw.get("implementations", ()))
+
+
+def tree_implementations(root: Path) -> tuple[CacheImpl, ...]:
+    if not (root / "arch" / "arm" / "mm").is_dir():
+        return reference_implementations()
+    from armalias.audit import audit_tree
+
+    try:
+        impls = audit_tree(root).implementations
+    except Exception:  # an unreadable mm/ falls back to the reference table; the note says so
+        return reference_implementations()
+    usable = tuple(i for i in impls if "coherent_kern_range" in i.functions)
+    return usable or reference_implementations()
+
+
+def _only_on(m: MaintenanceEvidence) -> tuple[str, ...]:
+    """The model cache kinds on which the maintenance runs, from its guard ("" runs everywhere)."""
+    if not m.guard:
+        return ()
+    preds = load_vocabulary().cache_predicates
+    kinds: list[str] = []
+    for kind, values in preds.items():
+        v = eval_guard(m.guard, values)
+        if v is not False:
+            kinds.extend(_KINDS.get(kind, ()))
+    return tuple(kinds) if kinds else ("none",)
+
+
+def _maintain(m: MaintenanceEvidence, written: str) -> Maintain | None:
+    if not m.member:
+        return None
+    kinds = set(m.alias.split("|"))
+    if m.target == "(whole cache)":
+        return Maintain(m.member, None, 0, 0, _only_on(m))
+    alias = written if written in kinds else ("exec" if "exec" in kinds else None)
+    if alias is None:
+        return None
+    return Maintain(m.member, alias, 0, 4, _only_on(m))
+
+
+def scenario_for(f: Finding) -> Scenario | None:
+    written = "exec"
+    if f.write is not None:
+        kinds = [k for k in f.write.alias.split("|") if k not in ("exec", "param", "unknown", "phys")]
+        written = kinds[0] if kinds else "exec"
+    steps: list = [Map("exec", "text")]
+    if written != "exec":
+        steps.append(Map(written, "text"))
+    if f.category == "stale-exec-alias":
+        steps.append(Read("exec", 0, 4))
+    steps.append(Write(written, 0, 4))
+    maint = [m for m in (_maintain(m, written) for m in f.maintenance) if m is not None]
+    if f.category == "range":
+        maint = [Maintain(m.call, m.alias, m.offset, 0, m.only_on) for m in maint]  # covers none of the write
+    steps.extend(maint)
+    if written != "exec":
+        steps.append(Unmap(written))
+        if not any(m.alias == "exec" for m in maint) and f.category in ("alias-write", "range"):
+            steps.append(Maintain("coherent_kern_range", "exec", 0, 4))
+    consumer = {"stale-exec-alias": Read("exec", 0, 4), "poc": ExternalRead("exec", 0, 4)}.get(
+        f.category, Fetch("exec", 0, 4))
+    steps.append(consumer)
+    return Scenario(f"{f.rule} {f.function}", tuple(steps))
+
+
+def validate(findings: list[Finding], impls: tuple[CacheImpl, ...]) -> list[Finding]:
+    out = []
+    for f in findings:
+        scenario = scenario_for(f)
+        if scenario is None or not impls:
+            out.append(f)
+            continue
+        summary = summarize(replay_all(scenario, impls))
+        model = ModelResult(summary.verdict, summary.implementations, summary.witness)
+        if summary.verdict == "refuted" and f.severity != "note":
+            f = replace(f, severity="note", message=f.message + " (refuted by the cache model on every implementation)")
+        out.append(replace(f, model=model))
+    return out

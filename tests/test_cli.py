@@ -72,3 +72,26 @@ def test_scan_exit_code_follows_fail_on(capsys):
     assert main(["scan", str(fixture), "--format", "gcc"]) == 0  # only a note
     assert main(["scan", str(fixture), "--format", "gcc", "--fail-on", "note"]) == 1
     assert "[AA002]" in capsys.readouterr().out
+
+
+def test_findings_carry_model_verdicts_per_implementation(capsys):
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "rules" / "AA001-alias-write.c"
+    main(["scan", str(fixture), "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    first = next(f for f in data["findings"] if f["function"] == "__patch_text_real")
+    impls = first["model"]["implementations"]
+    assert first["model"]["verdict"] == "confirmed"
+    assert impls["feroceon"] == "confirmed" and impls["v7"] == "refuted"
+    assert any("STALE" in line for line in first["model"]["witness"])
+    assert first["write"]["alias"] == "exec|fixmap" and first["chain"][-1] == "__patch_text_real"
+
+
+def test_audit_command_formats(tmp_path: Path, capsys):
+    tree = Path(__file__).resolve().parent.parent / "fixtures" / "asm" / "new-style"
+    assert main(["audit", str(tree), "--format", "json", "--no-findings"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema"] == 1 and data["implementations"]
+    out = tmp_path / "audit.html"
+    assert main(["audit", str(tree), "--format", "html", "-o", str(out)]) == 0
+    assert out.read_text().lstrip().lower().startswith("<!doctype html")
+    assert main(["audit", str(tmp_path / "missing")]) == 2

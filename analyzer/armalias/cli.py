@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     _common(scan, ("text", "json", "gcc"))
     scan.add_argument("--fail-on", choices=SEVERITIES, default="warning")
+    scan.add_argument("--baseline", type=Path, help="do not report findings whose fingerprints are in this file")
+    scan.add_argument("--write-baseline", type=Path, metavar="FILE", help="write the fingerprints of this scan's findings to FILE")
 
     graph = sub.add_parser("graph", help="who reaches a watched function")
     graph.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -127,10 +129,26 @@ def _run_scan(args: argparse.Namespace):
 def cmd_scan(args: argparse.Namespace) -> int:
     from armalias.report import gcc, jsonout
 
+    from armalias.suppress import apply_suppressions, load_baseline, write_baseline
+
     result = _run_scan(args)
-    findings: list[Finding] = list(result.findings)
+    findings, suppressed, unused = apply_suppressions(list(result.findings), result.facts)
+    baselined = 0
+    if args.baseline:
+        known = load_baseline(args.baseline)
+        baselined = sum(1 for f in findings if f.fingerprint in known)
+        findings = [f for f in findings if f.fingerprint not in known]
+    if args.write_baseline:
+        write_baseline(args.write_baseline, findings)
+    for s in unused:
+        print(f"{s.file}:{s.line}: warning: unused suppression armalias: ignore[{','.join(s.codes)}]", file=sys.stderr)
     if args.format == "json":
-        _write(args, jsonout.dumps(jsonout.scan_to_dict(result, findings)))
+        data = jsonout.scan_to_dict(result, findings)
+        data["suppressed"] = [jsonout.finding_to_dict(f) for f in suppressed]
+        data["unused_suppressions"] = [{"file": s.file, "line": s.line, "codes": list(s.codes), "reason": s.reason}
+                                       for s in unused]
+        data["stats"]["baselined"] = baselined
+        _write(args, jsonout.dumps(data))
     elif args.format == "gcc":
         _write(args, gcc.render_findings(findings))
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from armalias.source.directives import read_asm_symbols, read_defines, read_incl
 from armalias.source.text import Unreadable, neutralize, read_source
 
 # Bump when what extraction produces changes shape or meaning: it is part of every cache key.
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"
 
 # `NAME(fn, ...) { body }` at file scope defines the function named (prefix + argument index).
 DEFINERS = {
@@ -31,6 +32,19 @@ def extractor_key() -> str:
     return h.hexdigest()[:16]
 
 
+_SUPPRESS = re.compile(rb"armalias:\s*ignore\[([A-Za-z0-9_, ]+)\]([^\n*]*)")
+
+
+def read_suppressions(data: bytes) -> tuple[str, ...]:
+    """`armalias: ignore[AA001] reason` comments, as "LINE:CODES:reason" notes."""
+    out = []
+    for m in _SUPPRESS.finditer(data):
+        line = data.count(b"\n", 0, m.start()) + 1
+        codes = ",".join(c.strip().upper() for c in m.group(1).decode().split(",") if c.strip())
+        out.append(f"{line}:{codes}:{m.group(2).decode('utf-8', 'replace').strip()}")
+    return tuple(out)
+
+
 def extract_bytes(rel: str, data: bytes, digest: str) -> FileFacts:
     if rel.endswith(".S"):
         return FileFacts(rel, digest, asm_symbols=read_asm_symbols(rel, data), includes=read_includes(data))
@@ -40,6 +54,7 @@ def extract_bytes(rel: str, data: bytes, digest: str) -> FileFacts:
         file=rel, digest=digest, functions=functions, calls=calls + macro_calls, macros=macros,
         initializers=inits, includes=read_includes(data),
         error_functions=sum(1 for f in functions if f.has_error), has_error=has_error,
+        notes=read_suppressions(data) if b"armalias:" in data else (),
     )
 
 

@@ -313,6 +313,12 @@ CTAGS_IGNORE = (
     "EXPORT_TRACEPOINT_SYMBOL_GPL,"
     "__attribute+,__attribute__+,__acquires+,__releases+,__must_hold+,__aligned+,__printf+,__section+"
 )
+# What plain ctags gets wrong in arch/arm, and the option that corrects it:
+# - `NOKPROBE_SYMBOL(f)` with no ';' before a function (kernel/traps.c, probes/kprobes/opt-arm.c) is
+#   taken for the next function's name: skip it with its arguments;
+# - `MACHINE_END` (which expands to `};`, no ';' written after it) hides the next function
+#   (mach-at91/sama5.c, mach-sunxi/sunxi.c): define it as ';' (ctags does not take `};` here).
+CTAGS_TUNING = ("-I", "NOKPROBE_SYMBOL+", "-D", "MACHINE_END=;")
 
 
 def ctags_available() -> str | None:
@@ -337,13 +343,18 @@ class CtagsFunc:
     end: int  # 0 when ctags gives none
 
 
-def ctags_functions(root: Path, rels: list[str]) -> list[CtagsFunc]:
-    """Function definitions universal-ctags finds in the given files (paths relative to root)."""
+def ctags_functions(root: Path, rels: list[str], tuned: bool = True) -> list[CtagsFunc]:
+    """Function definitions universal-ctags finds in the given files (paths relative to root).
+
+    tuned=False: the plain `ctags --language-force=C --kinds-C=f`; tuned=True adds the kernel's own
+    ignore list (scripts/tags.sh) and the CTAGS_TUNING corrections.  Code under `#if 0` is not
+    listed (ctags' default)."""
     out: list[CtagsFunc] = []
     chunk = 400
     for i in range(0, len(rels), chunk):
-        cmd = ["ctags", "--language-force=C", "--kinds-C=f", "--fields=+ne", "--extras=-F",
-               "-I", CTAGS_IGNORE, "-o", "-", "--sort=no", *rels[i : i + chunk]]
+        opts = ["-I", CTAGS_IGNORE, *CTAGS_TUNING] if tuned else []
+        cmd = ["ctags", "--language-force=C", "--kinds-C=f", "--fields=+ne", *opts,
+               "-o", "-", "--sort=no", *rels[i : i + chunk]]
         res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True)
         for ln in res.stdout.splitlines():
             if ln.startswith("!_"):
@@ -636,10 +647,10 @@ def watched_calls(root: Path, watched: set[str], with_ctags: bool = True, header
     sites: list[Site] = []
     dropped: list[Dropped] = []
     disagreements: list[str] = []
-    ctags_ends: dict[str, dict[int, tuple[str, int]]] = defaultdict(dict)
-    if with_ctags:
+    ctags_by_file: dict[str, list[CtagsFunc]] = defaultdict(list)
+    if with_ctags:  # the enclosing function of every site is cross-checked with ctags' extents
         for f in ctags_functions(root, files):
-            ctags_ends[f.file][f.line] = (f.name, f.end)
+            ctags_by_file[f.file].append(f)
 
     for rel in files:
         src = sources[rel]
@@ -660,16 +671,11 @@ def watched_calls(root: Path, watched: set[str], with_ctags: bool = True, header
                 return funcs[i].name
             return ""
 
-        if with_ctags:
-            # cross-check each function's extent with ctags (name line and end line)
-            by_line = ctags_ends.get(rel, {})
-            for f in funcs:
-                if not any(n == f.name for n, _ in [by_line.get(f.line, ("", 0))]):
-                    continue
-                _, end = by_line[f.line]
-                close_line = pos_to_line_col(src.starts, f.close)[0]
-                if end and end != close_line:
-                    disagreements.append(f"{rel}:{f.line} {f.name}: braces end {close_line}, ctags {end}")
+        ct_funcs = ctags_by_file.get(rel, [])
+
+        def ctags_enclosing(line: int) -> str | None:
+            inside = [f for f in ct_funcs if f.end and f.line <= line <= f.end]
+            return max(inside, key=lambda f: f.line).name if inside else ""
 
         code = src.code
         for m in pat.finditer(code):
@@ -691,6 +697,11 @@ def watched_calls(root: Path, watched: set[str], with_ctags: bool = True, header
                 dropped.append(Dropped(name, rel, line, why))
                 continue
             caller = enclosing(m.start())
+            if with_ctags:
+                other = ctags_enclosing(line)
+                if other != caller:
+                    disagreements.append(f"{rel}:{line} {name}: braces say {caller or '(file scope)'}, "
+                                         f"ctags says {other or '(file scope)'}")
             if name in watched:
                 sites.append(Site(name, caller, rel, line, col, (), "call"))
             for target, via in reach.get(name, ()):

@@ -28,7 +28,7 @@ def _fetch(version: str) -> tuple[Path | None, str]:
         if head != version:
             continue
         if rest.startswith("unavailable"):
-            return None, rest
+            return None, rest.removeprefix("unavailable").lstrip(": ") or "no reason given"
         path = Path(rest.strip())
         if (path / "arch" / "arm").is_dir():
             return path, ""

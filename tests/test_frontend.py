@@ -117,3 +117,21 @@ def test_output_identical_for_any_jobs(demo_tree: Path, jobs: int):
     other = scan([demo_tree], ScanOptions(jobs=jobs, use_cache=False))
     assert other.callsites == base.callsites
     assert sorted(f.file for f in other.facts) == sorted(f.file for f in base.facts)
+
+
+def test_cache_round_trip_and_corrupt_entries(demo_tree: Path, tmp_path: Path):
+    from armalias.cache import FactsCache
+    from armalias.source.extract import extractor_key
+
+    opts = ScanOptions(jobs=1, cache_dir=tmp_path / "c")
+    cold = scan([demo_tree], opts)
+    warm = scan([demo_tree], opts)
+    assert warm.facts == cold.facts and warm.callsites == cold.callsites
+    entries = sorted((tmp_path / "c").rglob("*.json"))
+    assert len(entries) == cold.parsed
+    entries[0].write_text("{not json")
+    entries[1].write_text('{"key": "wrong", "facts": {}}')
+    cache = FactsCache(tmp_path / "c", extractor_key())
+    again = scan([demo_tree], opts)
+    assert again.facts == cold.facts  # the bad entries were discarded and recomputed, never trusted
+    assert cache.directory.exists()

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 
 from armalias.facts import AsmSymbol, Call, FileFacts, FunctionDef, Initializer, MacroDef
@@ -26,23 +26,32 @@ def default_cache_dir() -> Path:
     return Path(base) / "armalias" / "facts"
 
 
-def _tuple_of(cls, items):
-    return tuple(cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}) for item in items)
+_ROWS = (("functions", FunctionDef), ("calls", Call), ("macros", MacroDef), ("initializers", Initializer),
+         ("asm_symbols", AsmSymbol))
+
+
+def _row(obj) -> list:
+    return [getattr(obj, f.name) for f in fields(obj)]
+
+
+def facts_to_json(facts: FileFacts) -> dict:
+    """Rows of positional values (field order of each dataclass): compact and quick to load."""
+    out = {"file": facts.file, "digest": facts.digest, "includes": list(facts.includes),
+           "error_functions": facts.error_functions, "has_error": facts.has_error, "notes": list(facts.notes)}
+    for name, _ in _ROWS:
+        out[name] = [_row(o) for o in getattr(facts, name)]
+    return out
+
+
+def _tuples(row: list) -> list:
+    return [tuple(v) if isinstance(v, list) else v for v in row]
 
 
 def facts_from_dict(raw: dict) -> FileFacts:
-    return FileFacts(
-        file=raw["file"], digest=raw["digest"],
-        functions=_tuple_of(FunctionDef, raw["functions"]),
-        calls=_tuple_of(Call, raw["calls"]),
-        macros=_tuple_of(MacroDef, raw["macros"]),
-        initializers=_tuple_of(Initializer, raw["initializers"]),
-        asm_symbols=_tuple_of(AsmSymbol, raw["asm_symbols"]),
-        includes=tuple(raw["includes"]),
-        error_functions=int(raw["error_functions"]),
-        has_error=bool(raw["has_error"]),
-        notes=tuple(raw["notes"]),
-    )
+    parts = {name: tuple(cls(*_tuples(r)) for r in raw[name]) for name, cls in _ROWS}
+    return FileFacts(file=raw["file"], digest=raw["digest"], includes=tuple(raw["includes"]),
+                     error_functions=int(raw["error_functions"]), has_error=bool(raw["has_error"]),
+                     notes=tuple(raw["notes"]), **parts)
 
 
 class FactsCache:
@@ -85,7 +94,7 @@ class FactsCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"key": key, "facts": asdict(facts)}, fh, separators=(",", ":"))
+                json.dump({"key": key, "facts": facts_to_json(facts)}, fh, separators=(",", ":"))
             os.replace(tmp, path)
         except OSError:
             pass  # a cache that cannot be written only costs time

@@ -35,6 +35,7 @@ class SymbolIndex:
         self.initializers: list[Initializer] = []
         self.asm_symbols: dict[str, list[AsmSymbol]] = defaultdict(list)
         self.members = frozenset(cache_fns_members)
+        self._reach: dict[str, frozenset[str]] = {}
         for f in facts:
             for fn in f.functions:
                 self.functions[fn.name].append(fn)
@@ -69,6 +70,26 @@ class SymbolIndex:
 
     def is_macro(self, name: str) -> bool:
         return name in self.macros
+
+    def reachable_names(self, name: str) -> frozenset[str]:
+        """Every name a call of ``name`` reaches through macro bodies and aliases (memoized)."""
+        hit = self._reach.get(name)
+        if hit is not None:
+            return hit
+        seen: set[str] = set()
+        stack = [name]
+        while stack:
+            cur = stack.pop()
+            if cur not in self.macros:
+                continue
+            nxt = list(self.alias_targets(cur)) + [c.callee for c in self.macro_calls.get(cur, ())]
+            for n in nxt:
+                if n not in seen:
+                    seen.add(n)
+                    stack.append(n)
+        result = frozenset(seen)
+        self._reach[name] = result
+        return result
 
     def expand(self, name: str, args: tuple[str, ...] = ()) -> list[Expansion]:
         """Every name a call of ``name`` reaches through macro bodies and aliases, with the path."""

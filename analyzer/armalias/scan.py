@@ -1,9 +1,11 @@
 """The scan pipeline: choose files, extract them (in parallel, through the content cache), build the
-index and call graph, list the call sites of watched functions.  Returns plain data; never prints."""
+index and call graph, list the call sites of watched functions, run the alias rules and replay their
+findings on the cache model.  Returns plain data; never prints."""
 
 from __future__ import annotations
 
 import os
+import posixpath
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -12,12 +14,14 @@ from typing import Callable
 
 from armalias.cache import FactsCache, default_cache_dir
 from armalias.callgraph import CallGraph
+from armalias.errors import InputError
 from armalias.facts import FileFacts, Skipped
 from armalias.index import SymbolIndex
 from armalias.rules import WatchedSpec, load_watched
-from armalias.source.directives import read_includes
-from armalias.source.extract import extract_file, extractor_key
-from armalias.source.files import ASM_SUFFIXES, C_SUFFIXES, Discovery, discover, is_kernel_root, walk
+from armalias.source.extract import extract_bytes, extractor_key
+from armalias.source.files import ASM_SUFFIXES, C_SUFFIXES
+from armalias.source.text import Unreadable
+from armalias.source.tree import DirectorySource, GitSource, OverlaySource, TreeSource, read_checked
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -39,6 +43,7 @@ class ScanOptions:
     jobs: int = 0  # 0: the CPUs available
     use_cache: bool = True
     cache_dir: Path | None = None
+    model: bool = True  # replay findings on the cache model
 
 
 @dataclass
@@ -51,10 +56,10 @@ class ScanResult:
     skipped: list[Skipped] = field(default_factory=list)
     facts: list[FileFacts] = field(default_factory=list)
     callsites: list[CallSite] = field(default_factory=list)
+    findings: list = field(default_factory=list)
     index: SymbolIndex | None = None
     graph: CallGraph | None = None
-    findings: list = field(default_factory=list)
-    file_roots: dict[str, Path] = field(default_factory=dict)  # relative path -> the root it is under
+    sources: dict[str, TreeSource] = field(default_factory=dict)  # relative path -> where it was read
     cache_hits: int = 0
     error_files: int = 0
     error_functions: int = 0
@@ -71,160 +76,184 @@ def available_cpus() -> int:
 INCLUDE_DIRS = ("arch/arm/include", "arch/arm/include/uapi", "include", "include/uapi")
 
 
-def _resolve_include(root: Path, includer: str, name: str, quoted: bool) -> str | None:
-    candidates = []
-    if quoted:
-        candidates.append((Path(includer).parent / name).as_posix())
+def resolve_include(source: TreeSource, includer: str, name: str) -> str | None:
+    """The file an `#include` names: next to the includer, then the kernel's include paths."""
+    candidates = [posixpath.normpath(posixpath.join(posixpath.dirname(includer), name))]
     candidates.extend(f"{d}/{name}" for d in INCLUDE_DIRS)
     if name.startswith("asm/"):
         candidates.append(f"include/asm-generic/{name[4:]}")
     for c in candidates:
-        p = root / c
-        if p.is_file():
-            try:
-                rel = p.resolve().relative_to(root.resolve()).as_posix()
-            except ValueError:
-                continue
-            return rel
+        if not c.startswith("../") and source.is_file(c):
+            return c
     return None
 
 
-def kernel_scope(root: Path, out: Discovery) -> None:
-    """arch/arm (C, headers, assembly) plus the headers it includes, transitively, from elsewhere."""
-    walk(root, root / "arch" / "arm", C_SUFFIXES + ASM_SUFFIXES, out)
-    selected = set(out.files)
-    queue = [f for f in out.files]
-    while queue:
-        rel = queue.pop()
-        try:
-            data = (root / rel).read_bytes()
-        except OSError:
-            continue
-        for line_name in read_includes(data):
-            quoted = False
-            target = _resolve_include(root, rel, line_name, quoted)
-            if target is None:
-                target = _resolve_include(root, rel, line_name, True)
-            if target is not None and target not in selected and target.endswith(".h"):
-                selected.add(target)
-                out.files.append(target)
-                queue.append(target)
-
-
-def choose_files(paths: list[Path], options: ScanOptions) -> list[Discovery]:
-    result = discover(paths)
-    for d in result:
-        if d.files or d.skipped:  # a single file given
-            continue
-        if is_kernel_root(d.root) and not options.whole_tree:
-            kernel_scope(d.root, d)
-        else:
-            walk(d.root, d.root, C_SUFFIXES + ASM_SUFFIXES, d)
-        d.files = sorted(set(d.files))
-    return result
+def is_kernel_root(source: TreeSource) -> bool:
+    return source.is_dir("arch/arm") and source.is_dir("include")
 
 
 # -- extraction -------------------------------------------------------------------------------
-def _extract_one(args: tuple[str, str, str | None, str]) -> FileFacts | Skipped:
-    root, rel, cache_dir, key = args
+def _extract_one(args: tuple[str, bytes, str, str | None, str]) -> FileFacts | Skipped:
+    rel, data, digest, cache_dir, key = args
     try:
-        cache = FactsCache(Path(cache_dir), key) if cache_dir else None
-        if cache is not None:
-            from armalias.source.text import Unreadable, read_source
-
-            try:
-                src = read_source(Path(root) / rel)
-            except Unreadable as exc:
-                return Skipped(rel, str(exc))
-            hit = cache.get(rel, src.digest)
-            if hit is not None:
-                return hit
-            from armalias.source.extract import extract_bytes
-
-            facts = extract_bytes(rel, src.data, src.digest)
-            cache.put(facts)
-            return facts
-        return extract_file(Path(root), rel)
+        facts = extract_bytes(rel, data, digest)
     except RecursionError:
         return Skipped(rel, "too deeply nested to parse")
     except Exception as exc:  # one bad file never stops the scan; the reason is shown
         return Skipped(rel, f"internal error while extracting: {type(exc).__name__}: {exc}")
+    if cache_dir:
+        FactsCache(Path(cache_dir), key).put(facts)
+    return facts
 
 
-def extract_all(root: Path, files: list[str], options: ScanOptions, progress: Progress | None = None,
-                ) -> tuple[list[FileFacts], list[Skipped]]:
-    cache_dir = None
-    if options.use_cache:
-        cdir = (options.cache_dir or default_cache_dir()).resolve()
-        if not cdir.is_relative_to(root.resolve()):  # never write into the scanned tree
-            cache_dir = str(cdir)
-    key = extractor_key()
-    work = [(str(root), rel, cache_dir, key) for rel in files]
-    jobs = options.jobs or available_cpus()
-    results: list[FileFacts | Skipped] = []
-    if jobs <= 1 or len(work) < 8:
-        for i, w in enumerate(work):
-            results.append(_extract_one(w))
-            if progress:
-                progress(i + 1, len(work))
-    else:
-        chunk = max(1, min(64, len(work) // (jobs * 8)))
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for i, r in enumerate(pool.map(_extract_one, work, chunksize=chunk)):
-                results.append(r)
-                if progress and (i % 16 == 0 or i + 1 == len(work)):
-                    progress(i + 1, len(work))
-    facts = [r for r in results if isinstance(r, FileFacts)]
-    skipped = [r for r in results if isinstance(r, Skipped)]
-    return facts, skipped
+class Extractor:
+    """Extracts files of one source through the cache, misses in worker processes."""
+
+    def __init__(self, source: TreeSource, options: ScanOptions):
+        self.source = source
+        self.options = options
+        self.key = extractor_key()
+        self.cache: FactsCache | None = None
+        if options.use_cache:
+            cdir = (options.cache_dir or default_cache_dir()).resolve()
+            local = source.local_path("")
+            if local is None or not cdir.is_relative_to(local.resolve()):  # never write into the scanned tree
+                self.cache = FactsCache(cdir, self.key)
+        self.jobs = options.jobs or available_cpus()
+        self.hits = 0
+
+    def run(self, rels: list[str], progress: Progress | None = None) -> tuple[list[FileFacts], list[Skipped]]:
+        facts: list[FileFacts] = []
+        skipped: list[Skipped] = []
+        work = []
+        for rel in rels:
+            digest = self.source.digest(rel)
+            hit = self.cache.get(rel, digest) if (self.cache is not None and digest) else None
+            if hit is not None:
+                facts.append(hit)
+                continue
+            try:
+                data, digest = read_checked(self.source, rel)
+            except Unreadable as exc:
+                skipped.append(Skipped(rel, str(exc)))
+                continue
+            hit = self.cache.get(rel, digest) if self.cache is not None else None
+            if hit is not None:
+                facts.append(hit)
+                continue
+            work.append((rel, data, digest, str(self.cache.directory) if self.cache else None, self.key))
+        self.hits += len(facts)
+        total = len(work)
+        if progress:
+            progress(0, total)
+        results: list[FileFacts | Skipped] = []
+        if self.jobs <= 1 or total < 16:
+            for i, w in enumerate(work):
+                results.append(_extract_one(w))
+                if progress:
+                    progress(i + 1, total)
+        else:
+            chunk = max(1, min(32, total // (self.jobs * 8)))
+            with ProcessPoolExecutor(max_workers=self.jobs) as pool:
+                for i, r in enumerate(pool.map(_extract_one, work, chunksize=chunk)):
+                    results.append(r)
+                    if progress and (i % 16 == 0 or i + 1 == total):
+                        progress(i + 1, total)
+        for r in results:
+            (facts if isinstance(r, FileFacts) else skipped).append(r)
+        return facts, skipped
+
+
+def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress | None = None,
+                  only: list[str] | None = None) -> tuple[list[FileFacts], list[Skipped], int]:
+    """The files in scope, extracted: (facts, skipped, number of files considered)."""
+    extractor = Extractor(source, options)
+    if only is not None:
+        facts, skipped = extractor.run(only, progress)
+        return facts, skipped, len(only)
+    if is_kernel_root(source) and not options.whole_tree:
+        found = source.discover("arch/arm")
+        skipped = list(found.skipped)
+        selected = set(found.files)
+        facts, sk = extractor.run(found.files, progress)
+        skipped.extend(sk)
+        frontier = facts
+        while frontier:  # the headers arch/arm includes, transitively
+            new = []
+            for f in frontier:
+                for name in f.includes:
+                    target = resolve_include(source, f.file, name)
+                    if target is not None and target not in selected and target.endswith(".h"):
+                        selected.add(target)
+                        new.append(target)
+            frontier, sk = extractor.run(sorted(new), progress)
+            facts.extend(frontier)
+            skipped.extend(sk)
+        return facts, skipped, len(selected)
+    found = source.discover("")
+    facts, sk = extractor.run(found.files, progress)
+    return facts, list(found.skipped) + sk, len(found.files)
 
 
 # -- call sites ---------------------------------------------------------------------------------
 def watched_callsites(index: SymbolIndex, watched: WatchedSpec) -> list[CallSite]:
     """Every call in code of a watched name, directly or through macros (``via``)."""
-    names = set(watched.names)
+    names = frozenset(watched.names)
     out: set[CallSite] = set()
     for c in index.code_calls:
         if c.callee in names:
             out.add(CallSite(c.callee, c.caller, c.file, c.line, c.column, (), c.args))
-        if c.callee in index.macros:
+        if c.callee in index.macros and not names.isdisjoint(index.reachable_names(c.callee)):
             for e in index.expand(c.callee, c.args):
                 if e.name in names:
                     out.add(CallSite(e.name, c.caller, c.file, c.line, c.column, e.via, e.args))
     return sorted(out, key=lambda s: (s.file, s.line, s.column, s.callee, s.via))
 
 
-def find_alias_bugs(result: ScanResult) -> list:
+def find_alias_bugs(result: ScanResult, model: bool = True) -> list:
     """The alias analysis and its rules over a scanned tree (findings as plain data)."""
     from armalias.checks.alias import AliasChecks
     from armalias.flow.alias import FlowAnalysis
     from armalias.rules import load_rules, load_vocabulary
+    from armalias.validate import implementations_for, validate
 
     vocab = load_vocabulary()
-    from armalias.validate import tree_implementations, validate
-
-    flows = FlowAnalysis(lambda rel: result.file_roots[rel] / rel, result.index, vocab).run()
+    flows = FlowAnalysis(lambda rel: result.sources[rel].read(rel), result.index, vocab).run()
     findings = AliasChecks(load_rules(), vocab, result.graph).run(flows)
-    if not findings:
+    if not findings or not model:
         return findings
-    roots = sorted(set(result.file_roots.values()))
-    return validate(findings, tree_implementations(roots[0]) if roots else ())
+    sources = list(dict.fromkeys(result.sources.values()))
+    return validate(findings, implementations_for(sources[0]) if sources else ())
 
 
-def scan(paths: list[Path], options: ScanOptions = ScanOptions(), progress: Progress | None = None,
-         root_label: str | None = None) -> ScanResult:
-    """Scan the paths (the first one is the root every reported path is relative to)."""
+def source_for(path: Path, label: str | None = None) -> tuple[TreeSource, list[str] | None]:
+    """The source a path given on the command line stands for (and the one file, if a file)."""
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"{path}: no such file or directory")
+    if path.is_file():
+        return DirectorySource(path.parent, label), [path.name]
+    if not path.is_dir():
+        raise InputError(f"{path}: not a file or directory")
+    return DirectorySource(path, label), None
+
+
+def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions = ScanOptions(),
+                 progress: Progress | None = None, root_label: str | None = None) -> ScanResult:
     started = time.perf_counter()
     watched = load_watched()
-    discoveries = choose_files(paths, options)
-    result = ScanResult(root=root_label if root_label is not None else str(paths[0]))
-    for d in discoveries:
-        result.files += len(d.files)
-        result.skipped.extend(d.skipped)
-        facts, skipped = extract_all(d.root, d.files, options, progress)
-        result.file_roots.update({f.file: d.root for f in facts})
+    result = ScanResult(root=root_label if root_label is not None else sources[0][0].label)
+    for source, only in sources:
+        if only is not None:
+            only = [r for r in only if r.endswith(C_SUFFIXES + ASM_SUFFIXES)] or only
+            bad = [r for r in only if not r.endswith(C_SUFFIXES + ASM_SUFFIXES)]
+            result.skipped.extend(Skipped(r, "not a C, header or assembly file") for r in bad)
+            only = [r for r in only if r not in bad]
+        facts, skipped, considered = extract_scope(source, options, progress, only)
+        result.files += considered
         result.facts.extend(facts)
         result.skipped.extend(skipped)
+        result.sources.update({f.file: source for f in facts})
+    result.facts.sort(key=lambda f: f.file)
     result.parsed = len(result.facts)
     result.functions = sum(len(f.functions) for f in result.facts)
     result.error_files = sum(1 for f in result.facts if f.has_error)
@@ -232,7 +261,18 @@ def scan(paths: list[Path], options: ScanOptions = ScanOptions(), progress: Prog
     result.index = SymbolIndex(result.facts, watched.cache_fns_members)
     result.graph = CallGraph(result.index, watched.cache_fns_struct)
     result.callsites = watched_callsites(result.index, watched)
-    result.findings = find_alias_bugs(result)
+    result.findings = find_alias_bugs(result, options.model)
     result.skipped.sort(key=lambda s: s.file)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def scan(paths: list[Path], options: ScanOptions = ScanOptions(), progress: Progress | None = None,
+         root_label: str | None = None) -> ScanResult:
+    """Scan the paths (the first one is the root every reported path is relative to)."""
+    return scan_sources([source_for(p) for p in paths], options, progress,
+                        root_label if root_label is not None else str(paths[0]))
+
+
+__all__ = ["CallSite", "DirectorySource", "GitSource", "OverlaySource", "ScanOptions", "ScanResult",
+           "TreeSource", "scan", "scan_sources", "source_for"]

@@ -32,6 +32,19 @@ def reference_implementations() -> tuple[CacheImpl, ...]:
     return tuple(impl_from_dict(d) for d in raw.get("implementations", ()))
 
 
+def implementations_for(source) -> tuple[CacheImpl, ...]:
+    """The implementations of the tree a source reads: its directory, a git repository's work tree
+    (cache implementations seldom change in one patch), or the reference table."""
+    from armalias.source.tree import GitSource, OverlaySource
+
+    while isinstance(source, OverlaySource):
+        source = source.base
+    if isinstance(source, GitSource):
+        return tree_implementations(source.repo)
+    local = source.local_path("")
+    return tree_implementations(local) if local is not None else reference_implementations()
+
+
 def tree_implementations(root: Path) -> tuple[CacheImpl, ...]:
     if not (root / "arch" / "arm" / "mm").is_dir():
         return reference_implementations()

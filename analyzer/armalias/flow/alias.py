@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from armalias.index import SymbolIndex, substitute
 from armalias.rules import MaintenanceSpec, Vocabulary
+from armalias.source.text import Unreadable
 from armalias.source.cflow import LOOP, Event, FunctionBody, Guard, function_bodies
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 
@@ -178,18 +178,22 @@ def conditional(guards: tuple[Guard, ...]) -> bool:
 
 # -- per-function analysis --------------------------------------------------------------------
 class FlowAnalysis:
-    def __init__(self, locate: Callable[[str], Path], index: SymbolIndex, vocab: Vocabulary):
-        self.locate = locate  # relative path -> the file on disk
+    def __init__(self, read: Callable[[str], bytes], index: SymbolIndex, vocab: Vocabulary):
+        self.read = read  # relative path -> the file's bytes (from its TreeSource)
         self.index = index
         self.vocab = vocab
         self.summaries: dict[str, Summary] = {}
         self.flows: dict[tuple[str, str, int], FunctionFlow] = {}
         self._bodies: dict[str, list[FunctionBody]] = {}
+        # names whose macro expansion is worth following inside a function
+        self._interesting = frozenset(vocab.maintenance) | frozenset(vocab.write_sinks) | frozenset(vocab.alias_sources)
 
     # which functions to look at
     def _direct_interest(self) -> set[str]:
         v = self.vocab
-        names = set(v.maintenance) | set(v.alias_sources) | set(self.summaries)
+        # Functions doing maintenance (directly, through macros or summarized wrappers), execution
+        # entry points and users of alias globals: the only places a rule can fire.
+        names = set(v.maintenance) | set(self.summaries)
         wanted = set()
         words = set(v.alias_globals) | {c for c in v.alias_constants if is_ident(c)}
         global_ref = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words))) + r")\b") if words else None
@@ -198,9 +202,8 @@ class FlowAnalysis:
                 continue
             if c.callee in names or (global_ref is not None and any(global_ref.search(a) for a in c.args)):
                 wanted.add(c.caller)
-            elif c.callee in self.index.macros:
-                if any(e.name in names for e in self.index.expand(c.callee, c.args)):
-                    wanted.add(c.caller)
+            elif c.callee in self.index.macros and not names.isdisjoint(self.index.reachable_names(c.callee)):
+                wanted.add(c.caller)
         wanted |= {f for f in v.exec_entries if f in self.index.functions}
         return wanted
 
@@ -215,8 +218,8 @@ class FlowAnalysis:
             cached = self._bodies.get(key)
             if cached is None or not wanted <= {b.name for b in cached}:
                 try:
-                    data = self.locate(rel).read_bytes()
-                except OSError:
+                    data = self.read(rel)
+                except (OSError, Unreadable):
                     continue
                 have = {b.name for b in cached} if cached else set()
                 cached = function_bodies(rel, data, wanted | have)
@@ -235,6 +238,7 @@ class FlowAnalysis:
                 flow = self.analyse(body)
                 self.flows[(flow.file, flow.name, flow.line)] = flow
             self._summarize()
+            self._interesting = self._interesting | frozenset(self.summaries)
             if self.summaries == before and wanted == analysed:
                 break
             analysed = wanted
@@ -399,7 +403,8 @@ class FlowAnalysis:
                                    start=args[sp], end=margs[1], size=size)
                 f.maintenance.append(site)
             return order
-        if depth < MAX_MACRO_DEPTH and callee in self.index.macros:
+        if depth < MAX_MACRO_DEPTH and callee in self.index.macros and not self._interesting.isdisjoint(
+                self.index.reachable_names(callee)):
             macro = next((m for m in self.index.macros[callee] if m.params is not None), None)
             if macro is not None:
                 bindings = {p: a for p, a in zip(macro.params, args) if p != "..."}

@@ -5,16 +5,15 @@ from __future__ import annotations
 import hashlib
 import re
 from functools import lru_cache
-from pathlib import Path
 
-from armalias.facts import FileFacts, Skipped
+from armalias.facts import FileFacts
 from armalias.rules import load_neutralize, rules_dir
 from armalias.source.cparse import extract_c
 from armalias.source.directives import read_asm_symbols, read_defines, read_includes
-from armalias.source.text import Unreadable, neutralize, read_source
+from armalias.source.text import neutralize
 
 # Bump when what extraction produces changes shape or meaning: it is part of every cache key.
-EXTRACTOR_VERSION = "2"
+EXTRACTOR_VERSION = "3"
 
 # `NAME(fn, ...) { body }` at file scope defines the function named (prefix + argument index).
 DEFINERS = {
@@ -56,11 +55,3 @@ def extract_bytes(rel: str, data: bytes, digest: str) -> FileFacts:
         error_functions=sum(1 for f in functions if f.has_error), has_error=has_error,
         notes=read_suppressions(data) if b"armalias:" in data else (),
     )
-
-
-def extract_file(root: Path, rel: str) -> FileFacts | Skipped:
-    try:
-        src = read_source(root / rel)
-    except Unreadable as exc:
-        return Skipped(rel, str(exc))
-    return extract_bytes(rel, src.data, src.digest)

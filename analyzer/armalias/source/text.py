@@ -27,14 +27,8 @@ class Unreadable(Exception):
     """The file cannot be analysed; the message is the reason shown to the user."""
 
 
-def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> SourceText:
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise Unreadable(f"too large ({size} bytes > {max_bytes})")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise Unreadable(f"cannot read: {exc.strerror or exc}") from None
+def check_text(data: bytes) -> None:
+    """Raise Unreadable with the reason when bytes are no C text to analyse."""
     if not data.strip():
         raise Unreadable("empty file")
     if b"\0" in data[:8192]:
@@ -43,6 +37,17 @@ def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> SourceText:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Unreadable(f"not valid UTF-8 (byte {exc.start})") from None
+
+
+def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> SourceText:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise Unreadable(f"too large ({size} bytes > {max_bytes})")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise Unreadable(f"cannot read: {exc.strerror or exc}") from None
+    check_text(data)
     return SourceText(data, hashlib.sha256(data).hexdigest())
 
 

@@ -135,3 +135,20 @@ def test_cache_round_trip_and_corrupt_entries(demo_tree: Path, tmp_path: Path):
     again = scan([demo_tree], opts)
     assert again.facts == cold.facts  # the bad entries were discarded and recomputed, never trusted
     assert cache.directory.exists()
+
+
+def test_functions_named_for_each_stay_functions_and_calls():
+    f = facts_of(
+        "int clkdm_for_each(int (*fn)(void *c, void *u),\n\t\t   void *user)\n{\n\treturn walk(fn, user);\n}\n"
+        "void user_fn(void)\n{\n\tclkdm_for_each(cb, NULL);\n\tlist_for_each_entry(p, h, node)\n\t\tpoke(p);\n}\n"
+    )
+    assert names_lines(f) == [("clkdm_for_each", 1), ("user_fn", 6)]
+    assert {(c.callee, c.caller) for c in f.calls} == {("walk", "clkdm_for_each"), ("clkdm_for_each", "user_fn"),
+                                                      ("poke", "user_fn")}
+
+
+def test_if0_code_is_not_code():
+    f = facts_of("#if 0\nvoid dead(void) { flush_icache_range(0, 1); }\n#else\nvoid live(void) { }\n#endif\n"
+                 "#if 0\n#ifdef X\nvoid deeper(void) { }\n#endif\n#endif\nvoid after(void) { }\n")
+    assert names_lines(f) == [("live", 4), ("after", 11)]
+    assert not f.calls

@@ -172,12 +172,65 @@ def neutralize(data: bytes, spec: NeutralizeSpec | None = None) -> bytes:
     if loops is not None:
         span_i = 0
         for m in loops.finditer(data):
-            if in_directive(m.start()):
+            if in_directive(m.start()) or not _loop_position(data, m.start(), m.end()):
                 continue
             width = m.end() - m.start()
             if width >= 5:
                 buf[m.start() : m.end()] = b"while" + b" " * (width - 5)
+    _blank_if0(data, buf, spans)
     return bytes(buf)
+
+
+_STATEMENT_START = (b"", b"{", b"}", b";", b")", b":", b"else")
+
+
+def _loop_position(data: bytes, start: int, end: int) -> bool:
+    """A loop macro used as a statement: first on its line (or after `{ } ; ) else :`), and
+    followed, after its arguments, by a statement rather than `;` (a plain call of a function that
+    happens to be named *_for_each) or by `{` after a type (its definition)."""
+    line_start = data.rfind(b"\n", 0, start) + 1
+    before = data[line_start:start].strip()
+    if not any(before.endswith(t) for t in _STATEMENT_START if t) and before != b"":
+        return False
+    open_pos = _skip_ws(data, end)
+    close = balanced_end(data, open_pos)
+    if close < 0:
+        return False
+    if before.endswith(b"}"):  # `do { ... } while_each_thread(g, t);`
+        return True
+    nxt = _skip_ws(data, close)
+    return nxt < len(data) and data[nxt] not in b";,)"
+
+
+_IF0 = re.compile(rb"[ \t]*#[ \t]*if[ \t]+0\b")
+_COND_OPEN = re.compile(rb"[ \t]*#[ \t]*if")
+_COND_ELSE = re.compile(rb"[ \t]*#[ \t]*(?:else|elif)\b")
+_COND_END = re.compile(rb"[ \t]*#[ \t]*endif\b")
+
+
+def _blank_if0(data: bytes, buf: bytearray, spans: list[tuple[int, int]]) -> None:
+    """Code under `#if 0` is not code: blank it up to the matching #else / #elif / #endif."""
+    i = 0
+    while i < len(spans):
+        start, end = spans[i]
+        if not _IF0.match(data, start):
+            i += 1
+            continue
+        depth = 0
+        j = i + 1
+        while j < len(spans):
+            s2 = spans[j][0]
+            if _COND_OPEN.match(data, s2):
+                depth += 1
+            elif _COND_END.match(data, s2) or (_COND_ELSE.match(data, s2) and depth == 0):
+                if depth == 0:
+                    break
+                if _COND_END.match(data, s2):
+                    depth -= 1
+            j += 1
+        stop = spans[j][0] if j < len(spans) else len(data)
+        blank(buf, end, stop)
+        i = j
 
 
 def line_of(data: bytes, pos: int) -> int:

@@ -67,6 +67,26 @@ def test_known_implementations_decode_as_their_comments_say(audited):
     assert {"arm920", "arm926", "feroceon", "xscale", "xsc3", "mohawk", "v4wb", "fa"} <= vivt
 
 
+def test_what_each_implementation_is_comes_from_the_sources(audited):
+    # (cache type, unified, write-through, MPU only), from Kconfig (CPU_CACHE_VIVT/VIPT, depends on
+    # !MMU, CPU_V7M selecting CPU_THUMBONLY) and from the decoded code (no-op tables, no cleans).
+    _, _, result, _ = audited
+    kinds = {i.name: (i.cache_type, i.unified, i.write_through, i.mpu_only) for i in result.implementations}
+    assert kinds["v4"] == ("VIVT", True, True, False)  # ARM720T's write-through IDC cache, with an MMU
+    assert kinds["nop"] == ("none", False, False, True)  # Cortex-M without caches
+    assert kinds["v7m"] == ("PIPT", False, False, True)  # Cortex-M7: no MMU, physical addresses
+    assert kinds["arm940"] == ("VIVT", False, False, True)
+    assert kinds["arm946"] == ("VIVT", False, False, True)
+    assert kinds["v4wt"] == ("VIVT", False, True, False)
+    others = {n: k for n, k in kinds.items() if n not in ("v4", "nop", "v7m", "arm940", "arm946", "v4wt")}
+    assert {k[1:] for k in others.values()} == {(False, False, False)}, others
+    v4 = {i.name: i for i in result.implementations}["v4"]
+    assert any("CPU_ARM740T (depends on !MMU)" in n for n in v4.notes)
+    doc = to_json(result, "tree")
+    by_name = {i["name"]: i for i in doc["implementations"]}
+    assert (by_name["v4"]["unified"], by_name["arm946"]["mpu_only"], by_name["nop"]["cache_type"]) == (True, True, "none")
+
+
 def test_unknown_operations_and_fall_throughs_stay_at_what_was_measured(audited):
     version, _, result, _ = audited
     # Measured: every cache-maintenance encoding reachable from a cpu_cache_fns member of 6.1 and 6.12

@@ -31,6 +31,8 @@ from armalias.model.scenario import (
     Scenario,
     Unmap,
     Write,
+    aliases_sharing_a_page,
+    compile_scenario,
     default_config,
     function_ops,
     impl_from_dict,
@@ -40,6 +42,7 @@ from armalias.model.scenario import (
     replay_all,
     scenario_from_dict,
     summarize,
+    without_mmu,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "model"
@@ -448,3 +451,130 @@ def test_operations_of_one_call_share_a_witness_line():
     assert witness[-2] == ("flush_icache_range(exec+0x0..+0x4) = coherent_kern_range [v4wb_coherent_kern_range]: "
                            "clean-d-line exec+0x0 (no line); invalidate-d-line exec+0x0 (no line); "
                            "invalidate-i-all (0 I lines dropped); drain-wb")
+
+
+# -- unified caches, no cache, no MMU ---------------------------------------------------------------
+
+
+def organized(organization: str, *, write_back: bool = False, indexing: str = "VIVT") -> Machine:
+    d = CacheGeometry(indexing=indexing, write_back=write_back)
+    config = ModelConfig(d=d, i=CacheGeometry(indexing=indexing), organization=organization,
+                         kind="uncached" if organization == "none" else "vivt")
+    m = Machine(config, {"exec": 0xC0008000, "fixmap": 0xFFDF3000}, {"text": 0})
+    m.map("exec", "text")
+    m.map("fixmap", "text")
+    return m
+
+
+def test_unified_fetch_sees_the_data_lines():
+    m = organized("unified", write_back=True)
+    m.read("exec", 0, 4, None)  # the line is in the one cache
+    m.write("exec", 0, 4, 1, None)  # a dirty hit: memory still holds the old word
+    assert m.memory.get(("text", 0), (0,) * 32)[:4] == (0, 0, 0, 0)
+    got, source = m.fetch("exec", 0, 4, None)
+    assert got == (1, 1, 1, 1) and source.startswith("unified D hit")
+    assert not any(m.isets)
+    harvard = organized("harvard", write_back=True)
+    harvard.read("exec", 0, 4, None)
+    harvard.write("exec", 0, 4, 1, None)
+    assert harvard.fetch("exec", 0, 4, None)[0] == (0, 0, 0, 0)
+
+
+def test_unified_vivt_keeps_a_stale_line_per_alias_and_i_ops_leave_it():
+    m = organized("unified")  # write-through, like the ARM720T
+    m.fetch("exec", 0, 4, None)
+    m.write("fixmap", 0, 4, 1, None)
+    assert m.memory[("text", 0)][:4] == (1, 1, 1, 1)
+    trace: list[str] = []
+    m.maintain("invalidate-i-line", "exec", 0, 4, trace)
+    m.maintain("invalidate-i-all", None, 0, 0, trace)
+    assert trace == ["invalidate-i-line exec+0x0 (unified cache: no separate I line)",
+                     "invalidate-i-all (unified cache: no separate I lines)"]
+    assert m.fetch("exec", 0, 4, None)[0] == (0, 0, 0, 0)  # the exec line of the other alias is stale
+    m.maintain("invalidate-d-line", "exec", 0, 4, None)
+    assert m.fetch("exec", 0, 4, None)[0] == (1, 1, 1, 1)
+
+
+def test_unified_environment_prefetch_is_its_read():
+    m = organized("unified")
+    kinds = {a[0] for a in m.env_actions([("text", 0)], ["exec"])}
+    assert kinds == {"read"}
+    harvard = organized("harvard")
+    assert {a[0] for a in harvard.env_actions([("text", 0)], ["exec"])} == {"read", "prefetch"}
+
+
+def test_no_cache_reads_and_writes_memory_and_maintenance_does_nothing():
+    m = organized("none")
+    m.write("fixmap", 0, 4, 1, None)
+    assert m.memory[("text", 0)][:4] == (1, 1, 1, 1)
+    assert m.fetch("exec", 0, 4, None) == ((1, 1, 1, 1), "no cache: memory")
+    assert m.read("exec", 0, 4, None)[0] == (1, 1, 1, 1)
+    trace: list[str] = []
+    for op in ("clean-d-line", "invalidate-d-all"):
+        assert m.maintain(op, "exec", 0, 4, trace)
+    assert trace == ["clean-d-line (no cache: nothing to do)", "invalidate-d-all (no cache: nothing to do)"]
+    assert not any(m.dsets) and not any(m.isets)
+    assert m.env_actions([("text", 0)], ["exec"]) == []
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"organization": "split"}, "organization must be one of"),
+    ({"organization": "none"}, "kind 'uncached' goes with organization 'none'"),
+    ({"kind": "uncached"}, "kind 'uncached' goes with organization 'none'"),
+    ({"organization": "none", "kind": "uncached", "outer": True}, "no outer level"),
+])
+def test_bad_organizations_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(d=CacheGeometry(), i=CacheGeometry(), **kwargs)
+
+
+def test_implementation_kinds_choose_the_machine():
+    v4, nop, arm946 = IMPLS["v4"], IMPLS["nop"], IMPLS["arm946"]
+    assert (v4.unified, v4.write_through, nop.cache_type, arm946.mpu_only) == (True, True, "none", True)
+    config = default_config(v4)
+    assert (config.organization, config.kind, config.d.indexing, config.d.write_back) == ("unified", "vivt", "VIVT", False)
+    assert (default_config(nop).organization, default_config(nop).kind) == ("none", "uncached")
+    assert default_config(arm946).organization == "harvard"
+    assert default_config(IMPLS["arm926"]).organization == "harvard"
+    same = Scenario("same alias", (Map("exec", "text"), Fetch("exec"), Write("exec"), Fetch("exec")))
+    assert replay(same, v4).notes == ("unified I/D cache: fetches see the data lines",)
+    assert replay(same, nop).notes == ("no cache: every access reaches memory",)
+    # flush_kernel_vmap_range runs only where cache_is_vivt() || cache_is_vipt_aliasing(): not on "uncached".
+    vmap = Scenario("vmap", (Map("exec", "text"), Maintain("flush_kernel_vmap_range", "exec", 0, 4), Fetch("exec")))
+    steps = compile_scenario(vmap, nop, default_config(nop))[0]
+    assert steps[1].label == "skipped flush_kernel_vmap_range: runs only on vivt, vipt-aliasing (this cache is uncached)"
+
+
+def test_without_mmu_merges_the_aliases_of_a_page():
+    scenario = Scenario("s", (
+        Map("exec", "text"), Map("fixmap", "text"), Write("fixmap", 0), Unmap("fixmap"),
+        Map("fixmap", "data"), Write("fixmap", 4), Maintain("coherent_kern_range", "fixmap", 0, 8),
+        Map("exec1", "data"), Fetch("exec", 0), Read("exec1", 4)),
+        executable=("exec", "exec1"))
+    assert aliases_sharing_a_page(scenario) == {"text": ("exec", "fixmap"), "data": ("fixmap", "exec1")}
+    merged = without_mmu(scenario)
+    assert merged.steps == (
+        Map("exec", "text"), Write("exec", 0), Map("fixmap", "data"), Write("fixmap", 4),
+        Maintain("coherent_kern_range", "fixmap", 0, 8), Fetch("exec", 0), Read("fixmap", 4))
+    assert merged.executable == ("exec", "exec1", "fixmap")
+    assert aliases_sharing_a_page(merged) == {}
+
+
+def test_mpu_only_refutes_what_needs_two_aliases_and_keeps_what_one_address_has():
+    pre2017, _ = load_fixture(FIXTURES / "patch-text-pre2017.toml")
+    arm946, arm926 = IMPLS["arm946"], IMPLS["arm926"]
+    assert replay(pre2017, arm926).verdict == "confirmed"
+    v = replay(pre2017, arm946)
+    assert v.verdict == "refuted" and v.states > 0
+    assert v.notes == ("no MMU (CPU_ARM946E: MPU only): the virtual aliases exec and fixmap of page text "
+                       "cannot exist apart; replayed as one physical address",)
+    unsynced = Scenario("no I invalidate", (Map("exec", "text"), Fetch("exec"), Write("exec"), Fetch("exec")))
+    one = replay(unsynced, arm946)
+    assert one.verdict == "confirmed" and one.notes == () and "STALE" in one.witness[-1]
+
+
+def test_impl_from_dict_reads_the_audit_additions():
+    impl = impl_from_dict({"name": "u", "cache_type": "VIVT", "unified": True, "mpu_only": True})
+    assert (impl.unified, impl.mpu_only) == (True, True)
+    plain = impl_from_dict({"name": "p", "cache_type": "VIVT"})
+    assert (plain.unified, plain.mpu_only) == (False, False)

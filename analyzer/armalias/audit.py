@@ -17,6 +17,7 @@ from typing import Any
 from armalias import __version__
 from armalias.cacheimpl import CACHE_MEMBERS, CacheFunction, CacheImpl
 from armalias.errors import InputError
+from armalias.model.cache import NO_DATA_OPS
 from armalias.source.asm import AsmTree, CacheTable, TableEntry, read_mm, summarize
 from armalias.source.kconfig import MmBuild, read_mm_build
 
@@ -139,6 +140,53 @@ def _cache_type(build: MmBuild, configs: tuple[str, ...]) -> tuple[str, list[str
     return "unknown", notes
 
 
+def _data_ops(fn: CacheFunction) -> list[str]:
+    return [op for op in fn.ops if op not in NO_DATA_OPS]
+
+
+def _what_the_code_says(functions: dict[str, CacheFunction]) -> tuple[str, bool, bool, list[str]]:
+    """What the decoded table itself tells about the cache: ("none" or "", unified, write-through, notes).
+
+    Only from fully decoded tables (every member resolved in the assembly, nothing undecoded), since an
+    unknown instruction could be the clean or the I-side operation whose absence is the evidence:
+
+    * no member touches a cache (nop_cache_fns): there is no cache to keep coherent;
+    * coherent_kern_range does nothing while flush_kern_all maintains the cache: the code relies on
+      instruction fetches seeing the data side, i.e. one unified cache (cache-v4.S, used by the
+      ARM720T, whose proc file calls it an "IDC" cache);
+    * some member invalidates the D-cache and none ever cleans it: dirty lines would be lost, so the
+      D-cache is write-through (cache-v4.S, cache-v4wt.S).
+    """
+    if not functions or any(not fn.resolved or fn.undecoded for fn in functions.values()):
+        return "", False, False, []
+    if not any(_data_ops(fn) for fn in functions.values()):
+        return "none", False, False, ["no member maintains a cache: modelled as no cache (every access reaches memory)"]
+    notes = []
+    coherent, flush_all = functions.get("coherent_kern_range"), functions.get("flush_kern_all")
+    unified = bool(coherent and flush_all and not _data_ops(coherent) and _data_ops(flush_all))
+    if unified:
+        notes.append(f"unified I/D cache: {coherent.symbol} does nothing while {flush_all.symbol} "  # type: ignore[union-attr]
+                     "maintains the cache, so instruction fetches must see the data side")  # fmt: skip
+    ops = {op for fn in functions.values() for op in fn.ops}
+    cleans = any(op.startswith(("clean-d", "clean+invalidate-d")) for op in ops)
+    invalidates = any(op.startswith("invalidate-d") for op in ops)
+    write_through = invalidates and not cleans
+    if write_through:
+        notes.append("write-through D-cache: members invalidate it but none ever cleans it")
+    return "", unified, write_through, notes
+
+
+def _mmu(build: MmBuild, configs: tuple[str, ...]) -> tuple[bool, list[str]]:
+    """Whether every CPU using the table is built without an MMU (MPU only), with notes."""
+    reasons = {cfg: build.kconfig.no_mmu_reason(cfg) for cfg in configs}
+    without = [f"{cfg} ({why})" for cfg, why in sorted(reasons.items()) if why]
+    if not without:
+        return False, []
+    if len(without) == len(configs):
+        return True, ["no MMU on any CPU using it (MPU only, no virtual aliases): " + ", ".join(without)]
+    return False, ["no MMU on " + ", ".join(without) + "; modelled as the CPUs with an MMU"]
+
+
 def audit_tree(root: Path) -> AuditResult:
     """Audit ``root/arch/arm/mm``. Raises InputError when ``root`` is not a kernel tree."""
     started = time.perf_counter()
@@ -176,6 +224,14 @@ def audit_tree(root: Path) -> AuditResult:
         impl_file = anchor.file if anchor and anchor.file else table.file
         configs, config_notes, write_through = _configs(tree, build, table, impl_file)
         cache_type, type_notes = _cache_type(build, configs)
+        no_cache, unified, code_wt, code_notes = _what_the_code_says(functions)
+        mpu_only, mmu_notes = _mmu(build, configs)
+        if no_cache:
+            cache_type = no_cache
+        elif mpu_only and cache_type == "unknown":
+            cache_type = "PIPT"
+            mmu_notes.append("cache type from Kconfig unknown; without an MMU every address is physical: PIPT")
+        write_through = write_through or code_wt
         conditional_wt = any(
             _requires(c, WRITETHROUGH_OPTION) for fn in functions.values() for s in fn.steps for c in s.conditions
         )
@@ -185,8 +241,9 @@ def audit_tree(root: Path) -> AuditResult:
             CacheImpl(
                 name=table.name, file=impl_file, cache_type=cache_type, write_through=write_through,
                 configs=configs, functions=functions,
-                notes=tuple(dict.fromkeys(config_notes + type_notes + impl_notes)),
+                notes=tuple(dict.fromkeys(config_notes + type_notes + code_notes + mmu_notes + impl_notes)),
                 table_file=table.file, table_line=table.line, table_condition=table.condition,
+                unified=unified, mpu_only=mpu_only,
             )  # fmt: skip
         )
     implementations.sort(key=lambda impl: (impl.file, impl.table_line, impl.name))
@@ -225,7 +282,8 @@ def function_to_dict(fn: CacheFunction) -> dict[str, Any]:
 def implementation_to_dict(impl: CacheImpl) -> dict[str, Any]:
     return {
         "name": impl.name, "file": impl.file, "cache_type": impl.cache_type,
-        "write_through": impl.write_through, "configs": list(impl.configs),
+        "write_through": impl.write_through, "unified": impl.unified, "mpu_only": impl.mpu_only,
+        "configs": list(impl.configs),
         "table": {"file": impl.table_file, "line": impl.table_line, "condition": impl.table_condition},
         "functions": {member: function_to_dict(fn) for member, fn in impl.functions.items()},
         "notes": list(impl.notes),

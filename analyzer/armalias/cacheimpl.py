@@ -20,6 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# CacheImpl.cache_type: how the L1 caches are indexed and tagged; "none" when the implementation
+# maintains no cache at all (every member does nothing: nop_cache_fns).
+CACHE_TYPES = ("VIVT", "VIPT", "PIPT", "none", "unknown")
 D_EFFECTS = ("none", "clean", "invalidate", "clean+invalidate")
 I_EFFECTS = ("none", "invalidate")
 SCOPES = ("range", "whole", "none")
@@ -95,7 +98,7 @@ class CacheImpl:
 
     name: str  # e.g. "feroceon", "v4wb", "v7"
     file: str  # relative path, e.g. "arch/arm/mm/proc-feroceon.S"
-    cache_type: str  # "VIVT", "VIPT", "PIPT" or "unknown"
+    cache_type: str  # one of CACHE_TYPES
     write_through: bool = False
     configs: tuple[str, ...] = ()  # CPU_* Kconfig options whose processors use it
     functions: dict[str, CacheFunction] = field(default_factory=dict)
@@ -104,3 +107,6 @@ class CacheImpl:
     table_file: str = ""  # where the cpu_cache_fns table is defined (cache.c in newer kernels)
     table_line: int = 0
     table_condition: str = ""  # #if around the table, e.g. "CONFIG_CPU_CACHE_V7"
+    # Added by the audit (compatible extensions):
+    unified: bool = False  # one cache holds instructions and data (ARM720T's "IDC"): a fetch sees D lines
+    mpu_only: bool = False  # every CPU using it has no MMU: one address per byte, no virtual aliases

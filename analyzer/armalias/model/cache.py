@@ -32,6 +32,16 @@ What is modelled
   has unbounded capacity; the environment may write any of them back.
 * Write-through: a write updates a hitting line and always goes to the level below (the outer level when
   present, else memory); write-through lines are never dirty.
+* Organization (`ModelConfig.organization`):
+    - `harvard`: separate D and I caches, as above;
+    - `unified`: one cache for instructions and data (ARM720T's "IDC" cache, `cache-v4.S`). It is the
+      D geometry; an instruction fetch looks up and fills D lines like a load. An I-side operation
+      (`invalidate-i-line`, `invalidate-i-all`, ...) has no separate cache to act on and does
+      nothing: the combined encodings the kernel issues on unified caches (c7,c7,0 on v4; c7,c7,1
+      and c7,c15,x in cache-v6.S's unified branch) also decode to a D-side operation, which does
+      the work. The environment's prefetch is its read: the same fill;
+    - `none`: no cache (`nop_cache_fns`, Cortex-M3/M4): every write reaches memory, every load and
+      fetch reads it, maintenance does nothing and the environment has nothing to act on.
 
 Values are *versions*: every byte holds the number of the program write that produced it (0 for the
 page's contents before the scenario), which is all the model needs to tell "current" from "stale";
@@ -47,7 +57,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 INDEXING = ("VIVT", "VIPT-aliasing", "PIPT")
-CACHE_KINDS = ("vivt", "vipt-aliasing", "vipt-nonaliasing", "pipt")
+# What cache_is_vivt()/cache_is_vipt_aliasing()/... would say; "uncached" is a CPU without caches (the
+# kernel's cacheid 0 on ARMv7-M, where every cache_is_*() is false).
+CACHE_KINDS = ("vivt", "vipt-aliasing", "vipt-nonaliasing", "pipt", "uncached")
+ORGANIZATIONS = ("harvard", "unified", "none")
 
 # By-MVA operations (the Feroceon range forms are applied line by line over the range) -> (side, effect).
 LINE_OPS: dict[str, tuple[str, str]] = {
@@ -126,10 +139,17 @@ class ModelConfig:
     outer: bool = False
     page_size: int = 4096
     kind: str = "vivt"  # what cache_is_vivt()/cache_is_vipt_aliasing()/... would say
+    organization: str = "harvard"  # one of ORGANIZATIONS; `unified` uses `d` for both, `none` neither
 
     def __post_init__(self) -> None:
         if self.kind not in CACHE_KINDS:
             raise ValueError(f"kind must be one of {CACHE_KINDS}, not {self.kind!r}")
+        if self.organization not in ORGANIZATIONS:
+            raise ValueError(f"organization must be one of {ORGANIZATIONS}, not {self.organization!r}")
+        if (self.organization == "none") != (self.kind == "uncached"):
+            raise ValueError("kind 'uncached' goes with organization 'none' and only with it")
+        if self.organization == "none" and self.outer:
+            raise ValueError("a machine without caches has no outer level either")
         if self.d.line_size != self.i.line_size:
             # One physical line granule keeps write-back and I fills simple; every ARM core the
             # kernel's VIVT code supports uses one L1 line size for both sides.
@@ -164,6 +184,8 @@ class Machine:
         labels: Mapping[int, str] | None = None,
     ) -> None:
         self.config = config
+        self.cached = config.organization != "none"
+        self.unified = config.organization == "unified"
         self.va = dict(va)
         self.pfn = dict(pfn)
         self.labels = dict(labels or {})
@@ -355,6 +377,12 @@ class Machine:
             ghost = list(self.latest.get(pa, self._zero()))
             ghost[start:start + n] = [version] * n
             self.latest[pa] = tuple(ghost)
+            if not self.cached:
+                below = list(self.memory.get(pa, self._zero()))
+                below[start:start + n] = [version] * n
+                self.memory[pa] = tuple(below)
+                notes.append("no cache: memory updated")
+                continue
             set_index, tag = self._key(geometry, alias, line_offset)  # type: ignore[misc]
             lines = self.dsets[set_index]
             index = self._find(lines, tag)
@@ -396,7 +424,11 @@ class Machine:
         out: list[int] = []
         sources = []
         for line_offset, start, n in self.chunks(offset, size):
-            self._need_pa(alias, line_offset, "read")
+            pa = self._need_pa(alias, line_offset, "read")
+            if not self.cached:
+                out.extend(self.memory.get(pa, self._zero())[start:start + n])
+                sources.append("no cache: memory")
+                continue
             set_index, tag = self._key(self.config.d, alias, line_offset)  # type: ignore[misc]
             hit = self._find(self.dsets[set_index], tag) >= 0
             lines, index = self._fill_d(alias, line_offset, trace)
@@ -406,7 +438,11 @@ class Machine:
         return tuple(out), "; ".join(sources)
 
     def fetch(self, alias: str, offset: int, size: int, trace: list[str] | None) -> tuple[Data, str]:
-        """An instruction fetch: I hit, or fill from the outer level or memory (never from L1 D)."""
+        """An instruction fetch: I hit, or fill from the outer level or memory (never from L1 D).
+        On a unified cache it is a load (the same lines); without a cache it reads memory."""
+        if self.unified or not self.cached:
+            data, source = self.read(alias, offset, size, trace)
+            return data, ("unified " + source if self.unified else source)
         self._check_range(alias, offset, size)
         geometry = self.config.i
         out: list[int] = []
@@ -450,6 +486,10 @@ class Machine:
             if trace is not None:
                 trace.append(op)
             return True
+        if not self.cached and (op in WHOLE_OPS or op in LINE_OPS):
+            if trace is not None:
+                trace.append(f"{op} (no cache: nothing to do)")
+            return True
         if op in WHOLE_OPS:
             side, effect = WHOLE_OPS[op]
             result = self._whole(side, effect)
@@ -473,6 +513,8 @@ class Machine:
         return False
 
     def _by_mva(self, side: str, effect: str, alias: str, line_offset: int) -> str:
+        if side == "i" and self.unified:
+            return "unified cache: no separate I line"
         geometry = self.config.d if side == "d" else self.config.i
         key = self._key(geometry, alias, line_offset)
         if key is None:
@@ -525,6 +567,8 @@ class Machine:
         return ", ".join(notes)
 
     def _whole(self, side: str, effect: str) -> str:
+        if side == "i" and self.unified:
+            return "unified cache: no separate I lines"
         if side == "i":
             count = sum(len(s) for s in self.isets)
             self.isets = [[] for _ in self.isets]
@@ -557,6 +601,8 @@ class Machine:
         line) through any mapped alias, or prefetch through any mapped executable alias, at a
         (page, line offset) the scenario touches. Actions that would change nothing are left out."""
         actions: list[tuple] = []
+        if not self.cached:
+            return actions
         for set_index, lines in enumerate(self.dsets):
             for line in lines:
                 actions.append(("evict-d", set_index, line[0]))
@@ -574,7 +620,7 @@ class Machine:
                 set_index, tag = self._key(self.config.d, alias, line_offset)  # type: ignore[misc]
                 if self._find(self.dsets[set_index], tag) < 0:
                     actions.append(("read", alias, line_offset))
-                if alias in executable:
+                if alias in executable and not self.unified:  # unified: the read above is the prefetch
                     i_offset = line_offset - line_offset % self.config.i.line_size
                     set_index, tag = self._key(self.config.i, alias, i_offset)  # type: ignore[misc]
                     if self._find(self.isets[set_index], tag) < 0:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from armalias.cacheimpl import CacheFunction, CacheImpl
@@ -203,7 +203,8 @@ def impl_from_dict(data: Mapping) -> CacheImpl:
     return CacheImpl(name=data["name"], file=data.get("file", ""), cache_type=data.get("cache_type", "unknown"),
                      write_through=bool(data.get("write_through", False)),
                      configs=tuple(data.get("configs", ())), functions=functions,
-                     notes=tuple(data.get("notes", ())))
+                     notes=tuple(data.get("notes", ())), unified=bool(data.get("unified", False)),
+                     mpu_only=bool(data.get("mpu_only", False)))
 
 
 def _uses_pou(impl: CacheImpl) -> bool:
@@ -219,18 +220,28 @@ def default_config(impl: CacheImpl, vipt_aliasing: bool = False) -> ModelConfig:
     * VIPT: v7-style non-aliasing (a PIPT-like D and I) with write-allocate, unless `vipt_aliasing`
       (some ARMv6): VIPT-aliasing D and I with two colours, no write-allocate.
     * PIPT: PIPT D and I with write-allocate.
+    * none (`nop_cache_fns`): no cache at all; kind `uncached`.
     An outer level between PoU and PoC is present when the implementation uses PoU operations.
+    `impl.unified` gives one cache for instructions and data (the D geometry); `impl.mpu_only` changes
+    nothing here (`replay` merges the aliases of a page first, and one alias per page behaves alike on
+    any indexing).
     """
+    if impl.cache_type == "none":
+        return ModelConfig(d=CacheGeometry(indexing="PIPT"), i=CacheGeometry(indexing="PIPT"),
+                           kind="uncached", organization="none")
     outer = _uses_pou(impl)
+    organization = "unified" if impl.unified else "harvard"
     if impl.cache_type in ("VIVT", "unknown"):
         d = CacheGeometry(indexing="VIVT", write_back=not impl.write_through)
-        return ModelConfig(d=d, i=CacheGeometry(indexing="VIVT"), outer=outer, kind="vivt")
+        return ModelConfig(d=d, i=CacheGeometry(indexing="VIVT"), outer=outer, kind="vivt",
+                           organization=organization)
     if impl.cache_type == "VIPT" and vipt_aliasing:
         d = CacheGeometry(indexing="VIPT-aliasing", write_back=not impl.write_through)
-        return ModelConfig(d=d, i=CacheGeometry(indexing="VIPT-aliasing"), outer=outer, kind="vipt-aliasing")
+        return ModelConfig(d=d, i=CacheGeometry(indexing="VIPT-aliasing"), outer=outer, kind="vipt-aliasing",
+                           organization=organization)
     d = CacheGeometry(indexing="PIPT", write_back=not impl.write_through, write_allocate=True)
     kind = "vipt-nonaliasing" if impl.cache_type == "VIPT" else "pipt"
-    return ModelConfig(d=d, i=CacheGeometry(indexing="PIPT"), outer=outer, kind=kind)
+    return ModelConfig(d=d, i=CacheGeometry(indexing="PIPT"), outer=outer, kind=kind, organization=organization)
 
 
 # -- compiling a scenario for one implementation ----------------------------------------------------
@@ -447,16 +458,89 @@ def _writer(step: Write, version: int):
 # -- replay -------------------------------------------------------------------------------------------
 
 
+def aliases_sharing_a_page(scenario: Scenario) -> dict[str, tuple[str, ...]]:
+    """{page: aliases} for every physical page the scenario maps under two or more virtual aliases."""
+    by_page: dict[str, list[str]] = {}
+    for step in scenario.steps:
+        if isinstance(step, Map) and step.alias not in by_page.setdefault(step.page, []):
+            by_page[step.page].append(step.alias)
+    return {page: tuple(aliases) for page, aliases in by_page.items() if len(aliases) > 1}
+
+
+def without_mmu(scenario: Scenario) -> Scenario:
+    """The scenario as a CPU without an MMU runs it: an address names one byte of memory, so every
+    alias of a page is that page's one address, and unmapping changes nothing.
+
+    Each page gets one alias name (the first alias mapped onto it; `alias@page` if that name already
+    stands for another page); an access through an alias goes to the page that alias last mapped;
+    Map steps after a page's first and every Unmap step are dropped. A page is executable when any of
+    its aliases was.
+    """
+    canonical: dict[str, str] = {}  # page -> its one alias name
+    current: dict[str, str] = {}  # alias -> the page it last mapped
+    steps: list[Step] = []
+    for step in scenario.steps:
+        if isinstance(step, Unmap):
+            continue
+        if isinstance(step, Map):
+            current[step.alias] = step.page
+            if step.page in canonical:
+                continue
+            name = step.alias if step.alias not in canonical.values() else f"{step.alias}@{step.page}"
+            canonical[step.page] = name
+            steps.append(Map(name, step.page, step.only_on))
+            continue
+        alias = getattr(step, "alias", None)
+        if alias is not None and alias in current:
+            step = replace(step, alias=canonical[current[alias]])
+        steps.append(step)
+    executable = set(scenario.executable)
+    for alias, page in current.items():
+        if alias in scenario.executable:
+            executable.add(canonical[page])
+    va = tuple((a, v) for a, v in scenario.va if a in canonical.values())
+    return Scenario(scenario.name, tuple(steps), va, tuple(sorted(executable)))
+
+
+def as_run_on(scenario: Scenario, impl: CacheImpl) -> tuple[Scenario, tuple[str, ...]]:
+    """The scenario an implementation really runs, with notes: on an MPU-only implementation the
+    aliases of one page merge into one address (`without_mmu`), so a hazard that needed two virtual
+    aliases is gone, while one that a single address has too remains."""
+    if not impl.mpu_only:
+        return scenario, ()
+    merged = without_mmu(scenario)
+    shared = aliases_sharing_a_page(scenario)
+    if not shared:
+        return merged, ()
+    cpus = ", ".join(impl.configs) or impl.name
+    pages = "; ".join(f"{' and '.join(aliases)} of page {page}" for page, aliases in sorted(shared.items()))
+    return merged, (f"no MMU ({cpus}: MPU only): the virtual aliases {pages} cannot exist apart; "
+                    "replayed as one physical address",)
+
+
+def _caveats(impl: CacheImpl, config: ModelConfig) -> tuple[str, ...]:
+    notes = []
+    if impl.cache_type == "unknown":
+        notes.append("cache type unknown: modelled as VIVT")
+    if config.organization == "unified":
+        notes.append("unified I/D cache: fetches see the data lines")
+    elif config.organization == "none":
+        notes.append("no cache: every access reaches memory")
+    return tuple(notes)
+
+
 def replay(scenario: Scenario, impl: CacheImpl, geometry: ModelConfig | None = None,
            bound: int = DEFAULT_BOUND) -> Verdict:
-    """Explore the scenario on one implementation; `geometry` overrides `default_config(impl)`."""
+    """Explore the scenario on one implementation; `geometry` overrides `default_config(impl)`.
+    On an MPU-only implementation the aliases of a page are one address (`as_run_on`)."""
+    scenario, merged = as_run_on(scenario, impl)
     config = geometry or default_config(impl)
     steps, machine, interest, executable = compile_scenario(scenario, impl, config)
     verdict = explore(steps, machine, interest, executable, bound)
-    if impl.cache_type == "unknown":
+    caveats = merged + _caveats(impl, config)
+    if caveats:
         verdict = Verdict(verdict.verdict, verdict.witness, verdict.bound, verdict.unknown_ops,
-                          verdict.notes + ("cache type unknown: modelled as VIVT",), verdict.states,
-                          verdict.env_actions)
+                          verdict.notes + caveats, verdict.states, verdict.env_actions)
     return verdict
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 _CONFIG_RE = re.compile(r"^\s*(?:menu)?config\s+(\w+)\s*$")
 _SELECT_RE = re.compile(r"^\s*select\s+(\w+)(?:\s+if\s+(.+?))?\s*$")
+_DEPENDS_RE = re.compile(r"^\s*depends\s+on\s+(.+?)\s*$")
 _BLOCK_END_RE = re.compile(r"^\s*(?:menu|endmenu|choice|endchoice|if|endif|source|comment|mainmenu)\b")
 _OBJ_RE = re.compile(r"^\s*obj-\$\(CONFIG_(\w+)\)\s*[+:]?=\s*(.*)$")
 
@@ -34,6 +35,7 @@ class Kconfig:
     path: str
     selects: dict[str, list[Select]] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)  # config -> line of its `config` keyword
+    depends: dict[str, list[str]] = field(default_factory=dict)  # config -> its `depends on` expressions
 
     def selecting(self, option: str) -> tuple[str, ...]:
         """Every config that selects ``option`` (sorted)."""
@@ -45,6 +47,55 @@ class Kconfig:
             if sel.target in CACHE_TYPE_OPTIONS:
                 return CACHE_TYPE_OPTIONS[sel.target]
         return None
+
+    def no_mmu_reason(self, config: str) -> str:
+        """Why ``config`` can only be built without an MMU, or "" when nothing says so.
+
+        A config needs ``!MMU`` when one of its ``depends on`` lines has ``!MMU`` as a top-level
+        conjunct (CPU_ARM940T), or when it selects, unconditionally, a config that needs it (CPU_V7M
+        selects CPU_THUMBONLY, which depends on !MMU). ``if MMU`` blocks are not tracked.
+        """
+        return self._no_mmu(config, frozenset())
+
+    def _no_mmu(self, config: str, seen: frozenset[str]) -> str:
+        if config in seen:
+            return ""
+        for expr in self.depends.get(config, ()):
+            if "!MMU" in _conjuncts(expr):
+                return "depends on !MMU"
+        for sel in self.selects.get(config, ()):
+            if sel.condition:
+                continue
+            why = self._no_mmu(sel.target, seen | {config})
+            if why:
+                return f"selects {sel.target} ({why})"
+        return ""
+
+
+def _conjuncts(expr: str) -> list[str]:
+    """Top-level ``&&`` operands of a Kconfig expression, spaces removed, outer parentheses dropped."""
+    text = expr.replace(" ", "").replace("\t", "")
+    while text.startswith("(") and _closing(text, 0) == len(text) - 1:
+        text = text[1:-1]
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and text.startswith("&&", i):
+            parts.append(text[start:i])
+            start = i + 2
+    parts.append(text[start:])
+    return [p for p in parts if p]
+
+
+def _closing(text: str, open_at: int) -> int:
+    depth = 0
+    for i in range(open_at, len(text)):
+        depth += text[i] == "("
+        depth -= text[i] == ")"
+        if depth == 0:
+            return i
+    return -1
 
 
 def read_kconfig(text: str, path: str = "") -> Kconfig:
@@ -85,6 +136,10 @@ def read_kconfig(text: str, path: str = "") -> Kconfig:
         m = _SELECT_RE.match(line)
         if m and current:
             kconfig.selects[current].append(Select(m.group(1), " ".join((m.group(2) or "").split())))
+            continue
+        m = _DEPENDS_RE.match(line)
+        if m and current:
+            kconfig.depends.setdefault(current, []).append(" ".join(m.group(1).split()))
     return kconfig
 
 

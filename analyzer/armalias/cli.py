@@ -41,6 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--baseline", type=Path, help="do not report findings whose fingerprints are in this file")
     scan.add_argument("--write-baseline", type=Path, metavar="FILE", help="write the fingerprints of this scan's findings to FILE")
 
+    check = sub.add_parser("check", help="pre-submit: the findings a change introduces or fixes",
+                           description="Compare the findings before and after a change, by fingerprint (never by "
+                                       "line). Nothing given: the working tree against HEAD.")
+    change = check.add_mutually_exclusive_group()
+    change.add_argument("--git-range", metavar="BASE..HEAD", help="two revisions (BASE...HEAD: from their merge base)")
+    change.add_argument("--staged", action="store_true", help="the index against HEAD (what git commit records)")
+    change.add_argument("--patch", type=Path, metavar="FILE",
+                        help="a unified diff, format-patch file or mbox series ('-': stdin), applied in memory")
+    check.add_argument("--tree", type=Path, metavar="PATH", help="the kernel tree (default: the git work tree of the cwd)")
+    check.add_argument("-p", "--strip", type=int, default=1, metavar="N", help="leading path components stripped from patch paths (default 1)")
+    _common(check, ("text", "gcc", "json", "sarif"))
+    check.set_defaults(format=None)  # text on a terminal, gcc lines elsewhere
+    check.add_argument("--fail-on", choices=SEVERITIES, default=None, help="exit 1 when a new finding is at or above it (default warning)")
+    check.add_argument("--select", metavar="CODES", help="report only these rule codes (comma-separated)")
+    check.add_argument("--ignore", metavar="CODES", help="never report these rule codes")
+    check.add_argument("--baseline", type=Path, help="never report as new the findings whose fingerprints are in this file")
+
     graph = sub.add_parser("graph", help="who reaches a watched function")
     graph.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     graph.add_argument("--function", "-f", action="append", help="the function to draw callers of (repeatable; default: every watched function)")
@@ -158,6 +175,74 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if any(severity_rank(f.severity) >= threshold for f in findings) else EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from armalias.config import load_config, merge_vocabulary, settings
+    from armalias.diff import CheckOptions, change_for, run_check
+    from armalias.report import gcc, jsonout, sarif
+    from armalias.report.text import progress_bar
+    from armalias.rules import load_rules, load_vocabulary
+    from armalias.scan import ScanOptions
+    from armalias.suppress import load_baseline
+
+    if args.strip < 0:
+        raise InputError("--strip must be 0 or more")
+    root, change = change_for(args.tree, args.git_range, args.staged, args.patch, args.strip)
+    root_label = str(args.tree) if args.tree is not None else str(root)
+    try:
+        config = load_config(change.head)
+        opts = settings(config, set(load_rules()), args.select, args.ignore,
+                        str(args.baseline) if args.baseline else None, args.fail_on)
+        baseline: frozenset[str] = frozenset()
+        if opts.baseline:  # a path from .armalias.toml is relative to the tree root, one from the flag to the cwd
+            path = Path(opts.baseline) if args.baseline else root / opts.baseline
+            baseline = frozenset(load_baseline(path))
+        vocab = merge_vocabulary(load_vocabulary(), config) if config.extends_vocabulary else None
+        options = CheckOptions(ScanOptions(whole_tree=args.whole_tree, jobs=args.jobs, use_cache=not args.no_cache),
+                               opts.codes, baseline, vocab)
+        with progress_bar("parsing", enabled=True) as update:
+            result = run_check(change, options, update, root_label)
+    finally:
+        change.close()
+    for note in change.notes:
+        print(f"armalias: note: {note}", file=sys.stderr)
+    summary = (f"{len(result.new)} new, {len(result.fixed)} fixed, {result.unchanged} unchanged "
+               f"({change.base_label} -> {change.head_label}; {len(change.changed)} files changed)")
+    fmt = args.format or ("text" if args.output is None and sys.stdout.isatty() else "gcc")
+    if fmt == "json":
+        data = jsonout.scan_to_dict(result.head, result.new)
+        data["stats"].update(seconds=round(result.seconds, 3), changed=len(change.changed),
+                             suppressed=result.suppressed, baselined=result.baselined)
+        data.update(base=change.base_label, head=change.head_label,
+                    new=[jsonout.finding_to_dict(f) for f in result.new],
+                    fixed=[jsonout.finding_to_dict(f) for f in result.fixed], unchanged=result.unchanged,
+                    changed=list(change.changed), renamed=dict(change.renames), notes=list(change.notes))
+        _write(args, jsonout.dumps(data))
+    elif fmt == "sarif":
+        props = {"base": change.base_label, "head": change.head_label, "unchanged": result.unchanged,
+                 "fixed": [{"rule": f.rule, "file": f.file, "line": f.line, "function": f.function,
+                            "fingerprint": f.fingerprint} for f in result.fixed]}
+        _write(args, sarif.dumps(sarif.sarif_log(result.new, str(root), "new", props)))
+    elif fmt == "gcc":
+        _write(args, gcc.render_findings(result.new))
+        print(f"armalias check: {summary}", file=sys.stderr)
+    else:
+        from armalias.report.text import render_findings_table
+
+        def draw(console) -> None:
+            console.print(f"[bold]armalias check[/bold] {root_label}")
+            console.print(summary + f"  time {result.seconds:.2f}s")
+            for note in change.notes:
+                console.print(f"note: {note}")
+            for title, found in (("New findings", result.new), ("Fixed findings", result.fixed)):
+                if found:
+                    console.print()
+                    console.print(f"[bold]{title}[/bold]")
+                    render_findings_table(found, console)
+
+        _render_text(args, draw)
+    return EXIT_FINDINGS if result.fails(opts.fail_on) else EXIT_OK
+
+
 def _render_text(args: argparse.Namespace, draw: Callable) -> None:
     from armalias.report.text import console_for
 
@@ -202,7 +287,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"scan": cmd_scan, "graph": cmd_graph, "audit": cmd_audit, "explain": cmd_explain}
+COMMANDS = {"scan": cmd_scan, "check": cmd_check, "graph": cmd_graph, "audit": cmd_audit, "explain": cmd_explain}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ from armalias.validate import implementations_for, validate
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 NULL_SHA = "0" * 40
+SETTINGS_NAME = ".armalias.toml"  # armalias.config.CONFIG_NAME: untracked, it still counts
 
 
 class PatchError(InputError):
@@ -627,7 +628,7 @@ def working_tree(repo: Path, prefix: str) -> Change:
     p = prefix + "/" if prefix else ""
     for raw in untracked:
         rel = raw.decode("utf-8", "surrogateescape")
-        if not rel or not rel.endswith(SOURCE_SUFFIXES) or not rel.startswith(p):
+        if not rel or not (rel.endswith(SOURCE_SUFFIXES) or rel.endswith(SETTINGS_NAME)) or not rel.startswith(p):
             continue
         rel = rel[len(p):]
         try:

@@ -49,10 +49,14 @@ def test_plain_hook_refuses_a_commit_that_adds_a_finding(tmp_path: Path, monkeyp
     assert git(root, "rev-parse", "HEAD") == head  # refused
     git(root, "reset", "-q")  # unstage: the working tree still has the bug
     assert try_commit(root, "-a").returncode != 0  # commit -a: the hook reads the index git prepared
-    monkeypatch.setenv("ARMALIAS_FAIL_ON", "error")
-    assert try_commit(root, "-a").returncode != 0  # AA001 is an error
     assert git(root, "rev-parse", "HEAD") == head
     assert try_commit(root, "-a", "--no-verify").returncode == 0
+    # a warning (2 bytes cleaned, 4 written: AA003) passes when the threshold is error
+    edit(root, POKE, "\tpoke_clean(waddr, len);\n", "\tpoke_clean(waddr, 2);\n")
+    edit(root, POKE, "\tmemcpy(waddr, src, len);\n", "\t*(u32 *)waddr = *(u32 *)src;\n")
+    assert try_commit(root, "-a").returncode != 0
+    monkeypatch.setenv("ARMALIAS_FAIL_ON", "error")
+    assert try_commit(root, "-a").returncode == 0
 
 
 def test_pre_commit_framework_manifest():

@@ -163,10 +163,11 @@ def _what_the_code_says(functions: dict[str, CacheFunction]) -> tuple[str, bool,
         return "none", False, False, ["no member maintains a cache: modelled as no cache (every access reaches memory)"]
     notes = []
     coherent, flush_all = functions.get("coherent_kern_range"), functions.get("flush_kern_all")
-    unified = bool(coherent and flush_all and not _data_ops(coherent) and _data_ops(flush_all))
-    if unified:
-        notes.append(f"unified I/D cache: {coherent.symbol} does nothing while {flush_all.symbol} "  # type: ignore[union-attr]
-                     "maintains the cache, so instruction fetches must see the data side")  # fmt: skip
+    unified = False
+    if coherent and flush_all and not _data_ops(coherent) and _data_ops(flush_all):
+        unified = True
+        notes.append(f"unified I/D cache: {coherent.symbol} does nothing while {flush_all.symbol} "
+                     "maintains the cache, so instruction fetches must see the data side")
     ops = {op for fn in functions.values() for op in fn.ops}
     cleans = any(op.startswith(("clean-d", "clean+invalidate-d")) for op in ops)
     invalidates = any(op.startswith("invalidate-d") for op in ops)

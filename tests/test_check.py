@@ -16,7 +16,10 @@ import pytest
 
 from armalias.cli import main
 from armalias.diff import CheckOptions, change_for, compare, run_check
+from armalias.config import Config, merge_vocabulary
 from armalias.findings import Finding, WriteEvidence
+from armalias.rules import load_vocabulary
+from armalias.scan import ScanOptions
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"
@@ -128,10 +131,10 @@ def test_change_above_a_finding_is_not_new(tmp_path: Path, capsys):
          "/* a helper added above every finding: every line below moves */\n"
          "static int poke_count;\n\nint poke_calls(void)\n{\n\treturn poke_count;\n}\n\n"
          "/* the written alias is cleaned through the header's macro */\n")
-    root_arg = root
-    _, change = change_for(root_arg)
-    result = run_check(change)
+    _, change = change_for(root)
+    result = run_check(change, CheckOptions(ScanOptions(use_cache=False)))
     change.close()
+    assert result.base is not None and result.base_from == "scan"
     moved = [(b.line, h.line) for b in result.base.findings for h in result.head.findings
              if b.fingerprint == h.fingerprint and b.function == "poke_half"]
     assert moved and all(h == b + 8 for b, h in moved), "the finding did not move: the test proves nothing"
@@ -359,3 +362,37 @@ def test_check_in_a_subdirectory_of_a_repository(tmp_path: Path, capsys):
     commit(outer, "break")
     rc, data = check_json(capsys, root, "--git-range", "HEAD~1..HEAD")
     assert rc == 1 and summary(data)[0] == [("AA001", POKE, "poke_insn")]
+
+
+def test_the_side_checked_before_comes_from_the_findings_cache(tmp_path: Path):
+    """The index checked before a commit is the next check's HEAD: its findings are not recomputed."""
+    root = make_repo(tmp_path)
+
+    def staged_check(options: CheckOptions = CheckOptions()):
+        _, change = change_for(root, use_index=True)
+        try:
+            r = run_check(change, options)
+        finally:
+            change.close()
+        return ([f.fingerprint for f in r.new], [f.fingerprint for f in r.fixed], r.unchanged), r.base_from
+
+    edit(root, POKE, *CLEAN_HALF)
+    git(root, "add", POKE)
+    assert staged_check()[1] == "scan"
+    commit(root, "clean the halfword alias")
+    edit(root, POKE, *UNCLEAN)
+    git(root, "add", POKE)
+    cached, source = staged_check()
+    assert source == "cache"
+    fresh, source = staged_check(CheckOptions(ScanOptions(use_cache=False)))
+    assert source == "scan" and cached == fresh and len(fresh[0]) == 1
+    # another vocabulary is another key: never a stale answer
+    vocab = merge_vocabulary(load_vocabulary(), Config(alias_sources={"own_text_map": ("fixmap", 0)}))
+    assert staged_check(CheckOptions(vocab=vocab))[1] == "scan"
+    assert staged_check(CheckOptions(vocab=vocab))[1] == "cache"
+    # nothing analysable changed: the base is the head
+    edit(root, POKE, *reversed(UNCLEAN))
+    git(root, "add", POKE)
+    (root / "NOTES").write_text("x\n")
+    git(root, "add", "NOTES")
+    assert staged_check() == (([], [], BASE_FINDINGS - 1), "head")

@@ -211,7 +211,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if fmt == "json":
         data = jsonout.scan_to_dict(result.head, result.new)
         data["stats"].update(seconds=round(result.seconds, 3), changed=len(change.changed),
-                             suppressed=result.suppressed, baselined=result.baselined)
+                             suppressed=result.suppressed, baselined=result.baselined, base_from=result.base_from)
         data.update(base=change.base_label, head=change.head_label,
                     new=[jsonout.finding_to_dict(f) for f in result.new],
                     fixed=[jsonout.finding_to_dict(f) for f in result.fixed], unchanged=result.unchanged,

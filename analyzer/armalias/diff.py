@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import os
 import quopri
 import re
 import subprocess
+import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
+from armalias.cache import default_cache_dir
 from armalias.errors import InputError
-from armalias.findings import Finding, severity_rank
-from armalias.rules import Vocabulary
+from armalias.findings import Finding, MaintenanceEvidence, ModelResult, WriteEvidence, severity_rank
+from armalias.rules import Vocabulary, rules_digest
+from armalias.source.extract import extractor_key
 from armalias.scan import Progress, ScanOptions, ScanResult, find_alias_bugs, scan_sources
 from armalias.source.tree import SOURCE_SUFFIXES, DirectorySource, GitSource, OverlaySource, TreeSource, blob_id
 from armalias.source.text import Unreadable
@@ -733,6 +739,88 @@ def compare(base: list[Finding], head: list[Finding], renames: dict[str, str] | 
     return sorted(new, key=Finding.sort_key), sorted(fixed, key=Finding.sort_key), unchanged
 
 
+# -- the findings of a whole tree, cached by its content ----------------------------------------
+def tree_identity(source: TreeSource) -> str | None:
+    """A digest of every file's path and blob id, when the source knows them without reading any file
+    (a git revision, or one with changes held in memory over it); None otherwise."""
+    overlays = []
+    while isinstance(source, OverlaySource):
+        overlays.append(source)
+        source = source.base
+    if not isinstance(source, GitSource):
+        return None
+    files = {rel: sha for rel, (sha, _) in source.blobs.items()}
+    for overlay in reversed(overlays):  # the innermost changes first
+        for rel, data in overlay.changes.items():
+            if data is None:
+                files.pop(rel, None)
+            else:
+                files[rel] = blob_id(data)
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode("utf-8", "surrogateescape") + b"\0" + files[rel].encode() + b"\n")
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _analysis_digest() -> str:
+    """What besides the tree decides its findings: armalias's own code, rules/ and the extractor."""
+    h = hashlib.sha256(f"{rules_digest()}\0{extractor_key()}\0".encode())
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0")
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _finding_from_json(d: dict) -> Finding:
+    model = d["model"]
+    return Finding(**{
+        **d,
+        "write": WriteEvidence(**d["write"]) if d["write"] else None,
+        "maintenance": tuple(MaintenanceEvidence(**m) for m in d["maintenance"]),
+        "chain": tuple(d["chain"]),
+        "model": ModelResult(model["verdict"], tuple(tuple(x) for x in model["implementations"]), tuple(model["witness"])),
+        "key_exprs": tuple(d["key_exprs"]),
+    })
+
+
+class FindingsCache:
+    """The findings of a whole tree (before the model, after suppressions, every rule) by the tree's
+    content, so the side of a check seen before — HEAD in a pre-commit hook, after the commit that
+    was checked as the index; the base of a CI range — is not scanned again.  JSON, written
+    atomically; an entry that does not load is a miss."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def key(self, identity: str, options: ScanOptions, vocab: Vocabulary | None) -> str:
+        extra = ""
+        if vocab is not None:
+            extra = json.dumps([sorted(vocab.alias_sources.items()), sorted(vocab.exec_entries.items())])
+        return hashlib.sha256(f"{identity}\0{_analysis_digest()}\0{options.whole_tree}\0{extra}".encode()).hexdigest()
+
+    def get(self, key: str) -> tuple[list[Finding], int] | None:
+        try:
+            raw = json.loads((self.directory / f"{key}.json").read_text(encoding="utf-8"))
+            if raw.get("key") != key:
+                return None
+            return [_finding_from_json(d) for d in raw["findings"]], int(raw["suppressed"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, key: str, findings: list[Finding], suppressed: int) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({"key": key, "suppressed": suppressed, "findings": [asdict(f) for f in findings]}, fh,
+                          separators=(",", ":"))
+            os.replace(tmp, self.directory / f"{key}.json")
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+
+
 # -- the check ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CheckOptions:
@@ -745,14 +833,14 @@ class CheckOptions:
 @dataclass
 class CheckResult:
     change: Change
-    base: ScanResult
+    base: ScanResult | None  # None: the base's findings came from the findings cache, or equal the head's
     head: ScanResult
     new: list[Finding]
     fixed: list[Finding]
     unchanged: int
     suppressed: int = 0  # findings of the head silenced by `armalias: ignore[...]`
     baselined: int = 0  # new findings whose fingerprints are in the baseline
-    analysed: bool = True  # False: no C, header or assembly file changed, so the base was not scanned
+    base_from: str = "scan"  # scan | cache | head (no C, header or assembly file changed)
     seconds: float = 0.0
 
     def fails(self, fail_on: str) -> bool:
@@ -760,14 +848,12 @@ class CheckResult:
         return any(severity_rank(f.severity) >= threshold for f in self.new)
 
 
-def _reported(result: ScanResult, options: CheckOptions) -> tuple[list[Finding], int]:
-    """The findings of one side that count: rules selected, suppressions applied."""
+def _side_findings(result: ScanResult, options: CheckOptions) -> tuple[list[Finding], int]:
+    """The findings of one side before the model, suppressions applied: (kept, suppressed count)."""
     findings = list(result.findings)
     if options.vocab is not None:
         findings = find_alias_bugs(result, model=False, vocab=options.vocab)
     kept, suppressed, _ = apply_suppressions(findings, result.facts)
-    if options.codes is not None:
-        kept = [f for f in kept if f.rule in options.codes]
     return kept, len(suppressed)
 
 
@@ -778,11 +864,32 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     # The model replays only what is reported (new and fixed findings), not every finding twice.
     scan_options = replace(options.scan, model=False)
     label = root_label if root_label is not None else change.head.label
+    cache = None
+    if options.scan.use_cache:
+        cache = FindingsCache((options.scan.cache_dir or default_cache_dir()) / "check")
     head = scan_sources([(change.head, None)], scan_options, progress, label)
-    analysed = any(rel.endswith(SOURCE_SUFFIXES) for rel in change.changed)
-    base = scan_sources([(change.base, None)], scan_options, progress, label) if analysed else head
-    head_findings, suppressed = _reported(head, options)
-    base_findings = _reported(base, options)[0] if analysed else head_findings
+    head_findings, suppressed = _side_findings(head, options)
+    head_id = tree_identity(change.head) if cache is not None else None
+    if cache is not None and head_id is not None:  # the index checked now is the HEAD of the next check
+        cache.put(cache.key(head_id, options.scan, options.vocab), head_findings, suppressed)
+    base: ScanResult | None = None
+    if not any(rel.endswith(SOURCE_SUFFIXES) for rel in change.changed):
+        base_findings, base_from = head_findings, "head"
+    else:
+        base_id = tree_identity(change.base) if cache is not None else None
+        key = cache.key(base_id, options.scan, options.vocab) if cache is not None and base_id is not None else None
+        hit = cache.get(key) if cache is not None and key is not None else None
+        if hit is not None:
+            base_findings, base_from = hit[0], "cache"
+        else:
+            base = scan_sources([(change.base, None)], scan_options, progress, label)
+            base_findings, base_suppressed = _side_findings(base, options)
+            base_from = "scan"
+            if cache is not None and key is not None:
+                cache.put(key, base_findings, base_suppressed)
+    if options.codes is not None:
+        head_findings = [f for f in head_findings if f.rule in options.codes]
+        base_findings = [f for f in base_findings if f.rule in options.codes]
     new, fixed, unchanged = compare(base_findings, head_findings, change.renames)
     baselined = sum(1 for f in new if f.fingerprint in options.baseline)
     new = [f for f in new if f.fingerprint not in options.baseline]
@@ -792,5 +899,5 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
         impls = implementations_for(change.head)
         new = validate(new, impls)
         fixed = validate(fixed, impls)
-    return CheckResult(change, base, head, new, fixed, unchanged, suppressed, baselined, analysed,
+    return CheckResult(change, base, head, new, fixed, unchanged, suppressed, baselined, base_from,
                        time.perf_counter() - started)

@@ -164,35 +164,91 @@ class Extractor:
         return facts, skipped
 
 
+MAX_ROUNDS = 4  # prefilter rounds (callers of callers) in a whole-tree scan
+
+
+def _reaching_names(facts: list[FileFacts], words: frozenset[str]) -> set[str]:
+    """Functions and macros (visible outside their file) that reach one of the words."""
+    watched = load_watched()
+    index = SymbolIndex(facts, watched.cache_fns_members)
+    graph = CallGraph(index, watched.cache_fns_struct)
+    found: set[str] = set()
+    for w in words:
+        found |= graph.callers_of(w)
+    visible = set()
+    for name in found:
+        defs = index.functions.get(name, ())
+        if name in index.macros or any(not d.static or d.file.endswith(".h") for d in defs):
+            visible.add(name)
+    return visible
+
+
 def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress | None = None,
                   only: list[str] | None = None) -> tuple[list[FileFacts], list[Skipped], int]:
-    """The files in scope, extracted: (facts, skipped, number of files considered)."""
+    """The files in scope, extracted: (facts, skipped, number of files considered).
+
+    Kernel root: every file of arch/arm (C, headers, assembly), and the headers arch/arm includes
+    (transitively) that mention a word of the rules or a function reaching one.  --whole-tree: the
+    identifier prefilter over the whole tree, in rounds until no new file is selected.
+    """
+    from armalias.prefilter import rule_words, select
+    from armalias.source.directives import read_includes
+
     extractor = Extractor(source, options)
     if only is not None:
         facts, skipped = extractor.run(only, progress)
         return facts, skipped, len(only)
+    words = rule_words()
     if is_kernel_root(source) and not options.whole_tree:
         found = source.discover("arch/arm")
         skipped = list(found.skipped)
-        selected = set(found.files)
+        seen = set(found.files)
         facts, sk = extractor.run(found.files, progress)
         skipped.extend(sk)
-        frontier = facts
-        while frontier:  # the headers arch/arm includes, transitively
+        words = words | frozenset(_reaching_names(facts, words))
+        frontier_includes = [(f.file, name) for f in facts for name in f.includes]
+        while frontier_includes:  # the headers arch/arm includes, transitively
             new = []
-            for f in frontier:
-                for name in f.includes:
-                    target = resolve_include(source, f.file, name)
-                    if target is not None and target not in selected and target.endswith(".h"):
-                        selected.add(target)
-                        new.append(target)
-            frontier, sk = extractor.run(sorted(new), progress)
-            facts.extend(frontier)
+            for includer, name in frontier_includes:
+                target = resolve_include(source, includer, name)
+                if target is not None and target not in seen and target.endswith(".h"):
+                    seen.add(target)
+                    new.append(target)
+            frontier_includes = []
+            wanted = []
+            for rel in sorted(new):
+                try:
+                    data = source.read(rel)
+                except Unreadable:
+                    continue
+                frontier_includes.extend((rel, n) for n in read_includes(data))
+                if any(w.encode() in data for w in words):
+                    wanted.append(rel)
+            got, sk = extractor.run(wanted, progress)
+            facts.extend(got)
             skipped.extend(sk)
-        return facts, skipped, len(selected)
+        return facts, skipped, len(seen)
     found = source.discover("")
-    facts, sk = extractor.run(found.files, progress)
-    return facts, list(found.skipped) + sk, len(found.files)
+    if not options.whole_tree and len(found.files) <= 5000:
+        facts, sk = extractor.run(found.files, progress)
+        return facts, list(found.skipped) + sk, len(found.files)
+    jobs = options.jobs or available_cpus()
+    remaining = list(found.files)
+    facts, skipped = [], list(found.skipped)
+    for _ in range(MAX_ROUNDS):
+        chosen = select(source, remaining, words, jobs)
+        if not chosen:
+            break
+        chosen_set = set(chosen)
+        remaining = [r for r in remaining if r not in chosen_set]
+        got, sk = extractor.run(chosen, progress)
+        facts.extend(got)
+        skipped.extend(sk)
+        new_words = frozenset(_reaching_names(facts, words)) - words
+        if not new_words:
+            break
+        words = words | new_words
+    return facts, skipped, len(found.files)
 
 
 # -- call sites ---------------------------------------------------------------------------------
@@ -210,14 +266,15 @@ def watched_callsites(index: SymbolIndex, watched: WatchedSpec) -> list[CallSite
     return sorted(out, key=lambda s: (s.file, s.line, s.column, s.callee, s.via))
 
 
-def find_alias_bugs(result: ScanResult, model: bool = True) -> list:
-    """The alias analysis and its rules over a scanned tree (findings as plain data)."""
+def find_alias_bugs(result: ScanResult, model: bool = True, vocab=None) -> list:
+    """The alias analysis and its rules over a scanned tree (findings as plain data).  `vocab`: a
+    Vocabulary extended by a tree's .armalias.toml (armalias.config.merge_vocabulary); None: rules/."""
     from armalias.checks.alias import AliasChecks
     from armalias.flow.alias import FlowAnalysis
     from armalias.rules import load_rules, load_vocabulary
     from armalias.validate import implementations_for, validate
 
-    vocab = load_vocabulary()
+    vocab = load_vocabulary() if vocab is None else vocab
     flows = FlowAnalysis(lambda rel: result.sources[rel].read(rel), result.index, vocab).run()
     findings = AliasChecks(load_rules(), vocab, result.graph).run(flows)
     if not findings or not model:

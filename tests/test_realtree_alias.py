@@ -51,3 +51,46 @@ def test_set_fiq_handler_range(version: str, tmp_path: Path):
     fiq.write_text(text.replace("(unsigned long)base + offset + length", "offset + length", 1))
     after = [f for f in scan([root], ScanOptions(jobs=1, use_cache=False)).findings if f.rule == "AA003"]
     assert [(f.function, f.category) for f in after] == [("set_fiq_handler", "range")]
+
+
+def _old_patch(root: Path) -> Path:
+    patch = root / "arch/arm/kernel/patch.c"
+    patch.write_text("".join(l for l in patch.read_text().splitlines(keepends=True)
+                             if "flush_kernel_vmap_range(" not in l))
+    return patch
+
+
+def _findings(root: Path) -> list[tuple[str, str, str]]:
+    return sorted((f.rule, f.function, f.write.alias if f.write else "")
+                  for f in scan([root], ScanOptions(jobs=1, use_cache=False)).findings)
+
+
+@pytest.mark.parametrize("version", ["6.12"])
+def test_findings_survive_renames_reordering_and_local_macros(version: str, tmp_path: Path):
+    """Renaming a local, reordering independent statements or wrapping a maintenance call in a local
+    macro changes no finding, on the fixed and on the pre-2017 patch.c."""
+    import re
+
+    tree = kernel_tree(version)
+    fixed = copy_subset(tree, tmp_path / "fixed")
+    old = copy_subset(tree, tmp_path / "old")
+    _old_patch(old)
+    for root in (fixed, old):
+        before = _findings(root)
+        assert before, "nothing to compare: the rules found nothing in this patch.c"
+        patch = root / "arch/arm/kernel/patch.c"
+        text = patch.read_text()
+        # rename the local alias pointer
+        renamed = re.sub(r"\bwaddr\b", "poke_addr", text)
+        # reorder two independent declarations at the top of __patch_text_real
+        renamed = renamed.replace("\tbool twopage = false;\n\tunsigned long flags;\n",
+                                  "\tunsigned long flags;\n\tbool twopage = false;\n")
+        # wrap the maintenance calls in a local macro
+        renamed = renamed.replace("flush_icache_range(", "local_sync_icache(")
+        renamed = renamed.replace("#include <asm/patch.h>\n",
+                                  "#include <asm/patch.h>\n\n#define local_sync_icache(s, e) flush_icache_range(s, e)\n", 1)
+        renamed = renamed.replace("flush_kernel_vmap_range(", "local_clean(")
+        renamed = renamed.replace("#define local_sync_icache", "#define local_clean(a, n) flush_kernel_vmap_range(a, n)\n#define local_sync_icache", 1)
+        assert renamed != text
+        patch.write_text(renamed)
+        assert _findings(root) == before

@@ -54,6 +54,7 @@ class WatchedSpec:
     names: tuple[str, ...]
     cache_fns_struct: str
     cache_fns_members: tuple[str, ...]
+    fixpoint_roots: tuple[str, ...] = ()
 
 
 @lru_cache(maxsize=None)
@@ -64,6 +65,7 @@ def load_watched() -> WatchedSpec:
         names=tuple(raw["watched"]["names"]),
         cache_fns_struct=fns.get("struct", "cpu_cache_fns"),
         cache_fns_members=tuple(fns.get("members", ())),
+        fixpoint_roots=tuple(raw.get("prefilter", {}).get("fixpoint_roots", ())),
     )
 
 

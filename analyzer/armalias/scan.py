@@ -168,12 +168,13 @@ MAX_ROUNDS = 4  # prefilter rounds (callers of callers) in a whole-tree scan
 
 
 def _reaching_names(facts: list[FileFacts], words: frozenset[str]) -> set[str]:
-    """Functions and macros (visible outside their file) that reach one of the words."""
+    """Functions and macros (visible outside their file) that reach a fixpoint root (rules/watched.toml
+    [prefilter]) or one of the words found so far that does."""
     watched = load_watched()
     index = SymbolIndex(facts, watched.cache_fns_members)
     graph = CallGraph(index, watched.cache_fns_struct)
     found: set[str] = set()
-    for w in words:
+    for w in watched.fixpoint_roots:
         found |= graph.callers_of(w)
     visible = set()
     for name in found:

@@ -74,3 +74,11 @@ def test_scan_findings_render_as_valid_sarif(demo_tree: Path, tmp_path: Path):
     validate(spaced)
     assert spaced["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == \
         "arch/arm/my%20dir/x.c"
+
+
+def test_scan_command_sarif_output(tmp_path: Path, capsys):
+    fixture = FIXTURES / "rules" / "AA001-alias-write.c"
+    assert main(["scan", str(fixture), "--format", "sarif"]) == 1
+    log = json.loads(capsys.readouterr().out)
+    validate(log)
+    assert {r["ruleId"] for r in log["runs"][0]["results"]} == {"AA001"}

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     scan = sub.add_parser("scan", help="analyse a tree: call sites of watched functions, findings")
     scan.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    _common(scan, ("text", "json", "gcc"))
+    _common(scan, ("text", "json", "gcc", "sarif"))
     scan.add_argument("--fail-on", choices=SEVERITIES, default="warning")
     scan.add_argument("--baseline", type=Path, help="do not report findings whose fingerprints are in this file")
     scan.add_argument("--write-baseline", type=Path, metavar="FILE", help="write the fingerprints of this scan's findings to FILE")
@@ -168,6 +168,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
         _write(args, jsonout.dumps(data))
     elif args.format == "gcc":
         _write(args, gcc.render_findings(findings))
+    elif args.format == "sarif":
+        from armalias.report import sarif
+
+        _write(args, sarif.dumps(sarif.sarif_log(findings, result.root)))
     else:
         _render_text(args, lambda console: __import__("armalias.report.text", fromlist=["x"]).render_scan(
             result, findings, console, args.verbose))

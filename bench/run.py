@@ -1,0 +1,563 @@
+#!/usr/bin/env python3
+"""Benchmark armalias on a real kernel tree against its lower bound and two peer tools (issue 6).
+
+    python bench/run.py /path/to/linux [--skip-peers] [--repeat N] [--json FILE]
+
+Run it with the project venv's python (the lower bound imports tree_sitter and tree_sitter_c from it).
+Standard library only.  What it measures, on arch/arm (the default scope) and on the whole tree:
+
+- ``armalias scan TREE --format json`` cold (a fresh, empty ARMALIAS_CACHE_DIR for every run) and warm
+  (the last cold run's cache dir again);
+- the lower bound: an identifier pass (``rg -l -w -F``, or a Python regex pass without ripgrep) for the
+  watched names of rules/watched.toml and the alias-source and maintenance names of
+  rules/vocabulary.toml, then a tree-sitter parse of exactly the selected .c/.h files, in one process;
+- Coccinelle (``spatch``) and Semgrep with the two rules of bench/peers/, when installed;
+- ``armalias check --patch`` of a one-line change of arch/arm/kernel/patch.c on the whole tree, warm
+  (after the whole-tree scans and one untimed check; every timed run a different change), when
+  ``armalias check --help`` exits 0.
+When ``armalias.prefilter`` is importable, an information row repeats the lower bound with the words
+of armalias's own prefilter (its first round only).
+
+Every command runs as a subprocess.  Wall time is the median over --repeat runs.  Memory is reported
+twice: the largest single process (``/usr/bin/time -v``, else ``os.wait4``'s rusage of the child) and
+the peak sum of PSS over the whole process tree, sampled from /proc (every 50 ms, after 5 s every
+0.5 s).  armalias, spatch and semgrep all fork workers, so the single-process figure understates them;
+the memory target uses the process-tree figure.  The OS page cache is warmed by one untimed
+identifier pass before anything is timed, so "cold" means armalias's own cache, not the disk.
+
+Nothing is written into the scanned tree; caches and the one-file patch live in a temporary directory
+that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+PEERS = BENCH / "peers"
+COCCI = PEERS / "peers.cocci"
+SEMGREP_RULES = PEERS / "peers.semgrep.yml"
+SCOPES = ("arch/arm", "whole tree")
+CHECK_FILE = "arch/arm/kernel/patch.c"  # the file the one-file change touches
+GNU_TIME = "/usr/bin/time"
+RUNNING: list[subprocess.Popen] = []  # the child being measured, killed if the bench is terminated
+
+
+# -- names for the identifier pass ------------------------------------------------------------------
+def watched_names(rules: Path = REPO / "rules") -> list[str]:
+    """[watched].names of watched.toml plus alias-source and maintenance names of vocabulary.toml."""
+    names: set[str] = set()
+    watched = tomllib.loads((rules / "watched.toml").read_text())
+    names.update(watched["watched"]["names"])
+    vocab = tomllib.loads((rules / "vocabulary.toml").read_text())
+    for section in ("alias_source", "maintenance"):
+        for entry in vocab.get(section, []):
+            # ".coherent_kern_range" is a struct cpu_cache_fns member: search the member name
+            names.update(n.lstrip(".") for n in entry["names"])
+    return sorted(n for n in names if n)
+
+
+def scope_paths(tree: Path, scope: str) -> list[Path]:
+    return [tree / "arch" / "arm"] if scope == "arch/arm" else [tree]
+
+
+# -- the lower bound (runs in a child: `run.py --_lower-bound SCOPE TREE`) -------------------------
+def select_files(tree: Path, scope: str, names: list[str], use_rg: bool) -> list[Path]:
+    paths = scope_paths(tree, scope)
+    if use_rg:
+        cmd = ["rg", "-l", "-w", "-F", "--no-ignore", "--no-messages", "-g", "*.c", "-g", "*.h"]
+        for n in names:
+            cmd += ["-e", n]
+        cmd += [str(p) for p in paths]
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, check=False).stdout
+        return sorted(Path(line) for line in out.decode("utf-8", "surrogateescape").splitlines() if line)
+    pattern = re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in names) + rb")\b")
+    selected = []
+    for top in paths:
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = [d for d in dirnames if d not in (".git", ".pc")]
+            for fn in filenames:
+                if fn.endswith((".c", ".h")):
+                    p = Path(dirpath, fn)
+                    try:
+                        if pattern.search(p.read_bytes()):
+                            selected.append(p)
+                    except OSError:
+                        pass
+    return sorted(selected)
+
+
+def prefilter_words() -> list[str] | None:
+    """The words of armalias's own identifier prefilter (armalias.prefilter.rule_words), if it exists."""
+    try:
+        from armalias.prefilter import rule_words
+    except Exception:
+        return None
+    try:
+        return sorted(rule_words())
+    except Exception:
+        return None
+
+
+def lower_bound_child(scope: str, tree: Path, use_rg: bool, words: str = "rules") -> None:
+    import tree_sitter
+    import tree_sitter_c
+
+    names = watched_names() if words == "rules" else prefilter_words()
+    if not names:
+        raise SystemExit("armalias.prefilter.rule_words is not available")
+    t0 = time.perf_counter()
+    files = select_files(tree, scope, names, use_rg)
+    t1 = time.perf_counter()
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_c.language()))
+    nbytes = errors = 0
+    for p in files:
+        try:
+            data = p.read_bytes()
+        except OSError:
+            continue
+        nbytes += len(data)
+        errors += parser.parse(data).root_node.has_error
+    t2 = time.perf_counter()
+    json.dump({"words": words, "names": len(names), "selected": len(files), "bytes": nbytes, "with_errors": errors,
+               "grep": "rg" if use_rg else "python-re", "grep_s": round(t1 - t0, 3),
+               "parse_s": round(t2 - t1, 3)}, sys.stdout)
+
+
+# -- measuring one subprocess --------------------------------------------------------------------------
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def _mem_kb(pid: int) -> int:
+    try:  # PSS: shared pages (forked workers) counted once overall
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError):
+        return 0
+
+
+class TreeSampler(threading.Thread):
+    """Peak of the summed PSS of a process and all its descendants."""
+
+    def __init__(self, pid: int, interval: float = 0.05):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak_kb = pid, interval, 0
+        self.done = threading.Event()
+        self.enabled = os.path.isdir("/proc/self")
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        while self.enabled and not self.done.is_set():
+            kids = _children_map()
+            total, stack = 0, [self.pid]
+            while stack:
+                p = stack.pop()
+                total += _mem_kb(p)
+                stack.extend(kids.get(p, ()))
+            self.peak_kb = max(self.peak_kb, total)
+            # reading smaps_rollup of big processes costs CPU on a shared machine: sample densely
+            # for the first seconds (short runs), then every half second
+            self.done.wait(self.interval if time.perf_counter() - started < 5 else 0.5)
+
+
+def measure(cmd: list[str], env: dict[str, str] | None = None, timeout: float | None = None) -> dict:
+    """Run cmd once: wall seconds, max single-process RSS, peak process-tree PSS, rc, stdout."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        use_time = os.access(GNU_TIME, os.X_OK)
+        full = [GNU_TIME, "-v", "-o", tf.name, *cmd] if use_time else cmd
+        out_f = tempfile.TemporaryFile()
+        err_f = tempfile.TemporaryFile()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(full, stdout=out_f, stderr=err_f, env=env, start_new_session=True)
+        RUNNING[:] = [proc]
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        deadline = None if timeout is None else t0 + timeout
+        timed_out = False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline and time.perf_counter() > deadline:
+                timed_out = True
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.01)
+        wall = time.perf_counter() - t0
+        RUNNING.clear()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        sampler.done.set()
+        sampler.join()
+        rss_kb = usage.ru_maxrss  # max over the child and its reaped descendants
+        rc = proc.returncode
+        if use_time:
+            text = tf.read()
+            m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+            if m:
+                rss_kb = int(m.group(1))
+            m = re.search(r"Exit status: (\d+)", text)
+            if m:
+                rc = int(m.group(1))
+        out_f.seek(0)
+        err_f.seek(0)
+        stdout, stderr = out_f.read(), err_f.read()
+        out_f.close()
+        err_f.close()
+    return {"wall": wall, "rss_kb": rss_kb, "tree_kb": sampler.peak_kb, "rc": rc,
+            "stdout": stdout, "stderr": stderr.decode("utf-8", "replace")[-2000:],
+            "timed_out": timed_out}
+
+
+# -- the benchmark --------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.tree: Path = args.tree.resolve()
+        self.rows: list[dict] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="armalias-bench-"))
+        self.armalias = args.armalias or self._find_armalias()
+        self.spatch = shutil.which("spatch")
+        self.semgrep = args.semgrep or (str(Path("/tmp/semgrep-venv/bin/semgrep"))
+                                        if os.access("/tmp/semgrep-venv/bin/semgrep", os.X_OK)
+                                        else shutil.which("semgrep"))
+        self.use_rg = shutil.which("rg") is not None and not args.no_rg
+        self.jobs = os.cpu_count() or 1
+        self.warm_cache: dict[str, Path] = {}
+
+    @staticmethod
+    def _find_armalias() -> str:
+        here = Path(sys.executable).parent / "armalias"
+        return str(here) if here.exists() else (shutil.which("armalias") or "armalias")
+
+    def log(self, msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    def env(self, cache: Path | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        if cache is not None:
+            env["ARMALIAS_CACHE_DIR"] = str(cache)
+        return env
+
+    def repeat(self, label: str, scope: str, cmds, parse=None, timeout=None) -> dict:
+        """cmds: a function i -> (cmd, env) for run i.  Records the median."""
+        runs = []
+        for i in range(self.args.repeat):
+            cmd, env = cmds(i)
+            self.log(f"[{scope}] {label} run {i + 1}/{self.args.repeat}: {' '.join(cmd[:6])}{' ...' if len(cmd) > 6 else ''}")
+            runs.append(measure(cmd, env, timeout))
+            self.log(f"    {runs[-1]['wall']:.2f} s, rc {runs[-1]['rc']}")
+        walls = [r["wall"] for r in runs]
+        last = runs[-1]
+        row = {"scope": scope, "what": label, "runs": len(runs), "wall_s": round(statistics.median(walls), 3),
+               "wall_all_s": [round(w, 3) for w in walls],
+               "rss_mb": round(max(r["rss_kb"] for r in runs) / 1024, 1),
+               "tree_pss_mb": round(max(r["tree_kb"] for r in runs) / 1024, 1),
+               "rc": last["rc"], "info": {}}
+        if last["timed_out"]:
+            row["info"]["error"] = "timed out"
+        if parse:
+            try:
+                row["info"].update(parse(last))
+            except Exception as exc:  # keep the table; say what went wrong
+                row["info"]["error"] = f"{type(exc).__name__}: {exc}; stderr: {last['stderr'][-300:]}"
+        self.rows.append(row)
+        return row
+
+    # armalias scan ---------------------------------------------------------------------------
+    def scan_cmd(self, scope: str) -> list[str]:
+        cmd = [self.armalias, "scan", str(self.tree), "--format", "json"]
+        return cmd + (["--whole-tree"] if scope == "whole tree" else [])
+
+    @staticmethod
+    def parse_scan(r: dict) -> dict:
+        if r["rc"] not in (0, 1):
+            raise RuntimeError(f"exit {r['rc']}")
+        d = json.loads(r["stdout"])
+        st = d.get("stats", {})
+        return {"files": st.get("files"), "skipped": st.get("skipped"), "callsites": len(d.get("callsites", [])),
+                "findings": len(d.get("findings", []))}
+
+    def run_armalias(self, scope: str) -> None:
+        caches: list[Path] = []
+
+        def cold(i):
+            c = Path(tempfile.mkdtemp(prefix="cache-", dir=self.tmp))
+            caches.append(c)
+            return self.scan_cmd(scope), self.env(c)
+
+        self.repeat("armalias scan cold", scope, cold, self.parse_scan)
+        warm = caches[-1]
+        for c in caches[:-1]:
+            shutil.rmtree(c, ignore_errors=True)
+        self.warm_cache[scope] = warm
+        self.repeat("armalias scan warm", scope, lambda i: (self.scan_cmd(scope), self.env(warm)), self.parse_scan)
+
+    # lower bound ---------------------------------------------------------------------------------
+    def run_lower_bound(self, scope: str) -> None:
+        """The issue's lower bound (words: watched + alias-source + maintenance names), and, when
+        armalias.prefilter exists, the same pass with the words armalias's own prefilter uses (an
+        information row: the first prefilter round only, no callers-of-callers rounds)."""
+        for words, label in (("rules", "lower bound (grep + tree-sitter)"),
+                             ("prefilter", "lower bound, armalias.prefilter words")):
+            if words == "prefilter" and prefilter_words() is None:
+                continue
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--_lower-bound", scope, str(self.tree), words]
+            if not self.use_rg:
+                cmd.append("--no-rg")
+            self.repeat(label, scope, lambda i: (cmd, None), lambda r: json.loads(r["stdout"]))
+
+    # peers ---------------------------------------------------------------------------------------
+    def run_coccinelle(self, scope: str) -> None:
+        cmd = [self.spatch, "--sp-file", str(COCCI), "--very-quiet", "--no-includes", "--include-headers",
+               "-j", str(self.jobs)]
+        for p in scope_paths(self.tree, scope):
+            cmd += ["--dir", str(p)]
+
+        def parse(r):
+            hits = {line for line in r["stdout"].decode("utf-8", "replace").splitlines() if "\t" in line}
+            per = {}
+            for h in hits:
+                per[h.split("\t")[0]] = per.get(h.split("\t")[0], 0) + 1
+            return {"hits": per, "hit_sites": sorted(h.split("\t")[1].replace(str(self.tree) + "/", "") + " " + h.split("\t")[0] for h in hits)}
+
+        self.repeat("coccinelle (2 rules)", scope, lambda i: (cmd, None), parse)
+
+    def run_semgrep(self, scope: str) -> None:
+        cmd = [self.semgrep, "scan", "--config", str(SEMGREP_RULES), "--metrics=off", "--disable-version-check",
+               "--quiet", "--json", "--jobs", str(self.jobs), *[str(p) for p in scope_paths(self.tree, scope)]]
+
+        def parse(r):
+            d = json.loads(r["stdout"])
+            hits = {(x["check_id"].rsplit(".", 1)[-1], x["path"], x["start"]["line"]) for x in d.get("results", [])}
+            per = {}
+            for rule, _, _ in hits:
+                per[rule] = per.get(rule, 0) + 1
+            return {"hits": per, "files": len(d.get("paths", {}).get("scanned", [])),
+                    "errors": len(d.get("errors", [])),
+                    "hit_sites": sorted(f"{p.replace(str(self.tree) + '/', '')}:{ln} {rule}" for rule, p, ln in hits)}
+
+        env = self.env()
+        env.setdefault("SEMGREP_SEND_METRICS", "off")
+        self.repeat("semgrep (2 rules)", scope, lambda i: (cmd, env), parse)
+
+    # armalias check ------------------------------------------------------------------------------
+    def check_available(self) -> tuple[bool, str]:
+        try:
+            r = subprocess.run([self.armalias, "check", "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, str(exc)
+        return r.returncode == 0, r.stdout.decode("utf-8", "replace")
+
+    def one_file_patch(self, n: int) -> Path:
+        """A one-line change of CHECK_FILE, different for every n (so no run replays a cached head)."""
+        old = (self.tree / CHECK_FILE).read_text(errors="surrogateescape").splitlines(keepends=True)
+        new = old[:1] + [f"/* armalias bench: one-file change {n} */\n"] + old[1:]
+        diff = difflib.unified_diff(old, new, f"a/{CHECK_FILE}", f"b/{CHECK_FILE}")
+        patch = self.tmp / f"one-file-{n}.patch"
+        patch.write_text("".join(diff), errors="surrogateescape")
+        return patch
+
+    def run_check(self) -> None:
+        ok, helptext = self.check_available()
+        if not ok:
+            self.log("armalias check: not available yet")
+            self.rows.append({"scope": "whole tree", "what": "armalias check warm (1-file change)", "runs": 0,
+                              "wall_s": None, "rss_mb": None, "tree_pss_mb": None, "rc": None,
+                              "info": {"error": "not available yet"}})
+            return
+        def cmd(n: int) -> list[str]:
+            c = [self.armalias, "check", "--patch", str(self.one_file_patch(n)), "--tree", str(self.tree),
+                 "--format", "json"]
+            return c + (["--whole-tree"] if "--whole-tree" in helptext else [])
+
+        cache = self.warm_cache.get("whole tree") or Path(tempfile.mkdtemp(prefix="cache-", dir=self.tmp))
+        env = self.env(cache)
+        if "whole tree" not in self.warm_cache:  # fill the cache first: warm means warm
+            self.log("armalias check: filling the cache with an untimed whole-tree scan")
+            measure(self.scan_cmd("whole tree"), env)
+        # warm: one untimed check first (the base side's results and the extraction cache are then
+        # there, as in an edit-check loop); every timed run checks a different one-line change
+        self.log("armalias check: one untimed check to warm up")
+        first = measure(cmd(0), env)
+        self.log(f"    {first['wall']:.2f} s, rc {first['rc']}")
+        self.check_first_s = round(first["wall"], 3)
+
+        def parse(r):
+            if r["rc"] not in (0, 1):
+                raise RuntimeError(f"exit {r['rc']}")
+            d = json.loads(r["stdout"])
+            return {"new": len(d.get("new", [])), "fixed": len(d.get("fixed", [])), "unchanged": d.get("unchanged"),
+                    "first_check_s": self.check_first_s}
+
+        self.repeat("armalias check warm (1-file change)", "whole tree", lambda i: (cmd(i + 1), env), parse)
+
+    # all of it -----------------------------------------------------------------------------------
+    def run(self) -> dict:
+        a = self.args
+        self.log(f"tree {self.tree}; {self.jobs} CPUs; armalias {self.armalias}; "
+                 f"identifier pass: {'rg' if self.use_rg else 'python re'}")
+        peers = {"coccinelle": None if a.skip_peers else self.spatch,
+                 "semgrep": None if a.skip_peers else self.semgrep}
+        try:
+            self.log("warming the OS page cache (untimed identifier pass over the whole tree)")
+            select_files(self.tree, "whole tree", watched_names(), self.use_rg)
+            for scope in SCOPES:
+                if scope == "whole tree" and a.arch_arm_only:
+                    continue
+                self.run_lower_bound(scope)
+                self.run_armalias(scope)
+                if peers["coccinelle"]:
+                    self.run_coccinelle(scope)
+                if peers["semgrep"]:
+                    self.run_semgrep(scope)
+            if not a.arch_arm_only:
+                self.run_check()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        missing = [name for name, path in peers.items() if not path]
+        return {"tree": str(self.tree), "repeat": a.repeat, "cpus": self.jobs, "machine": platform.platform(),
+                "identifier_pass": "rg" if self.use_rg else "python-re",
+                "memory_method": ("/usr/bin/time -v" if os.access(GNU_TIME, os.X_OK) else "os.wait4 rusage")
+                + " (max single process); /proc PSS sum (process tree)",
+                "peers_missing": missing if not a.skip_peers else ["skipped"],
+                "rows": self.rows, "targets": targets(self.rows)}
+
+
+def _find(rows: list[dict], scope: str, what: str) -> dict | None:
+    for r in rows:
+        if r["scope"] == scope and r["what"].startswith(what) and r.get("wall_s") is not None \
+                and "error" not in r["info"]:
+            return r
+    return None
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    """The ratios issue 6 targets, PASS/MISS (n/a when a term was not measured)."""
+    out = []
+
+    def ratio(name, num, den, limit, unit="x"):
+        if num is None or den is None:
+            out.append({"target": name, "value": None, "limit": limit, "result": "n/a"})
+            return
+        v = num["wall_s"] / den["wall_s"] if unit == "x" else num
+        out.append({"target": name, "value": round(v, 3), "limit": limit, "result": "PASS" if v <= limit else "MISS"})
+
+    arm_cold = _find(rows, "arch/arm", "armalias scan cold")
+    arm_warm = _find(rows, "arch/arm", "armalias scan warm")
+    arm_cocci = _find(rows, "arch/arm", "coccinelle")
+    whole_cold = _find(rows, "whole tree", "armalias scan cold")
+    whole_warm = _find(rows, "whole tree", "armalias scan warm")
+    whole_cocci = _find(rows, "whole tree", "coccinelle")
+    whole_lb = _find(rows, "whole tree", "lower bound (")
+    check = _find(rows, "whole tree", "armalias check")
+    ratio("arch/arm cold / Coccinelle arch/arm <= 1.0x", arm_cold, arm_cocci, 1.0)
+    ratio("arch/arm warm / Coccinelle arch/arm <= 0.3x", arm_warm, arm_cocci, 0.3)
+    ratio("whole tree cold / Coccinelle whole tree <= 1.0x", whole_cold, whole_cocci, 1.0)
+    peaks = [r["tree_pss_mb"] for r in (whole_cold, whole_warm) if r]
+    peak = max(peaks) if peaks else None
+    out.append({"target": "whole tree peak memory (process-tree PSS) < 500 MB", "value": peak, "limit": 500,
+                "result": "n/a" if peak is None else ("PASS" if peak < 500 else "MISS")})
+    ratio("whole tree cold / lower bound <= 2.0x", whole_cold, whole_lb, 2.0)
+    val = check["wall_s"] if check else None
+    out.append({"target": "armalias check warm, 1-file change, whole tree < 1 s", "value": val, "limit": 1.0,
+                "result": "n/a (check not available yet)" if val is None else ("PASS" if val < 1.0 else "MISS")})
+    return out
+
+
+def print_report(result: dict) -> None:
+    print(f"tree: {result['tree']}   CPUs: {result['cpus']}   repeat: {result['repeat']}   "
+          f"identifier pass: {result['identifier_pass']}")
+    print(f"memory: {result['memory_method']}")
+    head = f"{'scope':<11} {'what':<38} {'wall s':>8} {'RSS MB':>8} {'tree MB':>8}  info"
+    print(head)
+    print("-" * len(head))
+    for r in result["rows"]:
+        info = {k: v for k, v in r["info"].items() if k != "hit_sites"}
+        wall = "-" if r["wall_s"] is None else f"{r['wall_s']:.2f}"
+        rss = "-" if r["rss_mb"] is None else f"{r['rss_mb']:.0f}"
+        tree = "-" if r["tree_pss_mb"] is None else f"{r['tree_pss_mb']:.0f}"
+        print(f"{r['scope']:<11} {r['what']:<38} {wall:>8} {rss:>8} {tree:>8}  {json.dumps(info)}")
+    print()
+    for t in result["targets"]:
+        v = "-" if t["value"] is None else t["value"]
+        print(f"{t['result']:<5} {t['target']}: {v}")
+    for r in result["rows"]:
+        for s in r["info"].get("hit_sites", []):
+            print(f"  hit [{r['scope']}] {r['what']}: {s}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--_lower-bound"]:
+        rest = [a for a in argv[3:] if a != "--no-rg"]
+        lower_bound_child(argv[1], Path(argv[2]), "--no-rg" not in argv, rest[0] if rest else "rules")
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("tree", type=Path, help="a kernel tree root (it has arch/arm)")
+    ap.add_argument("--skip-peers", action="store_true", help="do not run Coccinelle or Semgrep")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per measurement; the median is reported")
+    ap.add_argument("--json", type=Path, metavar="FILE", help="also write the table and targets as JSON")
+    ap.add_argument("--arch-arm-only", action="store_true", help="skip the whole-tree measurements")
+    ap.add_argument("--armalias", help="the armalias executable (default: next to this python, else PATH)")
+    ap.add_argument("--semgrep", help="the semgrep executable (default: /tmp/semgrep-venv/bin/semgrep, else PATH)")
+    ap.add_argument("--no-rg", action="store_true", help="use the Python regex identifier pass even if rg is installed")
+    args = ap.parse_args(argv)
+    if not (args.tree / "arch" / "arm").is_dir():
+        ap.error(f"{args.tree}: not a kernel tree (no arch/arm)")
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    def terminated(signum, frame):
+        for proc in RUNNING:  # its own session: the measured command and its workers
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except OSError:
+                pass
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
+    result = Bench(args).run()
+    print_report(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -58,3 +58,10 @@ def test_every_rule_has_spec_docs_and_fixtures():
         assert spec.category in ("alias-write", "stale-exec-alias", "range", "missing-sync", "poc")
         assert any(c == code for t in tags.values() for _, c in t["expect"]), f"{code}: no expect fixture"
         assert any(c == code for t in tags.values() for _, c in t["ok"]), f"{code}: no ok fixture"
+
+
+def test_alias_rules_only_where_arms_vocabulary_holds():
+    tree = FIXTURES.parent / "scope"
+    found = {(f.file, f.rule) for f in scan([tree], ScanOptions(jobs=1, use_cache=False)).findings}
+    assert found == {("arch/arm/kernel/patching.c", "AA001"), ("arch/arm/kernel/patching.c", "AA003"),
+                     ("arch/arm64/kernel/patching.c", "AA003")}

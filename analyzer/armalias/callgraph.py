@@ -84,6 +84,21 @@ class CallGraph:
             return set()
         return set(nx.ancestors(self.graph, name))
 
+    def callers_stopping_at(self, name: str, stop: set[str] | frozenset[str]) -> set[str]:
+        """Callers of name, transitively, without walking up through the names in stop."""
+        if name not in self.graph:
+            return set()
+        seen: set[str] = set()
+        stack = [name]
+        while stack:
+            cur = stack.pop()
+            for pred in self.graph.predecessors(cur):
+                if pred not in seen:
+                    seen.add(pred)
+                    if pred not in stop:
+                        stack.append(pred)
+        return seen
+
     def callees_of(self, name: str) -> set[str]:
         if name not in self.graph:
             return set()

@@ -9,6 +9,7 @@ callers), until nothing new is selected.  The words come from rules/, never from
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -24,14 +25,40 @@ def rule_words() -> frozenset[str]:
     return frozenset(x for x in words if len(x) >= 4)
 
 
+def trie_pattern(words: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """One regular expression for many literal words, shaped as a prefix trie (no backtracking
+    across alternatives that share a prefix)."""
+    trie: dict = {}
+    for w in words:
+        node = trie
+        for b in w:
+            node = node.setdefault(bytes([b]), {})
+        node[b""] = {}
+
+    def build(node: dict) -> bytes:
+        ends = b"" in node
+        alts = [re.escape(k) + build(v) for k, v in sorted(node.items()) if k]
+        if not alts:
+            return b""
+        body = alts[0] if len(alts) == 1 else b"(?:" + b"|".join(alts) + b")"
+        return b"(?:" + body + b")?" if ends else body
+
+    return re.compile(build(trie))
+
+
 def _mentions(args: tuple[str | None, list[str], tuple[bytes, ...]]) -> list[str]:
     root, rels, words = args
     out = []
+    pattern = trie_pattern(words) if len(words) > 8 else None
     for rel in rels:
         try:
             with open(os.path.join(root, rel), "rb") as fh:
                 data = fh.read()
         except OSError:
+            continue
+        if pattern is not None:
+            if pattern.search(data):
+                out.append(rel)
             continue
         for w in words:
             if w in data:

@@ -55,6 +55,7 @@ class WatchedSpec:
     cache_fns_struct: str
     cache_fns_members: tuple[str, ...]
     fixpoint_roots: tuple[str, ...] = ()
+    fixpoint_levels: int = 2
 
 
 @lru_cache(maxsize=None)
@@ -66,6 +67,7 @@ def load_watched() -> WatchedSpec:
         cache_fns_struct=fns.get("struct", "cpu_cache_fns"),
         cache_fns_members=tuple(fns.get("members", ())),
         fixpoint_roots=tuple(raw.get("prefilter", {}).get("fixpoint_roots", ())),
+        fixpoint_levels=int(raw.get("prefilter", {}).get("levels", 2)),
     )
 
 
@@ -102,6 +104,15 @@ class Vocabulary:
     maintenance: dict[str, MaintenanceSpec]
     cache_predicates: dict[str, dict[str, bool]]  # cache kind -> predicate -> value
     exec_entries: dict[str, str]  # function -> parameter holding the execution address ("" if from code)
+    alias_rules: tuple[str, ...] = ()  # rules that need ARM's vocabulary
+    foreign_prefixes: tuple[str, ...] = ()
+    native_prefixes: tuple[str, ...] = ()
+
+    def alias_rules_apply(self, rel: str) -> bool:
+        """Whether ARM's alias vocabulary holds for code at this path."""
+        if rel.startswith(self.native_prefixes):
+            return True
+        return not rel.startswith(self.foreign_prefixes)
 
     def __hash__(self) -> int:
         return id(self)
@@ -122,7 +133,10 @@ def load_vocabulary() -> Vocabulary:
                                        m.get("i", "none"), m.get("point", "pou"))
     preds = {k: dict(v) for k, v in raw.get("cache_predicates", {}).items()}
     entries = {e["function"]: e.get("param", "") for e in raw.get("exec_entry", ())}
-    return Vocabulary(sources, globals_, consts, sinks, maint, preds, entries)
+    scope = raw.get("scope", {})
+    return Vocabulary(sources, globals_, consts, sinks, maint, preds, entries,
+                      tuple(scope.get("alias_rules", ())), tuple(scope.get("foreign_prefixes", ())),
+                      tuple(scope.get("native_prefixes", ())))
 
 
 # -- rules: one TOML file per rule (rules/AA###-slug.toml) -----------------------------------------

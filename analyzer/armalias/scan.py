@@ -164,7 +164,6 @@ class Extractor:
         return facts, skipped
 
 
-MAX_ROUNDS = 4  # prefilter rounds (callers of callers) in a whole-tree scan
 
 
 def _reaching_names(facts: list[FileFacts], words: frozenset[str]) -> set[str]:
@@ -174,8 +173,10 @@ def _reaching_names(facts: list[FileFacts], words: frozenset[str]) -> set[str]:
     index = SymbolIndex(facts, watched.cache_fns_members)
     graph = CallGraph(index, watched.cache_fns_struct)
     found: set[str] = set()
+    stop = frozenset(watched.names) - frozenset(watched.fixpoint_roots)
     for w in watched.fixpoint_roots:
-        found |= graph.callers_of(w)
+        found |= graph.callers_stopping_at(w, stop)
+    found -= stop
     visible = set()
     for name in found:
         defs = index.functions.get(name, ())
@@ -236,7 +237,7 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
     jobs = options.jobs or available_cpus()
     remaining = list(found.files)
     facts, skipped = [], list(found.skipped)
-    for _ in range(MAX_ROUNDS):
+    for _ in range(1 + load_watched().fixpoint_levels):
         chosen = select(source, remaining, words, jobs)
         if not chosen:
             break

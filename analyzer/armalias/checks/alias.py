@@ -58,7 +58,10 @@ class AliasChecks:
     def run(self, flows: list[FunctionFlow]) -> list[Finding]:
         out: list[Finding] = []
         for f in flows:
-            out.extend(self.check_function(f))
+            found = self.check_function(f)
+            if not self.vocab.alias_rules_apply(f.file):
+                found = [x for x in found if x.rule not in self.vocab.alias_rules]
+            out.extend(found)
         return sorted(out, key=Finding.sort_key)
 
     def check_function(self, f: FunctionFlow) -> list[Finding]:

@@ -150,6 +150,9 @@ class AliasChecks:
             sb = self._bases(start_terms, f, classify)
             eb = self._bases(end_terms, f, classify)
             reason = ""
+            changing = {root(t) for _, t in start_terms + end_terms} & f.mutated
+            if changing:  # a variable that moves (dest++): its text says nothing about its value
+                continue
             if sorted(start_terms) == sorted(end_terms):
                 reason = f"end `{m.end}` equals start `{m.start}`: the range is empty"
             elif sb and not (sb & eb) and not (len(end_terms) == 1 and end_terms[0][1] not in f.env and root(end_terms[0][1]) not in f.params):

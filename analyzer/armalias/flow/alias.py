@@ -88,6 +88,7 @@ class FunctionFlow:
     phys_uses: list[PhysUse] = field(default_factory=list)
     returns: set[AliasVal] = field(default_factory=set)
     linear: dict[str, str] = field(default_factory=dict)  # locals assigned once: name -> value text
+    mutated: set[str] = field(default_factory=set)  # assigned more than once, or parameters assigned
     env: dict[str, Aliases] = field(default_factory=dict)
 
 
@@ -263,6 +264,11 @@ class FlowAnalysis:
                     # an end or size carries over to callers only when it is a parameter itself
                     end_idx = f.params.index(strip(m.end)) if strip(m.end) in f.params else -1
                     size_idx = f.params.index(strip(m.size)) if strip(m.size) in f.params else -1
+                    # a parameter the function changes (dest++) is not what the caller passed
+                    if end_idx >= 0 and (f.params[end_idx] in f.mutated or end_idx == f.params.index(start_root)):
+                        end_idx = -1
+                    if size_idx >= 0 and f.params[size_idx] in f.mutated:
+                        size_idx = -1
                     maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, m.guards, m.call))
             if returns or maintains:
                 self.summaries[name] = Summary(tuple(sorted(returns)), tuple(sorted(maintains, key=lambda t: (t[0], t[3].name, t[5]))))
@@ -345,7 +351,7 @@ class FlowAnalysis:
 
     # the walk
     def analyse(self, body: FunctionBody) -> FunctionFlow:
-        exec_param = self.vocab.exec_entries.get(body.name)
+        exec_param = self.vocab.exec_entries.get(body.name) if self.vocab.alias_rules_apply(body.file) else None
         f = FunctionFlow(body.name, body.file, body.line, body.params, exec_param or None)
         assigned: dict[str, int] = defaultdict(int)
         order = 0
@@ -360,6 +366,8 @@ class FlowAnalysis:
                 else:
                     f.env[ev.target] = vals
                 assigned[ev.target] += 1
+                if assigned[ev.target] > 1 or ev.target in f.params:
+                    f.mutated.add(ev.target)
                 if assigned[ev.target] == 1 and not conditional(ev.guards):
                     f.linear[ev.target] = ev.expr
                 else:

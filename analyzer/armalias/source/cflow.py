@@ -143,7 +143,12 @@ class _Walker:
                 self.events.append(Event("assign", node.start_point[0] + 1, node.start_point[1] + 1,
                                          _t(self.src, decl), _t(self.src, value), (), guards))
             return
-        if t in ("update_expression",):
+        if t == "update_expression":  # p++, --n: the variable changes
+            arg = node.child_by_field_name("argument")
+            if arg is not None and arg.type == "identifier":
+                name = _t(self.src, arg)
+                self.events.append(Event("assign", node.start_point[0] + 1, node.start_point[1] + 1, name,
+                                         f"{name} + 1", (), guards))
             return
         for child in node.named_children:
             self.expr(child, guards)

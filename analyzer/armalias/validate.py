@@ -45,15 +45,55 @@ def implementations_for(source) -> tuple[CacheImpl, ...]:
     return tree_implementations(local) if local is not None else reference_implementations()
 
 
+def _mm_key(mm: Path) -> str:
+    """A digest of what the audit reads (arch/arm/mm and the armalias code and rules behind it)."""
+    import hashlib
+
+    from armalias.source.extract import extractor_key
+    from armalias.rules import rules_digest
+
+    h = hashlib.sha256(f"{extractor_key()}{rules_digest()}{Path(__file__).parent.stat().st_mtime_ns}".encode())
+    for path in sorted(mm.iterdir()):
+        if path.is_file():
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def tree_implementations(root: Path) -> tuple[CacheImpl, ...]:
-    if not (root / "arch" / "arm" / "mm").is_dir():
+    """The tree's implementations, from the audit reader, cached by the content of arch/arm/mm."""
+    import json
+    import os
+
+    from armalias.cache import default_cache_dir
+
+    mm = root / "arch" / "arm" / "mm"
+    if not mm.is_dir():
         return reference_implementations()
-    from armalias.audit import audit_tree
+    cache_file = None
+    try:
+        key = _mm_key(mm)
+        cache_file = default_cache_dir().parent / "audit" / f"{key}.json"
+        raw = json.loads(cache_file.read_text(encoding="utf-8"))
+        if raw.get("key") == key:
+            return tuple(impl_from_dict(d) for d in raw["implementations"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    from armalias.audit import audit_tree, to_json
 
     try:
-        impls = audit_tree(root).implementations
+        result = audit_tree(root)
+        impls = result.implementations
     except Exception:  # an unreadable mm/ falls back to the reference table; the note says so
         return reference_implementations()
+    if cache_file is not None and not cache_file.resolve().is_relative_to(root.resolve()):
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps({"key": key, "implementations": to_json(result, str(root))["implementations"]}))
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass
     usable = tuple(i for i in impls if "coherent_kern_range" in i.functions)
     return usable or reference_implementations()
 

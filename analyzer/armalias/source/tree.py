@@ -57,6 +57,7 @@ class DirectorySource(TreeSource):
     def __init__(self, root: Path, label: str | None = None):
         self.root = root
         self.label = label if label is not None else str(root)
+        self._listing: dict[str, frozenset[str]] = {}
 
     def discover(self, under: str = "") -> Discovery:
         d = Discovery(self.root)
@@ -76,7 +77,20 @@ class DirectorySource(TreeSource):
         except OSError as exc:
             raise Unreadable(f"cannot read: {exc.strerror or exc}") from None
 
+    def _names(self, directory: str) -> frozenset[str]:
+        names = self._listing.get(directory)
+        if names is None:
+            try:
+                names = frozenset(os.listdir(os.path.join(self.root, directory)))
+            except OSError:
+                names = frozenset()
+            self._listing[directory] = names
+        return names
+
     def is_file(self, rel: str) -> bool:
+        directory, _, name = rel.rpartition("/")
+        if name not in self._names(directory):  # one listing per directory instead of a stat per probe
+            return False
         return os.path.isfile(os.path.join(self.root, rel))
 
     def is_dir(self, rel: str) -> bool:

@@ -27,6 +27,8 @@ def _common(p: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the per-file extraction cache")
     p.add_argument("--whole-tree", action="store_true", help="scan every architecture and driver, not only arch/arm")
     p.add_argument("--verbose", "-v", action="store_true", help="list every skipped file")
+    p.add_argument("--no-prefilter", action="store_true",
+                   help="parse every file in scope, not only those that mention a word of the rules")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +140,8 @@ def _run_scan(args: argparse.Namespace):
     from armalias.report.text import progress_bar
     from armalias.scan import ScanOptions, scan
 
-    options = ScanOptions(whole_tree=args.whole_tree, jobs=args.jobs, use_cache=not args.no_cache)
+    options = ScanOptions(whole_tree=args.whole_tree, jobs=args.jobs, use_cache=not args.no_cache,
+                          prefilter=not getattr(args, "no_prefilter", False))
     with progress_bar("parsing", enabled=True) as update:
         return scan(list(args.paths), options, update, root_label=str(args.paths[0]))
 

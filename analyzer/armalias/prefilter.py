@@ -13,7 +13,9 @@ import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from armalias.facts import Skipped
 from armalias.rules import load_vocabulary, load_watched
+from armalias.source.text import Unreadable, check_text
 from armalias.source.tree import TreeSource
 
 
@@ -46,15 +48,30 @@ def trie_pattern(words: tuple[bytes, ...]) -> re.Pattern[bytes]:
     return re.compile(build(trie))
 
 
-def _mentions(args: tuple[str | None, list[str], tuple[bytes, ...]]) -> list[str]:
+def matcher(words: frozenset[str]):
+    """A test `data -> bool`: does the text mention any of the words (substring semantics)."""
+    bwords = tuple(sorted((w.encode() for w in words), key=len, reverse=True))
+    if len(bwords) > 8:
+        search = trie_pattern(bwords).search
+        return lambda data: search(data) is not None
+    return lambda data: any(w in data for w in bwords)
+
+
+def _mentions(args: tuple[str | None, list[str], tuple[bytes, ...]]) -> tuple[list[str], list[tuple[str, str]]]:
     root, rels, words = args
-    out = []
+    out: list[str] = []
+    bad: list[tuple[str, str]] = []
     pattern = trie_pattern(words) if len(words) > 8 else None
     for rel in rels:
         try:
             with open(os.path.join(root, rel), "rb") as fh:
                 data = fh.read()
-        except OSError:
+            check_text(data)
+        except OSError as exc:
+            bad.append((rel, f"cannot read: {exc.strerror or exc}"))
+            continue
+        except Unreadable as exc:  # said once here, whether or not the file would have been parsed
+            bad.append((rel, str(exc)))
             continue
         if pattern is not None:
             if pattern.search(data):
@@ -64,35 +81,41 @@ def _mentions(args: tuple[str | None, list[str], tuple[bytes, ...]]) -> list[str
             if w in data:
                 out.append(rel)
                 break
-    return out
+    return out, bad
 
 
-def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int) -> list[str]:
+def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
+           ) -> tuple[list[str], list[Skipped]]:
     """The rels whose bytes contain any of the words (a substring test: a superset of the
-    identifier matches, never a miss)."""
+    identifier matches, never a miss), and the files that are no C text at all, with the reason."""
     if not rels or not words:
-        return []
+        return [], []
     bwords = tuple(sorted((w.encode() for w in words), key=len, reverse=True))
     local = source.local_path("")
     if local is None:
-        out = []
+        mentions = matcher(words)
+        out, bad = [], []
         for rel in rels:
             try:
                 data = source.read(rel)
-            except Exception:
+                check_text(data)
+            except Unreadable as exc:
+                bad.append(Skipped(rel, str(exc)))
                 continue
-            if any(w in data for w in bwords):
+            if mentions(data):
                 out.append(rel)
-        return out
+        return out, bad
     if jobs <= 1 or len(rels) < 2000:
-        return _mentions((str(local), rels, bwords))
+        out, raw_bad = _mentions((str(local), rels, bwords))
+        return out, [Skipped(r, why) for r, why in raw_bad]
     size = max(500, len(rels) // (jobs * 4))
     chunks = [(str(local), rels[i:i + size], bwords) for i in range(0, len(rels), size)]
-    out: list[str] = []
+    out, bad = [], []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for part in pool.map(_mentions, chunks):
+        for part, part_bad in pool.map(_mentions, chunks):
             out.extend(part)
-    return sorted(out)
+            bad.extend(Skipped(r, why) for r, why in part_bad)
+    return sorted(out), bad
 
 
 def local_root(source: TreeSource) -> Path | None:

@@ -44,6 +44,7 @@ class ScanOptions:
     use_cache: bool = True
     cache_dir: Path | None = None
     model: bool = True  # replay findings on the cache model
+    prefilter: bool = True  # parse only files that mention a word of the rules (or a caller of one)
 
 
 @dataclass
@@ -189,11 +190,12 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
                   only: list[str] | None = None) -> tuple[list[FileFacts], list[Skipped], int]:
     """The files in scope, extracted: (facts, skipped, number of files considered).
 
-    Kernel root: every file of arch/arm (C, headers, assembly), and the headers arch/arm includes
-    (transitively) that mention a word of the rules or a function reaching one.  --whole-tree: the
+    Kernel root: the files of arch/arm (C, headers, assembly) and the headers arch/arm includes
+    (transitively) that mention a word of the rules or a function reaching one (every file of arch/arm
+    with `prefilter=False`).  --whole-tree: the
     identifier prefilter over the whole tree, in rounds until no new file is selected.
     """
-    from armalias.prefilter import rule_words, select
+    from armalias.prefilter import matcher, rule_words
     from armalias.source.directives import read_includes
 
     extractor = Extractor(source, options)
@@ -201,14 +203,25 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
         facts, skipped = extractor.run(only, progress)
         return facts, skipped, len(only)
     words = rule_words()
+    jobs = options.jobs or available_cpus()
     if is_kernel_root(source) and not options.whole_tree:
         found = source.discover("arch/arm")
         skipped = list(found.skipped)
         seen = set(found.files)
-        facts, sk = extractor.run(found.files, progress)
+        if options.prefilter:
+            facts, sk, words = _prefiltered(source, extractor, list(found.files), words, jobs, progress)
+        else:
+            facts, sk = extractor.run(found.files, progress)
+            words = words | frozenset(_reaching_names(facts, words))
         skipped.extend(sk)
-        words = words | frozenset(_reaching_names(facts, words))
         frontier_includes = [(f.file, name) for f in facts for name in f.includes]
+        parsed = {f.file for f in facts}
+        for rel in found.files:  # files the prefilter passed over still pull in their headers
+            if rel not in parsed:
+                try:
+                    frontier_includes.extend((rel, n) for n in read_includes(source.read(rel)))
+                except Unreadable:
+                    pass
         while frontier_includes:  # the headers arch/arm includes, transitively
             new = []
             for includer, name in frontier_includes:
@@ -218,13 +231,14 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
                     new.append(target)
             frontier_includes = []
             wanted = []
+            mentions = matcher(words)
             for rel in sorted(new):
                 try:
                     data = source.read(rel)
                 except Unreadable:
                     continue
                 frontier_includes.extend((rel, n) for n in read_includes(data))
-                if any(w.encode() in data for w in words):
+                if mentions(data):
                     wanted.append(rel)
             got, sk = extractor.run(wanted, progress)
             facts.extend(got)
@@ -234,11 +248,22 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
     if not options.whole_tree and len(found.files) <= 5000:
         facts, sk = extractor.run(found.files, progress)
         return facts, list(found.skipped) + sk, len(found.files)
-    jobs = options.jobs or available_cpus()
-    remaining = list(found.files)
-    facts, skipped = [], list(found.skipped)
+    facts, sk, _ = _prefiltered(source, extractor, list(found.files), words, jobs, progress)
+    return facts, list(found.skipped) + sk, len(found.files)
+
+
+def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str], words: frozenset[str],
+                 jobs: int, progress: Progress | None) -> tuple[list[FileFacts], list[Skipped], frozenset[str]]:
+    """Rounds of select-then-extract: files naming a word, then files naming their callers."""
+    from armalias.prefilter import select
+
+    facts: list[FileFacts] = []
+    skipped: list[Skipped] = []
     for _ in range(1 + load_watched().fixpoint_levels):
-        chosen = select(source, remaining, words, jobs)
+        chosen, bad = select(source, remaining, words, jobs)
+        skipped.extend(bad)
+        bad_set = {b.file for b in bad}
+        remaining = [r for r in remaining if r not in bad_set]
         if not chosen:
             break
         chosen_set = set(chosen)
@@ -250,7 +275,7 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
         if not new_words:
             break
         words = words | new_words
-    return facts, skipped, len(found.files)
+    return facts, skipped, words
 
 
 # -- call sites ---------------------------------------------------------------------------------

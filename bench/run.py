@@ -20,9 +20,9 @@ of armalias's own prefilter (its first round only).
 
 Every command runs as a subprocess.  Wall time is the median over --repeat runs.  Memory is reported
 twice: the largest single process (``/usr/bin/time -v``, else ``os.wait4``'s rusage of the child) and
-the peak sum of PSS over the whole process tree, sampled from /proc (every 50 ms, after 5 s every
-0.5 s).  armalias, spatch and semgrep all fork workers, so the single-process figure understates them;
-the memory target uses the process-tree figure.  The OS page cache is warmed by one untimed
+the peak sum of PSS over the whole process tree, sampled from /proc (see TreeSampler).  armalias,
+spatch and semgrep all fork workers, so the single-process figure understates them; the memory target
+uses the process-tree figure.  The OS page cache is warmed by one untimed
 identifier pass before anything is timed, so "cold" means armalias's own cache, not the disk.
 
 Nothing is written into the scanned tree; caches and the one-file patch live in a temporary directory
@@ -156,14 +156,7 @@ def _children_map() -> dict[int, list[int]]:
     return kids
 
 
-def _mem_kb(pid: int) -> int:
-    try:  # PSS: shared pages (forked workers) counted once overall
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
-            for line in f:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
+def _rss_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/statm", "rb") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
@@ -171,8 +164,23 @@ def _mem_kb(pid: int) -> int:
         return 0
 
 
+def _pss_kb(pid: int) -> int:
+    try:  # PSS: pages shared by forked workers counted once overall
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return _rss_kb(pid)
+
+
 class TreeSampler(threading.Thread):
-    """Peak of the summed PSS of a process and all its descendants."""
+    """Peak of the summed PSS of a process and all its descendants.
+
+    RSS (statm, cheap) is summed every 50 ms.  PSS (smaps_rollup) costs tens of ms per large
+    process, so it is read only when the RSS sum reaches a new high, and otherwise no more often
+    than keeps the sampler's own time under about 2% of the run (it shares the machine)."""
 
     def __init__(self, pid: int, interval: float = 0.05):
         super().__init__(daemon=True)
@@ -180,19 +188,28 @@ class TreeSampler(threading.Thread):
         self.done = threading.Event()
         self.enabled = os.path.isdir("/proc/self")
 
+    def _tree(self) -> list[int]:
+        kids = _children_map()
+        out, stack = [], [self.pid]
+        while stack:
+            p = stack.pop()
+            out.append(p)
+            stack.extend(kids.get(p, ()))
+        return out
+
     def run(self) -> None:
-        started = time.perf_counter()
+        rss_high, next_pss = 0, 0.0
         while self.enabled and not self.done.is_set():
-            kids = _children_map()
-            total, stack = 0, [self.pid]
-            while stack:
-                p = stack.pop()
-                total += _mem_kb(p)
-                stack.extend(kids.get(p, ()))
-            self.peak_kb = max(self.peak_kb, total)
-            # reading smaps_rollup of big processes costs CPU on a shared machine: sample densely
-            # for the first seconds (short runs), then every half second
-            self.done.wait(self.interval if time.perf_counter() - started < 5 else 0.5)
+            pids = self._tree()
+            rss = sum(_rss_kb(p) for p in pids)
+            now = time.perf_counter()
+            if rss > rss_high * 1.02 or now >= next_pss:
+                rss_high = max(rss_high, rss)
+                pss = sum(_pss_kb(p) for p in pids)
+                cost = time.perf_counter() - now
+                self.peak_kb = max(self.peak_kb, pss)
+                next_pss = time.perf_counter() + max(0.05, cost * 50)
+            self.done.wait(self.interval)
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None, timeout: float | None = None) -> dict:

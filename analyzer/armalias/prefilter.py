@@ -84,8 +84,8 @@ def _mentions(args: tuple[str | None, list[str], tuple[bytes, ...]]) -> tuple[li
     return out, bad
 
 
-def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
-           ) -> tuple[list[str], list[Skipped]]:
+def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int,
+           cache_dir: Path | None = None) -> tuple[list[str], list[Skipped]]:
     """The rels whose bytes contain any of the words (a substring test: a superset of the
     identifier matches, never a miss), and the files that are no C text at all, with the reason."""
     if not rels or not words:
@@ -105,17 +105,120 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
             if mentions(data):
                 out.append(rel)
         return out, bad
+    memo = SelectionMemo.open(local, bwords) if cache_dir is not None else None
+    todo = rels
+    out: list[str] = []
+    bad: list[Skipped] = []
+    if memo is not None:
+        todo = []
+        for rel in rels:
+            known = memo.lookup(rel)
+            if known is None:
+                todo.append(rel)
+            elif known is True:
+                out.append(rel)
+            elif known is not False:
+                bad.append(Skipped(rel, known))
+    found, raw_bad = _search(str(local), todo, bwords, jobs)
+    out.extend(found)
+    bad.extend(Skipped(r, why) for r, why in raw_bad)
+    if memo is not None:
+        memo.record(todo, set(found), dict(raw_bad))
+        memo.save(cache_dir)
+    return sorted(out), sorted(bad, key=lambda b: b.file)
+
+
+def _search(root: str, rels: list[str], bwords: tuple[bytes, ...], jobs: int) -> tuple[list[str], list[tuple[str, str]]]:
     if jobs <= 1 or len(rels) < 2000:
-        out, raw_bad = _mentions((str(local), rels, bwords))
-        return out, [Skipped(r, why) for r, why in raw_bad]
+        return _mentions((root, rels, bwords))
     size = max(500, len(rels) // (jobs * 4))
-    chunks = [(str(local), rels[i:i + size], bwords) for i in range(0, len(rels), size)]
-    out, bad = [], []
+    chunks = [(root, rels[i:i + size], bwords) for i in range(0, len(rels), size)]
+    out: list[str] = []
+    bad: list[tuple[str, str]] = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         for part, part_bad in pool.map(_mentions, chunks):
             out.extend(part)
-            bad.extend(Skipped(r, why) for r, why in part_bad)
-    return sorted(out), bad
+            bad.extend(part_bad)
+    return out, bad
+
+
+class SelectionMemo:
+    """What the prefilter decided for each file of a directory tree, for one set of words, keyed by
+    the file's size and modification time: a warm run stats files instead of reading them.  Stored
+    as one JSON file in the cache directory; a damaged one is ignored and rewritten."""
+
+    def __init__(self, key: str, root: Path, entries: dict[str, list]):
+        self.key = key
+        self.root = root
+        self.entries = entries
+        self.dirty = False
+
+    @classmethod
+    def open(cls, root: Path, bwords: tuple[bytes, ...]) -> "SelectionMemo":
+        import hashlib
+        import json
+
+        h = hashlib.sha256(str(root.resolve()).encode())
+        for w in sorted(bwords):
+            h.update(w + b"\0")
+        key = h.hexdigest()[:32]
+        entries: dict[str, list] = {}
+        path = _memo_dir() / f"{key}.json"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if raw.get("key") == key and isinstance(raw.get("entries"), dict):
+                entries = raw["entries"]
+        except (OSError, ValueError):
+            pass
+        return cls(key, root, entries)
+
+    def _stamp(self, rel: str) -> list | None:
+        try:
+            st = os.stat(os.path.join(self.root, rel))
+        except OSError:
+            return None
+        return [st.st_size, st.st_mtime_ns]
+
+    def lookup(self, rel: str):
+        """True (mentions a word), False (does not), a reason string (no C text), None (unknown)."""
+        entry = self.entries.get(rel)
+        if entry is None or len(entry) != 3:
+            return None
+        stamp = self._stamp(rel)
+        if stamp is None or entry[:2] != stamp:
+            return None
+        return entry[2]
+
+    def record(self, rels: list[str], found: set[str], bad: dict[str, str]) -> None:
+        for rel in rels:
+            stamp = self._stamp(rel)
+            if stamp is not None:
+                self.entries[rel] = stamp + [bad.get(rel, rel in found)]
+                self.dirty = True
+
+    def save(self, cache_dir: Path) -> None:
+        import json
+        import tempfile
+
+        if not self.dirty:
+            return
+        directory = _memo_dir()
+        try:
+            if directory.resolve().is_relative_to(self.root.resolve()):
+                return  # never write into the scanned tree
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({"key": self.key, "entries": self.entries}, fh, separators=(",", ":"))
+            os.replace(tmp, directory / f"{self.key}.json")
+        except OSError:
+            pass
+
+
+def _memo_dir() -> Path:
+    from armalias.cache import default_cache_dir
+
+    return default_cache_dir().parent / "prefilter"
 
 
 def local_root(source: TreeSource) -> Path | None:

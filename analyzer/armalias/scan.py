@@ -260,7 +260,8 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str],
     facts: list[FileFacts] = []
     skipped: list[Skipped] = []
     for _ in range(1 + load_watched().fixpoint_levels):
-        chosen, bad = select(source, remaining, words, jobs)
+        chosen, bad = select(source, remaining, words, jobs,
+                             extractor.cache.directory if extractor.cache is not None else None)
         skipped.extend(bad)
         bad_set = {b.file for b in bad}
         remaining = [r for r in remaining if r not in bad_set]

@@ -186,6 +186,7 @@ class FlowAnalysis:
         self.summaries: dict[str, Summary] = {}
         self.flows: dict[tuple[str, str, int], FunctionFlow] = {}
         self._bodies: dict[str, list[FunctionBody]] = {}
+        self._expansions: dict[tuple, list[tuple[str, tuple[str, ...]]]] = {}
         # names whose macro expansion is worth following inside a function
         self._interesting = frozenset(vocab.maintenance) | frozenset(vocab.write_sinks) | frozenset(vocab.alias_sources)
 
@@ -415,14 +416,29 @@ class FlowAnalysis:
                 self.index.reachable_names(callee)):
             macro = next((m for m in self.index.macros[callee] if m.params is not None), None)
             if macro is not None:
-                bindings = {p: a for p, a in zip(macro.params, args) if p != "..."}
-                for c in self.index.macro_calls.get(callee, ()):
-                    order = self._call(c.callee, tuple(substitute(a, bindings) for a in c.args), ev, f, order,
-                                       via + (callee,), depth + 1)
+                for name, sub_args in self._expansion(callee, macro.params, args):
+                    order = self._call(name, sub_args, ev, f, order, via + (callee,), depth + 1)
             else:
                 for target in self.index.alias_targets(callee):
                     order = self._call(target, args, ev, f, order, via + (callee,), depth + 1)
         return order
+
+    def _expansion(self, macro: str, params: tuple[str, ...], args: tuple[str, ...]
+                   ) -> list[tuple[str, tuple[str, ...]]]:
+        """The calls in a macro's body that can matter, with the arguments substituted (memoized)."""
+        key = (macro, args, len(self._interesting))
+        hit = self._expansions.get(key)
+        if hit is not None:
+            return hit
+        bindings = {p: a for p, a in zip(params, args) if p != "..."}
+        out = []
+        for c in self.index.macro_calls.get(macro, ()):
+            name = c.callee
+            if name in self._interesting or (name in self.index.macros and not self._interesting.isdisjoint(
+                    self.index.reachable_names(name))):
+                out.append((name, tuple(substitute(a, bindings) for a in c.args)))
+        self._expansions[key] = out
+        return out
 
     _NE = re.compile(r"^\(?\s*([A-Za-z_]\w*)\s*(!=|==)\s*(.+?)\s*\)?$")
 

@@ -176,8 +176,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
         _write(args, sarif.dumps(sarif.sarif_log(findings, result.root)))
     else:
-        _render_text(args, lambda console: __import__("armalias.report.text", fromlist=["x"]).render_scan(
-            result, findings, console, args.verbose))
+        from armalias.report.text import render_scan
+
+        _render_text(args, lambda console: render_scan(result, findings, console, args.verbose))
     threshold = severity_rank(args.fail_on)
     return EXIT_FINDINGS if any(severity_rank(f.severity) >= threshold for f in findings) else EXIT_OK
 

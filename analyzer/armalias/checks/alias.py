@@ -138,8 +138,6 @@ class AliasChecks:
         return out
 
     def check_ranges(self, f: FunctionFlow) -> list[Finding]:
-        from armalias.flow.alias import FlowAnalysis  # noqa: F401  (type only)
-
         out = []
         for m in f.maintenance:
             if not m.end or not m.start:

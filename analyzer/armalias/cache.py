@@ -18,6 +18,17 @@ from pathlib import Path
 from armalias.facts import AsmSymbol, Call, FileFacts, FunctionDef, Initializer, MacroDef
 
 
+def code_digest(*relative: str) -> str:
+    """A hash of armalias's own source files (paths relative to the package): part of a cache key,
+    so an edited extractor or reader never serves results computed by the old code."""
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for rel in relative:
+        h.update(rel.encode())
+        h.update((package / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def default_cache_dir() -> Path:
     env = os.environ.get("ARMALIAS_CACHE_DIR")
     if env:

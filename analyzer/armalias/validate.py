@@ -49,10 +49,11 @@ def _mm_key(mm: Path) -> str:
     """A digest of what the audit reads (arch/arm/mm and the armalias code and rules behind it)."""
     import hashlib
 
-    from armalias.source.extract import extractor_key
+    from armalias.cache import code_digest
     from armalias.rules import rules_digest
 
-    h = hashlib.sha256(f"{extractor_key()}{rules_digest()}{Path(__file__).parent.stat().st_mtime_ns}".encode())
+    code = code_digest("cacheimpl.py", "audit.py", "source/asm.py", "source/kconfig.py", "model/scenario.py")
+    h = hashlib.sha256(f"{rules_digest()}{code}".encode())
     for path in sorted(mm.iterdir()):
         if path.is_file():
             h.update(path.name.encode())

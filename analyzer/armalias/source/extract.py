@@ -6,6 +6,7 @@ import hashlib
 import re
 from functools import lru_cache
 
+from armalias.cache import code_digest
 from armalias.facts import FileFacts
 from armalias.rules import load_neutralize, rules_dir
 from armalias.source.cparse import extract_c
@@ -28,6 +29,8 @@ def extractor_key() -> str:
     """What, besides a file's bytes, decides its facts: the extractor and the neutralize data."""
     h = hashlib.sha256(EXTRACTOR_VERSION.encode())
     h.update((rules_dir() / "neutralize.toml").read_bytes())
+    h.update(code_digest("facts.py", "source/extract.py", "source/cparse.py", "source/directives.py",
+                         "source/text.py").encode())
     return h.hexdigest()[:16]
 
 

@@ -97,3 +97,12 @@ def test_unknown_subcommand_and_bad_flag_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["scan", "--format", "yaml", "."])
     assert exc.value.code == 2
+
+
+def test_a_single_file_that_is_not_c_is_skipped_with_its_reason(tmp_path: Path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("flush_icache_range(a, b);\n")
+    rc, data, err = run_json(capsys, notes)
+    assert rc == 0 and "Traceback" not in err
+    assert data["skipped"] == [{"file": "notes.txt", "reason": "not a C, header or assembly file"}]
+    assert data["callsites"] == []

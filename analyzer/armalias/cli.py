@@ -10,7 +10,7 @@ from typing import Callable
 
 from armalias import __version__
 from armalias.errors import InputError
-from armalias.findings import SEVERITIES, Finding, severity_rank
+from armalias.findings import SEVERITIES, severity_rank
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 

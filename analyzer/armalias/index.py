@@ -68,9 +68,6 @@ class SymbolIndex:
                 out.append("." + g.group(1))
         return out
 
-    def is_macro(self, name: str) -> bool:
-        return name in self.macros
-
     def reachable_names(self, name: str) -> frozenset[str]:
         """Every name a call of ``name`` reaches through macro bodies and aliases (memoized)."""
         hit = self._reach.get(name)

@@ -50,7 +50,10 @@ def trie_pattern(words: tuple[bytes, ...]) -> re.Pattern[bytes]:
 
 def matcher(words: frozenset[str]):
     """A test `data -> bool`: does the text mention any of the words (substring semantics)."""
-    bwords = tuple(sorted((w.encode() for w in words), key=len, reverse=True))
+    return _bytes_matcher(tuple(sorted((w.encode() for w in words), key=len, reverse=True)))
+
+
+def _bytes_matcher(bwords: tuple[bytes, ...]):
     if len(bwords) > 8:
         search = trie_pattern(bwords).search
         return lambda data: search(data) is not None
@@ -61,7 +64,7 @@ def _mentions(args: tuple[str | None, list[str], tuple[bytes, ...]]) -> tuple[li
     root, rels, words = args
     out: list[str] = []
     bad: list[tuple[str, str]] = []
-    pattern = trie_pattern(words) if len(words) > 8 else None
+    mentions = _bytes_matcher(words)
     for rel in rels:
         try:
             with open(os.path.join(root, rel), "rb") as fh:
@@ -73,14 +76,8 @@ def _mentions(args: tuple[str | None, list[str], tuple[bytes, ...]]) -> tuple[li
         except Unreadable as exc:  # said once here, whether or not the file would have been parsed
             bad.append((rel, str(exc)))
             continue
-        if pattern is not None:
-            if pattern.search(data):
-                out.append(rel)
-            continue
-        for w in words:
-            if w in data:
-                out.append(rel)
-                break
+        if mentions(data):
+            out.append(rel)
     return out, bad
 
 
@@ -219,7 +216,3 @@ def _memo_dir() -> Path:
     from armalias.cache import default_cache_dir
 
     return default_cache_dir().parent / "prefilter"
-
-
-def local_root(source: TreeSource) -> Path | None:
-    return source.local_path("")

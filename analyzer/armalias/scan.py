@@ -329,7 +329,6 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     result = ScanResult(root=root_label if root_label is not None else sources[0][0].label)
     for source, only in sources:
         if only is not None:
-            only = [r for r in only if r.endswith(C_SUFFIXES + ASM_SUFFIXES)] or only
             bad = [r for r in only if not r.endswith(C_SUFFIXES + ASM_SUFFIXES)]
             result.skipped.extend(Skipped(r, "not a C, header or assembly file") for r in bad)
             only = [r for r in only if r not in bad]

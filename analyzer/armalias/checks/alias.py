@@ -5,7 +5,7 @@ from __future__ import annotations
 from armalias.callgraph import CallGraph
 from armalias.findings import Finding, MaintenanceEvidence, WriteEvidence
 from armalias.flow.alias import DISTINCT_KINDS, AliasVal, FunctionFlow, MaintSite, WriteSite, const_size, guards_allow
-from armalias.flow.expr import root, split_top, strip
+from armalias.flow.expr import number, root, split_top, strip
 from armalias.rules import RuleSpec, Vocabulary
 
 D_CLEANS = ("clean", "clean+invalidate")
@@ -128,14 +128,9 @@ class AliasChecks:
                 terms.append((sign, o))
         return terms
 
-    def _bases(self, terms: list[tuple[str, str]], f: FunctionFlow, flow_classify) -> set[str]:
-        out = set()
-        for sign, t in terms:
-            if sign != "+":
-                continue
-            if flow_classify(t):
-                out.add(root(t))
-        return out
+    def _bases(self, terms: list[tuple[str, str]], f: FunctionFlow) -> set[str]:
+        """The roots of the added terms that are addresses (not lengths or offsets)."""
+        return {root(t) for sign, t in terms if sign == "+" and self._aliases_of(t, f)}
 
     def check_ranges(self, f: FunctionFlow) -> list[Finding]:
         out = []
@@ -144,9 +139,8 @@ class AliasChecks:
                 continue
             start_terms = self._linear(m.start, f)
             end_terms = self._linear(m.end, f)
-            classify = lambda t: any(True for _ in self._aliases_of(t, f))  # noqa: E731
-            sb = self._bases(start_terms, f, classify)
-            eb = self._bases(end_terms, f, classify)
+            sb = self._bases(start_terms, f)
+            eb = self._bases(end_terms, f)
             reason = ""
             changing = {root(t) for _, t in start_terms + end_terms} & f.mutated
             if changing:  # a variable that moves (dest++): its text says nothing about its value
@@ -175,8 +169,6 @@ class AliasChecks:
         # pointer-like terms: a value the flow knows as an alias, or a parameter/local it tracks
         if t in f.env and f.env[t]:
             return f.env[t]
-        from armalias.flow.expr import number
-
         r = root(t)
         if r in f.env and f.env[r]:
             return f.env[r]

@@ -141,23 +141,22 @@ def eval_guard(cond: str, predicates: dict[str, bool]) -> bool | None:
             pos += 1
         return None
 
-    def conj() -> bool | None:
+    def chain(op: str, operand, absorbing: bool) -> bool | None:
+        """`a op b op ...` in three-valued logic: `absorbing` (False for &&, True for ||) wins,
+        then unknown, then the other value."""
         nonlocal pos
-        v = atom()
-        while pos < len(tokens) and tokens[pos] == "&&":
+        v = operand()
+        while pos < len(tokens) and tokens[pos] == op:
             pos += 1
-            w = atom()
-            v = False if (v is False or w is False) else (None if (v is None or w is None) else True)
+            w = operand()
+            v = absorbing if absorbing in (v, w) else (None if None in (v, w) else not absorbing)
         return v
 
+    def conj() -> bool | None:
+        return chain("&&", atom, False)
+
     def disj() -> bool | None:
-        nonlocal pos
-        v = conj()
-        while pos < len(tokens) and tokens[pos] == "||":
-            pos += 1
-            w = conj()
-            v = True if (v is True or w is True) else (None if (v is None or w is None) else False)
-        return v
+        return chain("||", conj, True)
 
     return disj()
 

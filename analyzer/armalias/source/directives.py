@@ -34,7 +34,6 @@ def read_defines(rel: str, data: bytes) -> tuple[tuple[MacroDef, ...], tuple[Cal
         end_line = line + raw_body.count("\n")
         body = " ".join(raw_body.replace("\\\n", " ").split())
         macros.append(MacroDef(name, rel, line, end_line, params, body))
-        offset = 0
         for cm in _CALL_IN_BODY.finditer(raw_body):
             callee = cm.group(2)
             if callee in NOT_CALLS or (params and callee in params and cm.group(1) is None):
@@ -44,7 +43,6 @@ def read_defines(rel: str, data: bytes) -> tuple[tuple[MacroDef, ...], tuple[Cal
             body_line = line + raw_body.count("\n", 0, cm.start(2))
             args = _macro_call_args(raw_body, cm.end() - 1)
             calls.append(Call(callee, name, rel, body_line, 0, args, in_macro=True))
-            offset = cm.end()
     return tuple(macros), tuple(calls)
 
 

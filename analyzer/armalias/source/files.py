@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from armalias.errors import InputError
 from armalias.facts import Skipped
 
 C_SUFFIXES = (".c", ".h")
@@ -24,10 +23,6 @@ class Discovery:
     root: Path  # the scanned root; every reported path is relative to it
     files: list[str] = field(default_factory=list)  # relative paths, '/'-separated, sorted
     skipped: list[Skipped] = field(default_factory=list)
-
-
-def is_kernel_root(path: Path) -> bool:
-    return (path / "arch" / "arm").is_dir() and (path / "include").is_dir()
 
 
 def rel_of(root: Path, path: Path) -> str:
@@ -72,21 +67,3 @@ def walk(root: Path, start: Path, suffixes: tuple[str, ...], out: Discovery) -> 
                 stack.append(Path(entry.path))
         elif here.name.endswith(suffixes):
             out.files.append(rel_of(root, here))
-
-
-def discover(paths: list[Path]) -> list[Discovery]:
-    """One Discovery per path given; a missing path is an InputError."""
-    result = []
-    for p in paths:
-        if not p.exists() and not p.is_symlink():
-            raise InputError(f"{p}: no such file or directory")
-        if p.is_file():
-            d = Discovery(p.parent)
-            if p.name.endswith(C_SUFFIXES + ASM_SUFFIXES):
-                d.files.append(p.name)
-            else:
-                d.skipped.append(Skipped(p.name, "not a C, header or assembly file"))
-            result.append(d)
-            continue
-        result.append(Discovery(p))
-    return result

@@ -6,21 +6,12 @@ lines and columns found in the result are those of the real file.
 
 from __future__ import annotations
 
-import hashlib
 import re
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from armalias.rules import NeutralizeSpec, load_neutralize
 
 MAX_FILE_BYTES = 8 * 1024 * 1024  # a generated header beyond this is skipped, with the reason
-
-
-@dataclass(frozen=True)
-class SourceText:
-    data: bytes
-    digest: str
 
 
 class Unreadable(Exception):
@@ -37,18 +28,6 @@ def check_text(data: bytes) -> None:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Unreadable(f"not valid UTF-8 (byte {exc.start})") from None
-
-
-def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> SourceText:
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise Unreadable(f"too large ({size} bytes > {max_bytes})")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise Unreadable(f"cannot read: {exc.strerror or exc}") from None
-    check_text(data)
-    return SourceText(data, hashlib.sha256(data).hexdigest())
 
 
 def blank(buf: bytearray, start: int, end: int, keep_backslash_newline: bool = False) -> None:
@@ -231,7 +210,3 @@ def _blank_if0(data: bytes, buf: bytearray, spans: list[tuple[int, int]]) -> Non
         stop = spans[j][0] if j < len(spans) else len(data)
         blank(buf, end, stop)
         i = j
-
-
-def line_of(data: bytes, pos: int) -> int:
-    return data.count(b"\n", 0, pos) + 1

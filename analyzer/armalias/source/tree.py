@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from armalias.errors import InputError
-from armalias.facts import Skipped
 from armalias.source.files import ASM_SUFFIXES, C_SUFFIXES, Discovery, walk
 from armalias.source.text import MAX_FILE_BYTES, Unreadable, check_text
 

@@ -101,11 +101,58 @@ class FactsCache:
 
     def put(self, facts: FileFacts) -> None:
         path, key = self._path(facts.file, facts.digest)
+        write_atomic(path, {"key": key, "facts": facts_to_json(facts)})
+
+
+def write_atomic(path: Path, data) -> None:
+    """JSON to a temporary file renamed into place: a reader sees the old entry or the new one."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, separators=(",", ":"))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+class BodiesCache:
+    """The statement events of some functions of a file (armalias.source.cflow.function_bodies), by
+    the file's content and the names asked for, next to the facts: a warm scan does not parse a file
+    again for its function bodies.  Same rules as FactsCache: JSON, atomic, a bad entry discarded."""
+
+    def __init__(self, directory: Path, key: str):
+        self.directory = directory.parent / "bodies"  # beside the facts: each directory holds one kind
+        self.key = key
+
+    def _path(self, rel: str, digest: str, names: list[str]) -> tuple[Path, str]:
+        key = hashlib.sha256(f"{self.key}\0{rel}\0{digest}\0{','.join(names)}".encode()).hexdigest()
+        return self.directory / key[:2] / f"{key}.json", key
+
+    def get(self, rel: str, digest: str, names: list[str]):
+        from armalias.source.cflow import Event, FunctionBody, Guard
+
+        path, key = self._path(rel, digest, names)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"key": key, "facts": facts_to_json(facts)}, fh, separators=(",", ":"))
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a cache that cannot be written only costs time
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if raw.get("key") != key:
+                raise ValueError("key mismatch")
+            return [FunctionBody(n, rel, int(line), tuple(params),
+                                 tuple(Event(k, el, ec, t, x, tuple(a), tuple(Guard(c, bool(h)) for c, h in g), w)
+                                       for k, el, ec, t, x, a, g, w in events))
+                    for n, line, params, events in raw["bodies"]]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            return None
+
+    def put(self, rel: str, digest: str, names: list[str], bodies) -> None:
+        path, key = self._path(rel, digest, names)
+        rows = [[b.name, b.line, list(b.params),
+                 [[e.kind, e.line, e.column, e.target, e.expr, list(e.args), [[g.cond, g.holds] for g in e.guards],
+                   e.width] for e in b.events]] for b in bodies]
+        write_atomic(path, {"key": key, "bodies": rows})

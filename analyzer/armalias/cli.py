@@ -136,12 +136,12 @@ def _write(args: argparse.Namespace, text: str) -> None:
         sys.stdout.write(text)
 
 
-def _run_scan(args: argparse.Namespace):
+def _run_scan(args: argparse.Namespace, reuse: bool = False):
     from armalias.report.text import progress_bar
     from armalias.scan import ScanOptions, scan
 
     options = ScanOptions(whole_tree=args.whole_tree, jobs=args.jobs, use_cache=not args.no_cache,
-                          prefilter=not getattr(args, "no_prefilter", False))
+                          prefilter=not getattr(args, "no_prefilter", False), reuse=reuse)
     with progress_bar("parsing", enabled=True) as update:
         return scan(list(args.paths), options, update, root_label=str(args.paths[0]))
 
@@ -151,7 +151,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     from armalias.suppress import apply_suppressions, load_baseline, write_baseline
 
-    result = _run_scan(args)
+    result = _run_scan(args, reuse=True)
     findings, suppressed, unused = apply_suppressions(list(result.findings), result.facts)
     baselined = 0
     if args.baseline:
@@ -219,7 +219,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if fmt == "json":
         data = jsonout.scan_to_dict(result.head, result.new)
         data["stats"].update(seconds=round(result.seconds, 3), changed=len(change.changed),
-                             suppressed=result.suppressed, baselined=result.baselined, base_from=result.base_from)
+                             suppressed=result.suppressed, baselined=result.baselined, base_from=result.base_from,
+                             head_from=result.head_from)
         data.update(base=change.base_label, head=change.head_label,
                     new=[jsonout.finding_to_dict(f) for f in result.new],
                     fixed=[jsonout.finding_to_dict(f) for f in result.fixed], unchanged=result.unchanged,

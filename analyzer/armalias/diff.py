@@ -26,17 +26,16 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 
 from armalias.cache import default_cache_dir
 from armalias.errors import InputError
-from armalias.findings import Finding, MaintenanceEvidence, ModelResult, WriteEvidence, severity_rank
-from armalias.rules import Vocabulary, rules_digest
-from armalias.source.extract import extractor_key
+from armalias.findings import Finding, severity_rank
+from armalias.rules import Vocabulary
 from armalias.scan import Progress, ScanOptions, ScanResult, find_alias_bugs, scan_sources
 from armalias.source.tree import SOURCE_SUFFIXES, DirectorySource, GitSource, OverlaySource, TreeSource, blob_id
 from armalias.source.text import Unreadable
+from armalias.state import analysis_digest, finding_from_dict
 from armalias.suppress import apply_suppressions
 from armalias.validate import implementations_for, validate
 
@@ -762,29 +761,6 @@ def tree_identity(source: TreeSource) -> str | None:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=1)
-def _analysis_digest() -> str:
-    """What besides the tree decides its findings: armalias's own code, rules/ and the extractor."""
-    h = hashlib.sha256(f"{rules_digest()}\0{extractor_key()}\0".encode())
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*.py")):
-        h.update(path.relative_to(package).as_posix().encode() + b"\0")
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def _finding_from_json(d: dict) -> Finding:
-    model = d["model"]
-    return Finding(**{
-        **d,
-        "write": WriteEvidence(**d["write"]) if d["write"] else None,
-        "maintenance": tuple(MaintenanceEvidence(**m) for m in d["maintenance"]),
-        "chain": tuple(d["chain"]),
-        "model": ModelResult(model["verdict"], tuple(tuple(x) for x in model["implementations"]), tuple(model["witness"])),
-        "key_exprs": tuple(d["key_exprs"]),
-    })
-
-
 class FindingsCache:
     """The findings of a whole tree (before the model, after suppressions, every rule) by the tree's
     content, so the side of a check seen before — HEAD in a pre-commit hook, after the commit that
@@ -798,14 +774,14 @@ class FindingsCache:
         extra = ""
         if vocab is not None:
             extra = json.dumps([sorted(vocab.alias_sources.items()), sorted(vocab.exec_entries.items())])
-        return hashlib.sha256(f"{identity}\0{_analysis_digest()}\0{options.whole_tree}\0{extra}".encode()).hexdigest()
+        return hashlib.sha256(f"{identity}\0{analysis_digest()}\0{options.whole_tree}\0{extra}".encode()).hexdigest()
 
     def get(self, key: str) -> tuple[list[Finding], int] | None:
         try:
             raw = json.loads((self.directory / f"{key}.json").read_text(encoding="utf-8"))
             if raw.get("key") != key:
                 return None
-            return [_finding_from_json(d) for d in raw["findings"]], int(raw["suppressed"])
+            return [finding_from_dict(d) for d in raw["findings"]], int(raw["suppressed"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -840,8 +816,9 @@ class CheckResult:
     unchanged: int
     suppressed: int = 0  # findings of the head silenced by `armalias: ignore[...]`
     baselined: int = 0  # new findings whose fingerprints are in the baseline
-    base_from: str = "scan"  # scan | cache | head (no C, header or assembly file changed)
+    base_from: str = "scan"  # scan | cache | state (the directory as scanned before) | head (no source changed)
     seconds: float = 0.0
+    head_from: str = "scan"  # scan | state (derived from the base's state: the change only moves code)
 
     def fails(self, fail_on: str) -> bool:
         threshold = severity_rank(fail_on)
@@ -857,9 +834,41 @@ def _side_findings(result: ScanResult, options: CheckOptions) -> tuple[list[Find
     return kept, len(suppressed)
 
 
+def _directory_state(source: TreeSource, options: ScanOptions):
+    """The remembered state of a directory (armalias.state) when nothing it depends on changed."""
+    from armalias.state import load_state
+
+    if type(source) is not DirectorySource or not options.use_cache:
+        return None
+    try:
+        root = source.root.resolve()
+    except OSError:
+        return None
+    state = load_state((options.cache_dir or default_cache_dir()).resolve(), root, options.whole_tree,
+                       options.prefilter)
+    return state if state is not None and state.unchanged() else None
+
+
+def _head_from_state(change: Change, state, options: ScanOptions, label: str) -> ScanResult | None:
+    """The head side derived from the base's state, when the change cannot alter it but by moving
+    positions (armalias.incremental); None: scan it."""
+    from armalias.cache import FactsCache
+    from armalias.incremental import head_state
+    from armalias.scan import _from_state
+    from armalias.source.extract import extractor_key
+
+    cache = FactsCache((options.cache_dir or default_cache_dir()).resolve(), extractor_key())
+    moved = head_state(state, change.base, change.head, change.changed, change.renames, cache)
+    if moved is None:
+        return None
+    return _from_state(ScanResult(root=label), moved, options, change.head, time.perf_counter())
+
+
 def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: Progress | None = None,
               root_label: str | None = None) -> CheckResult:
-    """Scan both sides of the change and compare their findings."""
+    """Scan both sides of the change and compare their findings.  A directory scanned before with
+    the same options is not scanned again (armalias.state), and the head side is then derived from
+    it when the change only moves code (armalias.incremental)."""
     started = time.perf_counter()
     # The model replays only what is reported (new and fixed findings), not every finding twice.
     scan_options = replace(options.scan, model=False)
@@ -867,7 +876,11 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     cache = None
     if options.scan.use_cache:
         cache = FindingsCache((options.scan.cache_dir or default_cache_dir()) / "check")
-    head = scan_sources([(change.head, None)], scan_options, progress, label)
+    base_state = _directory_state(change.base, scan_options) if options.vocab is None else None
+    head = _head_from_state(change, base_state, scan_options, label) if base_state is not None else None
+    head_from = "state" if head is not None else "scan"
+    if head is None:
+        head = scan_sources([(change.head, None)], scan_options, progress, label)
     head_findings, suppressed = _side_findings(head, options)
     head_id = tree_identity(change.head) if cache is not None else None
     if cache is not None and head_id is not None:  # the index checked now is the HEAD of the next check
@@ -875,6 +888,9 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     base: ScanResult | None = None
     if not any(rel.endswith(SOURCE_SUFFIXES) for rel in change.changed):
         base_findings, base_from = head_findings, "head"
+    elif base_state is not None:
+        kept, dropped, _ = apply_suppressions(base_state.finding_objects(False), base_state.suppression_facts())
+        base_findings, base_from = kept, "state"
     else:
         base_id = tree_identity(change.base) if cache is not None else None
         key = cache.key(base_id, options.scan, options.vocab) if cache is not None and base_id is not None else None
@@ -882,7 +898,9 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
         if hit is not None:
             base_findings, base_from = hit[0], "cache"
         else:
-            base = scan_sources([(change.base, None)], scan_options, progress, label)
+            # remembered for the next check of this directory (when nothing else is asked of the scan)
+            base_options = replace(scan_options, reuse=options.vocab is None)
+            base = scan_sources([(change.base, None)], base_options, progress, label)
             base_findings, base_suppressed = _side_findings(base, options)
             base_from = "scan"
             if cache is not None and key is not None:
@@ -900,4 +918,4 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
         new = validate(new, impls)
         fixed = validate(fixed, impls)
     return CheckResult(change, base, head, new, fixed, unchanged, suppressed, baselined, base_from,
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, head_from)

@@ -7,21 +7,21 @@ from __future__ import annotations
 import os
 import posixpath
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from armalias.cache import FactsCache, default_cache_dir
-from armalias.callgraph import CallGraph
 from armalias.errors import InputError
 from armalias.facts import FileFacts, Skipped
-from armalias.index import SymbolIndex
 from armalias.rules import WatchedSpec, load_watched
-from armalias.source.extract import extract_bytes, extractor_key
 from armalias.source.files import ASM_SUFFIXES, C_SUFFIXES
 from armalias.source.text import Unreadable
-from armalias.source.tree import DirectorySource, GitSource, OverlaySource, TreeSource, read_checked
+from armalias.source.tree import DirectorySource, GitSource, OverlaySource, TreeSource, blob_id, read_checked
+
+if TYPE_CHECKING:
+    from armalias.callgraph import CallGraph
+    from armalias.index import SymbolIndex
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -45,6 +45,9 @@ class ScanOptions:
     cache_dir: Path | None = None
     model: bool = True  # replay findings on the cache model
     prefilter: bool = True  # parse only files that mention a word of the rules (or a caller of one)
+    # answer from the remembered state of an unchanged directory (armalias.state): no facts, index
+    # or graph then, only counts, call sites, findings and what suppressions need
+    reuse: bool = False
 
 
 @dataclass
@@ -64,6 +67,8 @@ class ScanResult:
     cache_hits: int = 0
     error_files: int = 0
     error_functions: int = 0
+    reused: bool = False  # answered from the remembered state of an unchanged directory
+    cache_dir: Path | None = None  # the content cache used (None: --no-cache)
 
 
 def available_cpus() -> int:
@@ -77,14 +82,19 @@ def available_cpus() -> int:
 INCLUDE_DIRS = ("arch/arm/include", "arch/arm/include/uapi", "include", "include/uapi")
 
 
-def resolve_include(source: TreeSource, includer: str, name: str) -> str | None:
-    """The file an `#include` names: next to the includer, then the kernel's include paths."""
+def resolve_include(source: TreeSource, includer: str, name: str, probed: set[str] | None = None) -> str | None:
+    """The file an `#include` names: next to the includer, then the kernel's include paths.
+    `probed` collects the directories looked in (a file added there could change the answer)."""
     candidates = [posixpath.normpath(posixpath.join(posixpath.dirname(includer), name))]
     candidates.extend(f"{d}/{name}" for d in INCLUDE_DIRS)
     if name.startswith("asm/"):
         candidates.append(f"include/asm-generic/{name[4:]}")
     for c in candidates:
-        if not c.startswith("../") and source.is_file(c):
+        if c.startswith("../"):
+            continue
+        if probed is not None:
+            probed.add(posixpath.dirname(c))
+        if source.is_file(c):
             return c
     return None
 
@@ -93,8 +103,24 @@ def is_kernel_root(source: TreeSource) -> bool:
     return source.is_dir("arch/arm") and source.is_dir("include")
 
 
+@dataclass
+class Scope:
+    """What a scan chose and read: the facts of the files parsed, and what the result depends on."""
+
+    facts: list[FileFacts] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    considered: int = 0
+    read: list[str] = field(default_factory=list)  # every file whose bytes decided the result
+    dirs: set[str] = field(default_factory=set)  # every directory whose listing did
+    words: frozenset[str] = frozenset()  # the words of the last prefilter round (empty: no prefilter)
+    all_words: frozenset[str] = frozenset()  # every word found (what selects the headers arch/arm includes)
+    cache_dir: Path | None = None  # the content cache used (None: off, or it would be inside the tree)
+
+
 # -- extraction -------------------------------------------------------------------------------
 def _extract_one(args: tuple[str, bytes, str, str | None, str]) -> FileFacts | Skipped:
+    from armalias.source.extract import extract_bytes
+
     rel, data, digest, cache_dir, key = args
     try:
         facts = extract_bytes(rel, data, digest)
@@ -111,6 +137,8 @@ class Extractor:
     """Extracts files of one source through the cache, misses in worker processes."""
 
     def __init__(self, source: TreeSource, options: ScanOptions):
+        from armalias.source.extract import extractor_key
+
         self.source = source
         self.options = options
         self.key = extractor_key()
@@ -122,6 +150,7 @@ class Extractor:
                 self.cache = FactsCache(cdir, self.key)
         self.jobs = options.jobs or available_cpus()
         self.hits = 0
+        self.directory = self.cache.directory if self.cache is not None else None
 
     def run(self, rels: list[str], progress: Progress | None = None) -> tuple[list[FileFacts], list[Skipped]]:
         facts: list[FileFacts] = []
@@ -154,6 +183,8 @@ class Extractor:
                 if progress:
                     progress(i + 1, total)
         else:
+            from concurrent.futures import ProcessPoolExecutor
+
             chunk = max(1, min(32, total // (self.jobs * 8)))
             with ProcessPoolExecutor(max_workers=self.jobs) as pool:
                 for i, r in enumerate(pool.map(_extract_one, work, chunksize=chunk)):
@@ -170,6 +201,9 @@ class Extractor:
 def _reaching_names(facts: list[FileFacts], words: frozenset[str]) -> set[str]:
     """Functions and macros (visible outside their file) that reach a fixpoint root (rules/watched.toml
     [prefilter]) or one of the words found so far that does."""
+    from armalias.callgraph import CallGraph
+    from armalias.index import SymbolIndex
+
     watched = load_watched()
     index = SymbolIndex(facts, watched.cache_fns_members)
     graph = CallGraph(index, watched.cache_fns_struct)
@@ -187,8 +221,8 @@ def _reaching_names(facts: list[FileFacts], words: frozenset[str]) -> set[str]:
 
 
 def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress | None = None,
-                  only: list[str] | None = None) -> tuple[list[FileFacts], list[Skipped], int]:
-    """The files in scope, extracted: (facts, skipped, number of files considered).
+                  only: list[str] | None = None) -> Scope:
+    """The files in scope, extracted, with what the result depends on.
 
     Kernel root: the files of arch/arm (C, headers, assembly) and the headers arch/arm includes
     (transitively) that mention a word of the rules or a function reaching one (every file of arch/arm
@@ -201,19 +235,23 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
     extractor = Extractor(source, options)
     if only is not None:
         facts, skipped = extractor.run(only, progress)
-        return facts, skipped, len(only)
+        return Scope(facts, skipped, len(only), list(only), cache_dir=extractor.directory)
     words = rule_words()
     jobs = options.jobs or available_cpus()
     if is_kernel_root(source) and not options.whole_tree:
         found = source.discover("arch/arm")
-        skipped = list(found.skipped)
+        scope = Scope(skipped=list(found.skipped), read=list(found.files), dirs=set(found.dirs),
+                      cache_dir=extractor.directory)
         seen = set(found.files)
         if options.prefilter:
-            facts, sk, words = _prefiltered(source, extractor, list(found.files), words, jobs, progress)
+            facts, sk, words, scope.words = _prefiltered(source, extractor, list(found.files), words, jobs,
+                                                         progress)
         else:
             facts, sk = extractor.run(found.files, progress)
             words = words | frozenset(_reaching_names(facts, words))
-        skipped.extend(sk)
+        scope.facts = facts
+        scope.all_words = words
+        scope.skipped.extend(sk)
         frontier_includes = [(f.file, name) for f in facts for name in f.includes]
         parsed = {f.file for f in facts}
         for rel in found.files:  # files the prefilter passed over still pull in their headers
@@ -222,44 +260,55 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
                     frontier_includes.extend((rel, n) for n in read_includes(source.read(rel)))
                 except Unreadable:
                     pass
+        mentions = matcher(words)
         while frontier_includes:  # the headers arch/arm includes, transitively
             new = []
             for includer, name in frontier_includes:
-                target = resolve_include(source, includer, name)
+                target = resolve_include(source, includer, name, scope.dirs)
                 if target is not None and target not in seen and target.endswith(".h"):
                     seen.add(target)
                     new.append(target)
             frontier_includes = []
             wanted = []
-            mentions = matcher(words)
             for rel in sorted(new):
                 try:
                     data = source.read(rel)
                 except Unreadable:
                     continue
+                scope.read.append(rel)
                 frontier_includes.extend((rel, n) for n in read_includes(data))
                 if mentions(data):
                     wanted.append(rel)
             got, sk = extractor.run(wanted, progress)
-            facts.extend(got)
-            skipped.extend(sk)
-        return facts, skipped, len(seen)
+            scope.facts.extend(got)
+            scope.skipped.extend(sk)
+        scope.considered = len(seen)
+        return scope
     found = source.discover("")
+    scope = Scope(skipped=list(found.skipped), considered=len(found.files), read=list(found.files),
+                  dirs=set(found.dirs), cache_dir=extractor.directory)
     if not options.whole_tree and len(found.files) <= 5000:
-        facts, sk = extractor.run(found.files, progress)
-        return facts, list(found.skipped) + sk, len(found.files)
-    facts, sk, _ = _prefiltered(source, extractor, list(found.files), words, jobs, progress)
-    return facts, list(found.skipped) + sk, len(found.files)
+        scope.facts, sk = extractor.run(found.files, progress)
+    else:
+        scope.facts, sk, _, scope.words = _prefiltered(source, extractor, list(found.files), words, jobs,
+                                                       progress)
+    scope.skipped.extend(sk)
+    return scope
 
 
 def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str], words: frozenset[str],
-                 jobs: int, progress: Progress | None) -> tuple[list[FileFacts], list[Skipped], frozenset[str]]:
-    """Rounds of select-then-extract: files naming a word, then files naming their callers."""
+                 jobs: int, progress: Progress | None
+                 ) -> tuple[list[FileFacts], list[Skipped], frozenset[str], frozenset[str]]:
+    """Rounds of select-then-extract: files naming a word, then files naming their callers.
+    Returns the facts, the files that are no C text, every word found, and the words of the last
+    round searched (a file is selected exactly when it names one of those)."""
     from armalias.prefilter import select
 
     facts: list[FileFacts] = []
     skipped: list[Skipped] = []
+    searched = words
     for _ in range(1 + load_watched().fixpoint_levels):
+        searched = words
         chosen, bad = select(source, remaining, words, jobs,
                              extractor.cache.directory if extractor.cache is not None else None)
         skipped.extend(bad)
@@ -276,7 +325,7 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str],
         if not new_words:
             break
         words = words | new_words
-    return facts, skipped, words
+    return facts, skipped, words, searched
 
 
 # -- call sites ---------------------------------------------------------------------------------
@@ -303,12 +352,39 @@ def find_alias_bugs(result: ScanResult, model: bool = True, vocab=None) -> list:
     from armalias.validate import implementations_for, validate
 
     vocab = load_vocabulary() if vocab is None else vocab
-    flows = FlowAnalysis(lambda rel: result.sources[rel].read(rel), result.index, vocab).run()
+    read = lambda rel: result.sources[rel].read(rel)  # noqa: E731
+    flows = FlowAnalysis(read, result.index, vocab, _bodies_reader(result, read)).run()
     findings = AliasChecks(load_rules(), vocab, result.graph).run(flows)
     if not findings or not model:
         return findings
     sources = list(dict.fromkeys(result.sources.values()))
     return validate(findings, implementations_for(sources[0]) if sources else ())
+
+
+def _bodies_reader(result: ScanResult, read: Callable[[str], bytes]):
+    """Function bodies through the content cache (armalias.cache.BodiesCache), when it is on."""
+    from armalias.cache import BodiesCache, code_digest
+    from armalias.source.cflow import function_bodies
+    from armalias.source.extract import extractor_key
+
+    cache_dir = result.cache_dir
+    if cache_dir is None:
+        return None
+    cache = BodiesCache(cache_dir, extractor_key() + code_digest("source/cflow.py"))
+    digests = {f.file: f.digest for f in result.facts}
+
+    def bodies(rel: str, names: set[str]):
+        digest = digests.get(rel)
+        wanted = sorted(names)
+        hit = cache.get(rel, digest, wanted) if digest else None
+        if hit is not None:
+            return hit
+        data = read(rel)
+        found = function_bodies(rel, data, names)
+        cache.put(rel, blob_id(data), wanted, found)
+        return found
+
+    return bodies
 
 
 def source_for(path: Path, label: str | None = None) -> tuple[TreeSource, list[str] | None]:
@@ -325,18 +401,32 @@ def source_for(path: Path, label: str | None = None) -> tuple[TreeSource, list[s
 def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions = ScanOptions(),
                  progress: Progress | None = None, root_label: str | None = None) -> ScanResult:
     started = time.perf_counter()
-    watched = load_watched()
+    started_ns = time.time_ns()
     result = ScanResult(root=root_label if root_label is not None else sources[0][0].label)
+    memo_root = _memo_root(sources, options)
+    if memo_root is not None and options.reuse:
+        from armalias.state import load_state
+
+        state = load_state(_cache_dir(options), memo_root, options.whole_tree, options.prefilter)
+        if state is not None and state.unchanged():
+            return _from_state(result, state, options, sources[0][0], started)
+    from armalias.callgraph import CallGraph
+    from armalias.index import SymbolIndex
+
+    watched = load_watched()
+    scopes = []
     for source, only in sources:
         if only is not None:
             bad = [r for r in only if not r.endswith(C_SUFFIXES + ASM_SUFFIXES)]
             result.skipped.extend(Skipped(r, "not a C, header or assembly file") for r in bad)
             only = [r for r in only if r not in bad]
-        facts, skipped, considered = extract_scope(source, options, progress, only)
-        result.files += considered
-        result.facts.extend(facts)
-        result.skipped.extend(skipped)
-        result.sources.update({f.file: source for f in facts})
+        scope = extract_scope(source, options, progress, only)
+        scopes.append(scope)
+        result.files += scope.considered
+        result.facts.extend(scope.facts)
+        result.skipped.extend(scope.skipped)
+        result.sources.update({f.file: source for f in scope.facts})
+        result.cache_dir = result.cache_dir or scope.cache_dir
     result.facts.sort(key=lambda f: f.file)
     result.parsed = len(result.facts)
     result.functions = sum(len(f.functions) for f in result.facts)
@@ -345,8 +435,83 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     result.index = SymbolIndex(result.facts, watched.cache_fns_members)
     result.graph = CallGraph(result.index, watched.cache_fns_struct)
     result.callsites = watched_callsites(result.index, watched)
-    result.findings = find_alias_bugs(result, options.model)
+    raw = find_alias_bugs(result, model=False)
+    result.findings = raw
+    if options.model and raw:
+        from armalias.validate import implementations_for, validate
+
+        result.findings = validate(raw, implementations_for(sources[0][0]))
     result.skipped.sort(key=lambda s: s.file)
+    if memo_root is not None:
+        _remember(result, raw, scopes[0], memo_root, options, started_ns)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _cache_dir(options: ScanOptions) -> Path:
+    return (options.cache_dir or default_cache_dir()).resolve()
+
+
+def _memo_root(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions) -> Path | None:
+    """The directory whose scan is remembered (armalias.state): one whole directory, cache on."""
+    if len(sources) != 1 or sources[0][1] is not None or not options.use_cache:
+        return None
+    source = sources[0][0]
+    if type(source) is not DirectorySource:
+        return None
+    try:
+        return source.root.resolve()
+    except OSError:
+        return None
+
+
+def _remember(result: ScanResult, raw: list, scope: Scope, root: Path, options: ScanOptions,
+              started_ns: int) -> None:
+    from dataclasses import astuple
+
+    from armalias.state import ScanState, finding_dicts, save_state, stamp
+
+    deps = {}
+    read = list(scope.read)
+    if options.model:  # the model reads the cache implementations from arch/arm/mm (and its Kconfig)
+        try:
+            read.extend(f"arch/arm/mm/{e.name}" for e in os.scandir(root / "arch/arm/mm") if e.is_file())
+        except OSError:
+            pass
+    for rel in read:
+        st = stamp(os.path.join(root, rel))
+        if st is not None:
+            deps[rel] = st
+    dirs = {}
+    for rel in scope.dirs:
+        st = stamp(os.path.join(root, rel))
+        dirs[rel] = st[1] if st is not None else -1
+    with_findings = {f.file for f in raw}
+    state = ScanState(
+        root=str(root), started_ns=started_ns, deps=deps, dirs=dirs, selected=[f.file for f in scope.facts],
+        words=sorted(scope.words), all_words=sorted(scope.all_words), whole_tree=options.whole_tree, files=result.files, parsed=result.parsed,
+        functions=result.functions, error_files=result.error_files, error_functions=result.error_functions,
+        skipped=[[s.file, s.reason] for s in result.skipped], callsites=[list(astuple(c)) for c in result.callsites],
+        findings=finding_dicts(raw), modelled=finding_dicts(result.findings) if options.model else None,
+        notes={f.file: list(f.notes) for f in result.facts if f.notes},
+        spans={f.file: [[fn.name, fn.line, fn.end_line] for fn in f.functions] for f in result.facts
+               if f.file in with_findings})
+    save_state(_cache_dir(options), state, options.prefilter)
+
+
+def _from_state(result: ScanResult, state, options: ScanOptions, source: TreeSource, started: float) -> ScanResult:
+    result.files, result.parsed, result.functions = state.files, state.parsed, state.functions
+    result.error_files, result.error_functions = state.error_files, state.error_functions
+    result.skipped = state.skipped_objects()
+    result.callsites = [CallSite(c[0], c[1], c[2], c[3], c[4], tuple(c[5]), tuple(c[6])) for c in state.callsites]
+    result.facts = state.suppression_facts()
+    if options.model and state.modelled is None and state.findings:
+        from armalias.validate import implementations_for, validate
+
+        result.findings = validate(state.finding_objects(False), implementations_for(source))
+    else:
+        result.findings = state.finding_objects(options.model)
+    result.reused = True
     result.seconds = time.perf_counter() - started
     return result
 

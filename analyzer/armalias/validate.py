@@ -49,11 +49,11 @@ def _mm_key(mm: Path) -> str:
     """A digest of what the audit reads (arch/arm/mm and the armalias code and rules behind it)."""
     import hashlib
 
-    from armalias.cache import code_digest
-    from armalias.rules import rules_digest
+    from armalias.state import analysis_digest
 
-    code = code_digest("cacheimpl.py", "audit.py", "source/asm.py", "source/kconfig.py", "model/scenario.py")
-    h = hashlib.sha256(f"{rules_digest()}{code}".encode())
+    # all of armalias's code and rules/: the decoding crosses several modules (asm, kconfig, audit,
+    # model), and a list of some of them once let an entry outlive a change to another
+    h = hashlib.sha256(analysis_digest().encode())
     for path in sorted(mm.iterdir()):
         if path.is_file():
             h.update(path.name.encode())

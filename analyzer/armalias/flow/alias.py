@@ -178,8 +178,11 @@ def conditional(guards: tuple[Guard, ...]) -> bool:
 
 # -- per-function analysis --------------------------------------------------------------------
 class FlowAnalysis:
-    def __init__(self, read: Callable[[str], bytes], index: SymbolIndex, vocab: Vocabulary):
+    def __init__(self, read: Callable[[str], bytes], index: SymbolIndex, vocab: Vocabulary,
+                 bodies: Callable[[str, set[str]], list[FunctionBody]] | None = None):
         self.read = read  # relative path -> the file's bytes (from its TreeSource)
+        # (relative path, names) -> those functions' bodies; default: parse the file read
+        self.bodies = bodies or (lambda rel, names: function_bodies(rel, self.read(rel), names))
         self.index = index
         self.vocab = vocab
         self.summaries: dict[str, Summary] = {}
@@ -218,12 +221,11 @@ class FlowAnalysis:
             key = rel
             cached = self._bodies.get(key)
             if cached is None or not wanted <= {b.name for b in cached}:
+                have = {b.name for b in cached} if cached else set()
                 try:
-                    data = self.read(rel)
+                    cached = self.bodies(rel, wanted | have)
                 except (OSError, Unreadable):
                     continue
-                have = {b.name for b in cached} if cached else set()
-                cached = function_bodies(rel, data, wanted | have)
                 self._bodies[key] = cached
             out.extend(b for b in cached if b.name in wanted)
         return out

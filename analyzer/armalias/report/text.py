@@ -5,16 +5,17 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Iterator, TextIO
+from typing import TYPE_CHECKING, Iterator, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.tree import Tree
 
-from armalias.callgraph import Reach
 from armalias.findings import Finding
-from armalias.scan import ScanResult
+
+if TYPE_CHECKING:
+    from armalias.callgraph import Reach
+    from armalias.scan import ScanResult
 
 
 def console_for(stream: TextIO, force_terminal: bool | None = None) -> Console:
@@ -30,6 +31,8 @@ def progress_bar(label: str, enabled: bool) -> Iterator:
     if not enabled or not sys.stderr.isatty():
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=Console(file=sys.stderr), transient=True)
     task = progress.add_task(label, total=None)

@@ -1,0 +1,190 @@
+"""What a scan of a directory found, remembered with every file and directory it depended on.
+
+A later scan of the same directory with the same options and the same armalias code and rules stats
+those files and directories instead of reading them: when every size and modification time is what
+it was, the remembered result is the result (the way make and git's index decide a file did not
+change).  A directory's modification time covers files added to it, removed from it or renamed in
+it.  A file modified within a few seconds of the scan that read it is never trusted (the "racy"
+case: its content may have changed within the clock's granularity), so no state is written for it.
+
+`check` starts from the same state: the base side of a patch checked against a directory is the
+directory as it is, and the head side is the base with the patched files changed (armalias.incremental).
+
+One JSON file per (directory, options), written atomically; a file that does not load or does not
+match its key is ignored and rewritten.  Nothing here imports the parser, networkx or the model, so a
+run that is answered from the state starts quickly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from armalias.facts import FileFacts, FunctionDef, Skipped
+from armalias.findings import Finding, MaintenanceEvidence, ModelResult, WriteEvidence
+
+RACY_NS = 3_000_000_000  # a file modified this close to the scan's start is not trusted
+FORMAT = 1
+
+
+@lru_cache(maxsize=1)
+def analysis_digest() -> str:
+    """armalias's own code and rules/: everything besides the tree that decides a result."""
+    from armalias.rules import rules_digest
+
+    h = hashlib.sha256(f"{FORMAT}\0{rules_digest()}\0".encode())
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0")
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def stamp(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def finding_from_dict(d: dict) -> Finding:
+    model = d.get("model") or {}
+    return Finding(**{
+        **d,
+        "write": WriteEvidence(**d["write"]) if d.get("write") else None,
+        "maintenance": tuple(MaintenanceEvidence(**m) for m in d.get("maintenance", ())),
+        "chain": tuple(d.get("chain", ())),
+        "model": ModelResult(model.get("verdict", "not-run"), tuple(tuple(x) for x in model.get("implementations", ())),
+                             tuple(model.get("witness", ()))),
+        "key_exprs": tuple(d.get("key_exprs", ())),
+    })
+
+
+@dataclass
+class ScanState:
+    """A scan's result as plain data, with what it depended on."""
+
+    root: str  # the directory, resolved
+    started_ns: int  # wall clock when the scan began
+    deps: dict[str, list[int]] = field(default_factory=dict)  # rel file -> [size, mtime_ns]
+    dirs: dict[str, int] = field(default_factory=dict)  # rel directory -> mtime_ns
+    selected: list[str] = field(default_factory=list)  # files parsed
+    words: list[str] = field(default_factory=list)  # the words that selected them (last prefilter round)
+    all_words: list[str] = field(default_factory=list)  # every word found (selects arch/arm's headers)
+    whole_tree: bool = False
+    files: int = 0
+    parsed: int = 0
+    functions: int = 0
+    error_files: int = 0
+    error_functions: int = 0
+    skipped: list[list[str]] = field(default_factory=list)  # [file, reason]
+    callsites: list[list] = field(default_factory=list)  # CallSite fields in order
+    findings: list[dict] = field(default_factory=list)  # before the model
+    modelled: list[dict] | None = None  # after the model, when it ran
+    notes: dict[str, list[str]] = field(default_factory=dict)  # file -> suppression notes
+    spans: dict[str, list[list]] = field(default_factory=dict)  # file -> [[function, line, end_line], ...]
+
+    # -- validity --------------------------------------------------------------------------------
+    def unchanged(self) -> bool:
+        """Every file and directory the scan depended on is as it was."""
+        root = self.root
+        join = os.path.join
+        for rel, mtime in self.dirs.items():  # -1: a directory looked for that was not there
+            try:
+                if os.stat(join(root, rel)).st_mtime_ns != mtime:
+                    return False
+            except OSError:
+                if mtime != -1:
+                    return False
+        for rel, (size, mtime) in self.deps.items():
+            try:
+                st = os.stat(join(root, rel))
+            except OSError:
+                return False
+            if st.st_mtime_ns != mtime or st.st_size != size:
+                return False
+        return True
+
+    def racy(self) -> bool:
+        limit = self.started_ns - RACY_NS
+        return any(m >= limit for _, m in self.deps.values()) or any(m >= limit for m in self.dirs.values())
+
+    # -- what reporters and the check read --------------------------------------------------------
+    def finding_objects(self, modelled: bool) -> list[Finding]:
+        rows = self.modelled if modelled and self.modelled is not None else self.findings
+        return [finding_from_dict(d) for d in rows]
+
+    def suppression_facts(self) -> list[FileFacts]:
+        """Just enough of the facts for armalias.suppress: the notes and the function spans."""
+        out = []
+        for rel in sorted(set(self.notes) | set(self.spans)):
+            fns = tuple(FunctionDef(name, rel, line, end) for name, line, end in self.spans.get(rel, ()))
+            out.append(FileFacts(rel, "", functions=fns, notes=tuple(self.notes.get(rel, ()))))
+        return out
+
+    def skipped_objects(self) -> list[Skipped]:
+        return [Skipped(f, r) for f, r in self.skipped]
+
+
+def state_key(root: Path, whole_tree: bool, prefilter: bool) -> str:
+    h = hashlib.sha256(f"{analysis_digest()}\0{root}\0{whole_tree}\0{prefilter}".encode())
+    return h.hexdigest()[:32]
+
+
+def state_dir(cache_dir: Path) -> Path:
+    return cache_dir.parent / "state"
+
+
+def load_state(cache_dir: Path, root: Path, whole_tree: bool, prefilter: bool) -> ScanState | None:
+    """The remembered state of this directory, if there is one for these options and it loads."""
+    key = state_key(root, whole_tree, prefilter)
+    try:
+        with open(state_dir(cache_dir) / f"{key}.json", "rb") as fh:
+            raw = json.loads(fh.read())
+        if raw.get("key") != key:
+            return None
+        state = ScanState(**raw["state"])
+        if state.root != str(root):
+            return None
+        return state
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_state(cache_dir: Path, state: ScanState, prefilter: bool) -> bool:
+    """Write the state unless a file it depends on is too new to trust, or the cache directory is
+    inside the tree.  True when written."""
+    root = Path(state.root)
+    directory = state_dir(cache_dir)
+    try:
+        if directory.resolve().is_relative_to(root):
+            return False
+    except OSError:
+        return False
+    if state.racy():
+        return False
+    key = state_key(root, state.whole_tree, prefilter)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"key": key, "state": asdict(state)}, fh, separators=(",", ":"))
+        os.replace(tmp, directory / f"{key}.json")
+    except OSError:
+        return False
+    return True
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def finding_dicts(findings: list[Finding]) -> list[dict]:
+    return [asdict(f) for f in findings]

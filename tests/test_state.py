@@ -1,0 +1,208 @@
+"""The remembered state of a scanned directory (armalias.state) and the head side of a check derived
+from it (armalias.incremental): answered from the state exactly when nothing the result depends on
+changed, or when a patch only moves code; the same output as a full scan in every case."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from armalias.cli import main
+from armalias.diff import CheckOptions, patch_change, run_check
+from armalias.scan import ScanOptions, scan
+from test_check import POKE, _quiet_git, make_tree  # noqa: F401
+
+DAY_NS = 86_400 * 1_000_000_000
+
+
+def age(root: Path, ns_ago: int = DAY_NS) -> None:
+    """Files and directories a day old, as in an unpacked kernel tree (fresh ones are never trusted)."""
+    t = time.time_ns() - ns_ago
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + dirnames:
+            os.utime(os.path.join(dirpath, name), ns=(t, t))
+    os.utime(root, ns=(t, t))
+
+
+def rewrite(path: Path, text: str) -> None:
+    """Change a file and give it an old, but different, modification time."""
+    old = path.stat().st_mtime_ns
+    path.write_text(text)
+    os.utime(path, ns=(old + 1_000_000_000, old + 1_000_000_000))
+
+
+def scan_json(capsys, root: Path, *args: str) -> dict:
+    rc = main(["scan", str(root), "--format", "json", *args])
+    assert rc in (0, 1)
+    data = json.loads(capsys.readouterr().out)
+    data["stats"].pop("seconds")
+    return data
+
+
+def options(tmp_path: Path) -> ScanOptions:
+    return ScanOptions(jobs=1, cache_dir=tmp_path / "cache" / "facts", reuse=True)
+
+
+def test_unchanged_directory_is_answered_from_its_state(tmp_path: Path, capsys):
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    first = scan([root], options(tmp_path))
+    assert not first.reused and first.index is not None
+    second = scan([root], options(tmp_path))
+    assert second.reused and second.index is None
+    assert second.callsites == first.callsites and second.findings == first.findings
+    assert (second.files, second.parsed, second.functions) == (first.files, first.parsed, first.functions)
+    # the command line gives the same JSON either way
+    cold = scan_json(capsys, root, "--no-cache")
+    warm = scan_json(capsys, root)
+    assert warm == cold
+
+
+def test_changed_added_and_removed_files_are_seen(tmp_path: Path):
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    base = scan([root], options(tmp_path))
+    patch_c = root / "arch/arm/kernel/patch.c"
+    rewrite(patch_c, patch_c.read_text() + "\nvoid extra_flush(void *p)\n{\n\tflush_icache_range((unsigned long)p, (unsigned long)p + 4);\n}\n")
+    after = scan([root], options(tmp_path))
+    assert not after.reused
+    assert {c.caller for c in after.callsites} - {c.caller for c in base.callsites} == {"extra_flush"}
+    assert scan([root], options(tmp_path)).reused
+    new_file = root / "arch/arm/kernel/more.c"
+    new_file.write_text("void more(void *p) { flush_icache_range((unsigned long)p, (unsigned long)p + 8); }\n")
+    age(root)  # even with an old mtime, the new file shows in its directory's listing
+    added = scan([root], options(tmp_path))
+    assert not added.reused and any(c.caller == "more" for c in added.callsites)
+    new_file.unlink()
+    age(root)
+    removed = scan([root], options(tmp_path))
+    assert not removed.reused and not any(c.caller == "more" for c in removed.callsites)
+
+
+def test_files_modified_around_the_scan_are_not_trusted(tmp_path: Path):
+    root = make_tree(tmp_path / "linux")
+    age(root, 0)  # every file just written
+    assert not scan([root], options(tmp_path)).reused
+    assert not scan([root], options(tmp_path)).reused  # no state was written for it
+
+
+def test_state_needs_reuse_cache_and_same_options(tmp_path: Path):
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    scan([root], options(tmp_path))
+    o = options(tmp_path)
+    assert not scan([root], ScanOptions(jobs=1, cache_dir=o.cache_dir)).reused  # graph/index wanted
+    assert not scan([root], ScanOptions(jobs=1, cache_dir=o.cache_dir, reuse=True, whole_tree=True)).reused
+    assert not scan([root], ScanOptions(jobs=1, cache_dir=o.cache_dir, reuse=True, use_cache=False)).reused
+
+
+def test_damaged_state_is_ignored(tmp_path: Path):
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    first = scan([root], options(tmp_path))
+    states = list((tmp_path / "cache" / "state").glob("*.json"))
+    assert len(states) == 1
+    states[0].write_text('{"key": "x", "state": [')
+    again = scan([root], options(tmp_path))
+    assert not again.reused and again.findings == first.findings
+    assert scan([root], options(tmp_path)).reused  # rewritten
+
+
+def _diff(rel: str, old: str, new: str) -> str:
+    return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}"))
+
+
+def _check(root: Path, patch: Path, tmp_path: Path, use_cache: bool = True):
+    change = patch_change(root, patch)
+    o = CheckOptions(ScanOptions(jobs=1, cache_dir=tmp_path / "cache" / "facts", use_cache=use_cache))
+    try:
+        return run_check(change, o)
+    finally:
+        change.close()
+
+
+def _same(a, b) -> None:
+    """Two check results report the same: new, fixed, unchanged, and the head's call sites."""
+    assert [(f.rule, f.file, f.line, f.column, f.fingerprint) for f in a.new] == \
+        [(f.rule, f.file, f.line, f.column, f.fingerprint) for f in b.new]
+    assert [(f.fingerprint, f.line) for f in a.fixed] == [(f.fingerprint, f.line) for f in b.fixed]
+    assert a.unchanged == b.unchanged
+    assert a.head.callsites == b.head.callsites
+    assert (a.head.files, a.head.parsed, a.head.functions) == (b.head.files, b.head.parsed, b.head.functions)
+
+
+@pytest.mark.parametrize("rel,what", [
+    ("arch/arm/kernel/patch.c", "a comment line at the top"),  # parsed: everything below moves
+    (POKE, "a comment line at the top"),  # parsed, with a finding that moves
+    ("arch/arm/mach-demo/sram.c", "a blank line inside a function"),
+    (POKE, "a stored value changed"),  # the flow follows pointers written through, not the values
+])
+def test_check_of_a_change_that_only_moves_code_is_derived_from_the_state(tmp_path: Path, rel: str, what: str):
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    scan([root], options(tmp_path))  # remembers the base
+    old = (root / rel).read_text()
+    if what == "a comment line at the top":
+        new = "/* a comment */\n" + old
+    elif what == "a stored value changed":
+        new = old.replace("*(u32 *)waddr = insn;", "*(u32 *)waddr = insn + 1;")
+        assert new != old
+    else:
+        i = old.index("{\n", old.index(")\n")) + 2
+        new = old[:i] + "\n" + old[i:]
+    patch = tmp_path / "p.diff"
+    patch.write_text(_diff(rel, old, new))
+    fast = _check(root, patch, tmp_path)
+    assert (fast.base_from, fast.head_from) == ("state", "state")
+    full = _check(root, patch, tmp_path, use_cache=False)
+    assert (full.base_from, full.head_from) == ("scan", "scan")
+    _same(fast, full)
+    moved = [c for c in fast.head.callsites if c.file == rel]
+    if rel != "arch/arm/mach-demo/sram.c":
+        assert moved and all(c.line > 1 for c in moved)
+
+
+@pytest.mark.parametrize("edit", [
+    ("\tpoke_clean(waddr, 4);\n", ""),  # a maintenance call removed: a new finding
+    ("*(u32 *)waddr = insn;", "*(u16 *)waddr = insn;"),  # a statement changed (the width written)
+    ("\n", "\n/* armalias: ignore[AA001] */\n"),  # a suppression comment
+])
+def test_check_of_a_real_change_is_scanned_and_agrees(tmp_path: Path, edit):
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    scan([root], options(tmp_path))
+    old = (root / POKE).read_text()
+    assert edit[0] in old
+    new = old.replace(edit[0], edit[1], 1)
+    patch = tmp_path / "p.diff"
+    patch.write_text(_diff(POKE, old, new))
+    fast = _check(root, patch, tmp_path)
+    assert (fast.base_from, fast.head_from) == ("state", "scan")
+    full = _check(root, patch, tmp_path, use_cache=False)
+    _same(fast, full)
+
+
+def test_change_to_a_file_the_prefilter_passes_over(tmp_path: Path):
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    quiet = root / "arch/arm/kernel/quiet.c"
+    quiet.write_text("int quiet(int x)\n{\n\treturn x + 1;\n}\n")
+    age(root)
+    scan([root], options(tmp_path))
+    old = quiet.read_text()
+    patch = tmp_path / "p.diff"
+    patch.write_text(_diff("arch/arm/kernel/quiet.c", old, old.replace("x + 1", "x + 2")))
+    fast = _check(root, patch, tmp_path)
+    assert fast.head_from == "state"
+    _same(fast, _check(root, patch, tmp_path, use_cache=False))
+    # once it names a watched function, it is parsed: scanned, not derived
+    patch.write_text(_diff("arch/arm/kernel/quiet.c", old,
+                           old.replace("return x + 1;", "flush_icache_range(x, x + 4);\n\treturn x;")))
+    fast = _check(root, patch, tmp_path)
+    assert fast.head_from == "scan"
+    _same(fast, _check(root, patch, tmp_path, use_cache=False))

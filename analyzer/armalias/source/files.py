@@ -7,6 +7,7 @@ visited (symlink loops).  Nothing here writes anywhere.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,47 +24,109 @@ class Discovery:
     root: Path  # the scanned root; every reported path is relative to it
     files: list[str] = field(default_factory=list)  # relative paths, '/'-separated, sorted
     skipped: list[Skipped] = field(default_factory=list)
+    dirs: list[str] = field(default_factory=list)  # the directories listed, relative ("" for the root)
 
 
 def rel_of(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
+# Paths of at most this many characters (4 bytes each at most) stay below PATH_MAX (4096 bytes), so stat on them
+# cannot fail with ENAMETOOLONG; longer ones go through the full checks.
+FAST_PATH_CHARS = 1000
+
+
+def check_path(root: Path, real_root: Path, here: Path, suffixes: tuple[str, ...], out: Discovery) -> os.stat_result | None:
+    """The full checks for one path (the start, a symlink, an entry whose type is in doubt): skip it with its reason,
+    add it as a file, or return its stat when it is a directory to list."""
+    try:
+        st = here.stat()
+    except OSError as exc:
+        rel = rel_of(root, here) if here.is_relative_to(root) else str(here)
+        reason = "symlink loop" if getattr(exc, "errno", 0) == 40 else f"cannot stat: {exc.strerror}"
+        if here.is_symlink() and not os.path.exists(here):
+            reason = "broken or looping symlink"
+        out.skipped.append(Skipped(rel, reason))
+        return None
+    if here.is_symlink():
+        target = here.resolve()
+        if not target.is_relative_to(real_root):
+            out.skipped.append(Skipped(rel_of(root, here), "symlink pointing outside the scanned tree (not followed)"))
+            return None
+    if here.is_dir():
+        return st
+    if here.name.endswith(suffixes):
+        out.files.append(rel_of(root, here))
+    return None
+
+
 def walk(root: Path, start: Path, suffixes: tuple[str, ...], out: Discovery) -> None:
-    """Add files with the suffixes under start (a directory or a file inside root) to out."""
+    """Add files with the suffixes under start (a directory or a file inside root) to out, depth first in name order.
+
+    Plain files and directories are told apart by the type the directory listing gives (no stat per file); a
+    directory is stat'ed for loop detection, and its "." once to know a stat of its entries would succeed.  Symlinks,
+    and the entries of a directory that cannot be searched or have very long paths, get the full checks of
+    check_path, so the files and skipped entries are those a stat of every path would give.
+    """
     real_root = root.resolve()
     seen_dirs: set[tuple[int, int]] = set()
-    stack = [start]
-    while stack:
-        here = stack.pop()
+    files, skipped = out.files, out.skipped
+    # one frame per directory being listed: its remaining entries, its path relative to root ('.' for root itself;
+    # None when it is not below root by name, so the entries' paths are worked out, and refused, as rel_of does),
+    # and whether its entries can be trusted to stat without error
+    stack: list[tuple[Iterator[os.DirEntry[str]], str | None, bool]] = []
+
+    def open_dir(path: str, rel: str | None, st: os.stat_result) -> bool:
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            skipped.append(Skipped(rel_of(root, Path(path)) if rel is None else rel, "symlink loop (directory already visited)"))
+            return False
+        seen_dirs.add(key)
+        if rel is not None:
+            out.dirs.append("" if rel == "." else rel)
         try:
-            st = here.stat()
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError as exc:
-            rel = rel_of(root, here) if here.is_relative_to(root) else str(here)
-            reason = "symlink loop" if getattr(exc, "errno", 0) == 40 else f"cannot stat: {exc.strerror}"
-            if here.is_symlink() and not os.path.exists(here):
-                reason = "broken or looping symlink"
-            out.skipped.append(Skipped(rel, reason))
-            continue
-        if here.is_symlink():
-            target = here.resolve()
-            if not target.is_relative_to(real_root):
-                out.skipped.append(Skipped(rel_of(root, here), "symlink pointing outside the scanned tree (not followed)"))
+            skipped.append(Skipped(rel_of(root, Path(path)) if rel is None else rel, f"cannot list: {exc.strerror}"))
+            return False
+        try:
+            os.stat(os.path.join(path, "."))  # searchable: a stat of any entry will succeed
+            searchable = True
+        except OSError:
+            searchable = False
+        stack.append((iter(entries), rel, searchable))
+        return True
+
+    st = check_path(root, real_root, start, suffixes, out)
+    if st is not None:
+        open_dir(os.fspath(start), rel_of(root, start) if start.is_relative_to(root) else None, st)
+    while stack:
+        entries, prel, searchable = stack[-1]
+        for entry in entries:
+            name = entry.name
+            if name in IGNORED_DIRS:
                 continue
-        if here.is_dir():
-            key = (st.st_dev, st.st_ino)
-            if key in seen_dirs:
-                out.skipped.append(Skipped(rel_of(root, here), "symlink loop (directory already visited)"))
+            path = entry.path
+            kind = 0  # 0: full checks, 1: plain directory, 2: anything else that is not a symlink
+            if searchable and len(path) <= FAST_PATH_CHARS:
+                try:
+                    if not entry.is_symlink():
+                        kind = 1 if entry.is_dir(follow_symlinks=False) else 2
+                except OSError:
+                    pass
+            if kind == 2:
+                if name.endswith(suffixes):
+                    files.append(rel_of(root, Path(path)) if prel is None else name if prel == "." else f"{prel}/{name}")
                 continue
-            seen_dirs.add(key)
-            try:
-                entries = sorted(os.scandir(here), key=lambda e: e.name, reverse=True)
-            except OSError as exc:
-                out.skipped.append(Skipped(rel_of(root, here), f"cannot list: {exc.strerror}"))
-                continue
-            for entry in entries:
-                if entry.name in IGNORED_DIRS:
-                    continue
-                stack.append(Path(entry.path))
-        elif here.name.endswith(suffixes):
-            out.files.append(rel_of(root, here))
+            rel = None if prel is None else name if prel == "." else f"{prel}/{name}"
+            if kind == 1:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    st = check_path(root, real_root, Path(path), suffixes, out)
+            else:
+                st = check_path(root, real_root, Path(path), suffixes, out)
+            if st is not None and open_dir(path, rel, st):
+                break  # go down into it; this directory's remaining entries wait on the stack
+        else:
+            stack.pop()

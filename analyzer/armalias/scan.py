@@ -118,6 +118,8 @@ class Scope:
 
 
 # -- extraction -------------------------------------------------------------------------------
+IN_PROCESS_BYTES = 1_000_000  # less than this to parse (~0.15 s) is not worth starting worker processes
+
 def _extract_one(args: tuple[str, bytes, str, str | None, str]) -> FileFacts | Skipped:
     from armalias.source.extract import extract_bytes
 
@@ -151,6 +153,20 @@ class Extractor:
         self.jobs = options.jobs or available_cpus()
         self.hits = 0
         self.directory = self.cache.directory if self.cache is not None else None
+        self._pool = None
+
+    def _workers(self):
+        """One pool of worker processes for all of a scan's rounds (starting one costs ~0.1 s)."""
+        if self._pool is None:
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def run(self, rels: list[str], progress: Progress | None = None) -> tuple[list[FileFacts], list[Skipped]]:
         facts: list[FileFacts] = []
@@ -177,20 +193,17 @@ class Extractor:
         if progress:
             progress(0, total)
         results: list[FileFacts | Skipped] = []
-        if self.jobs <= 1 or total < 16:
+        if self.jobs <= 1 or total < 16 or sum(len(w[1]) for w in work) < IN_PROCESS_BYTES:
             for i, w in enumerate(work):
                 results.append(_extract_one(w))
                 if progress:
                     progress(i + 1, total)
         else:
-            from concurrent.futures import ProcessPoolExecutor
-
             chunk = max(1, min(32, total // (self.jobs * 8)))
-            with ProcessPoolExecutor(max_workers=self.jobs) as pool:
-                for i, r in enumerate(pool.map(_extract_one, work, chunksize=chunk)):
-                    results.append(r)
-                    if progress and (i % 16 == 0 or i + 1 == total):
-                        progress(i + 1, total)
+            for i, r in enumerate(self._workers().map(_extract_one, work, chunksize=chunk)):
+                results.append(r)
+                if progress and (i % 16 == 0 or i + 1 == total):
+                    progress(i + 1, total)
         for r in results:
             (facts if isinstance(r, FileFacts) else skipped).append(r)
         return facts, skipped
@@ -229,10 +242,18 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
     with `prefilter=False`).  --whole-tree: the
     identifier prefilter over the whole tree, in rounds until no new file is selected.
     """
+    extractor = Extractor(source, options)
+    try:
+        return _extract_scope(source, options, extractor, progress, only)
+    finally:
+        extractor.close()
+
+
+def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extractor, progress: Progress | None,
+                   only: list[str] | None) -> Scope:
     from armalias.prefilter import matcher, rule_words
     from armalias.source.directives import read_includes
 
-    extractor = Extractor(source, options)
     if only is not None:
         facts, skipped = extractor.run(only, progress)
         return Scope(facts, skipped, len(only), list(only), cache_dir=extractor.directory)

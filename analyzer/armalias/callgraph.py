@@ -4,15 +4,24 @@ Nodes are names: C functions, macros (function-like, and object-like aliases), s
 (``.coherent_kern_range``) and assembly symbols.  Edges: caller -> callee for calls in code and in
 macro bodies, caller -> fn for a function passed as a call argument (a callback), alias macro -> what it stands for, cache_fns member -> each implementation.
 Node attribute ``kind``: function | macro | member | asm | unknown; ``defs``: "file:line" strings.
+
+The graph is held as plain dicts (``succ``, ``pred``), cheap to build for the whole tree; a node's
+kind and defs are read from the index when first asked for.  ``graph``, the same graph as a networkx
+DiGraph, is built on first use only, and networkx imported then.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-
-import networkx as nx
+from functools import cached_property
+from itertools import islice
+from typing import TYPE_CHECKING
 
 from armalias.index import SymbolIndex
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -24,99 +33,197 @@ class Reach:
     edges: tuple[tuple[str, str, tuple[str, ...]], ...]  # (caller, callee, sites)
 
 
+def _edges(index: SymbolIndex, cache_fns_struct: str) -> Iterator[tuple[str, str, str]]:
+    """Every edge (caller, callee, "file:line") once per site, in the order the graph is built."""
+    functions = index.functions
+    for c in index.code_calls:
+        caller = c.caller or f"<file scope {c.file}>"
+        site = f"{c.file}:{c.line}"
+        yield caller, c.callee, site
+        # A function handed to another as a callback (stop_machine(fn, ...)) runs on the
+        # caller's behalf: an edge caller -> fn, so patch_text reaches __patch_text_real.
+        for arg in c.args:
+            name = arg[1:].strip() if arg.startswith("&") else arg
+            if name in functions and name != c.caller:
+                yield caller, name, site
+    for macro, calls in index.macro_calls.items():
+        for c in calls:
+            yield macro, c.callee, f"{c.file}:{c.line}"
+    for macro in index.macros:
+        for target in index.alias_targets(macro):
+            d = index.macros[macro][0]
+            yield macro, target, f"{d.file}:{d.line}"
+    # Only struct cpu_cache_fns members (rules/watched.toml) are resolved to implementations:
+    # other function-pointer members stay leaves rather than fanning out to every `*_init`.
+    for member in sorted(index.members):
+        for impl, where in index.member_implementations(member, cache_fns_struct):
+            yield "." + member, impl, where
+
+
 class CallGraph:
+    """succ: caller -> callee -> sites ("file:line", in the order found); pred: callee -> caller ->
+    the same site lists.  The nodes: the index's functions (keys of succ, edges or not) and the ends
+    of every edge."""
+
     def __init__(self, index: SymbolIndex, cache_fns_struct: str):
+        self._index = index
+        self._cache_fns_struct = cache_fns_struct
+        self._attrs: dict[str, tuple[str, tuple[str, ...]]] = {}
+        succ: dict[str, dict[str, list[str]]] = {name: {} for name in index.functions}
+        self._functions = len(succ)  # the first keys of succ
+        pred: dict[str, dict[str, list[str]]] = {}
+        for a, b, site in _edges(index, cache_fns_struct):
+            out = succ.get(a)
+            if out is None:
+                out = succ[a] = {}
+            sites = out.get(b)
+            if sites is None:
+                out[b] = sites = [site]
+                into = pred.get(b)
+                if into is None:
+                    pred[b] = {a: sites}
+                else:
+                    into[a] = sites
+            else:
+                sites.append(site)
+        self.succ = succ
+        self.pred = pred
+
+    def node(self, name: str) -> tuple[str, tuple[str, ...]]:
+        """(kind, defs) of a node, read from the index once."""
+        hit = self._attrs.get(name)
+        if hit is not None:
+            return hit
+        index = self._index
+        # .get, and an empty list counts as absent: the index's defaultdicts may have grown keys since.
+        if name.startswith("."):
+            kind, defs = "member", ()
+        elif found := index.functions.get(name):
+            kind, defs = "function", tuple(f"{d.file}:{d.line}" for d in found)
+        elif found := index.macros.get(name):
+            kind, defs = "macro", tuple(f"{d.file}:{d.line}" for d in found)
+        elif found := index.asm_symbols.get(name):
+            kind, defs = "asm", tuple(f"{d.file}:{d.line}" for d in found)
+        else:
+            kind, defs = "unknown", ()
+        self._attrs[name] = hit = (kind, defs)
+        return hit
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The graph as a networkx DiGraph (node attributes kind and defs, edge attribute sites),
+        built on first use, its nodes and edges added in the order they were first seen."""
+        import networkx as nx
+
         g = nx.DiGraph()
-        self.graph = g
 
         def node(name: str) -> None:
-            if name in g:
-                return
-            if name.startswith("."):
-                kind, defs = "member", ()
-            elif name in index.functions:
-                kind, defs = "function", tuple(f"{d.file}:{d.line}" for d in index.functions[name])
-            elif name in index.macros:
-                kind, defs = "macro", tuple(f"{d.file}:{d.line}" for d in index.macros[name])
-            elif name in index.asm_symbols:
-                kind, defs = "asm", tuple(f"{d.file}:{d.line}" for d in index.asm_symbols[name])
-            else:
-                kind, defs = "unknown", ()
-            g.add_node(name, kind=kind, defs=defs)
+            if name not in g:
+                kind, defs = self.node(name)
+                g.add_node(name, kind=kind, defs=defs)
 
-        def edge(a: str, b: str, site: str) -> None:
-            node(a)
-            node(b)
-            if g.has_edge(a, b):
-                g[a][b]["sites"].append(site)
-            else:
-                g.add_edge(a, b, sites=[site])
-
-        for name in index.functions:
+        for name in islice(self.succ, self._functions):
             node(name)
-        for c in index.code_calls:
-            caller = c.caller or f"<file scope {c.file}>"
-            edge(caller, c.callee, f"{c.file}:{c.line}")
-            # A function handed to another as a callback (stop_machine(fn, ...)) runs on the
-            # caller's behalf: an edge caller -> fn, so patch_text reaches __patch_text_real.
-            for arg in c.args:
-                name = arg[1:].strip() if arg.startswith("&") else arg
-                if name in index.functions and name != c.caller:
-                    edge(caller, name, f"{c.file}:{c.line}")
-        for macro, calls in index.macro_calls.items():
-            for c in calls:
-                edge(macro, c.callee, f"{c.file}:{c.line}")
-        for macro in index.macros:
-            for target in index.alias_targets(macro):
-                d = index.macros[macro][0]
-                edge(macro, target, f"{d.file}:{d.line}")
-        # Only struct cpu_cache_fns members (rules/watched.toml) are resolved to implementations:
-        # other function-pointer members stay leaves rather than fanning out to every `*_init`.
-        for member in sorted(index.members):
-            for impl, where in index.member_implementations(member, cache_fns_struct):
-                edge("." + member, impl, where)
+        for a, b, _ in _edges(self._index, self._cache_fns_struct):
+            if not g.has_edge(a, b):
+                node(a)
+                node(b)
+                g.add_edge(a, b, sites=list(self.succ[a][b]))
+        return g
 
     def __contains__(self, name: str) -> bool:
-        return name in self.graph
+        return name in self.succ or name in self.pred
 
-    def callers_of(self, name: str) -> set[str]:
-        if name not in self.graph:
-            return set()
-        return set(nx.ancestors(self.graph, name))
-
-    def callers_stopping_at(self, name: str, stop: set[str] | frozenset[str]) -> set[str]:
-        """Callers of name, transitively, without walking up through the names in stop."""
-        if name not in self.graph:
-            return set()
+    def _walk(self, adj: dict[str, dict[str, list[str]]], name: str, stop: set[str] | frozenset[str] = frozenset()
+              ) -> set[str]:
+        """Every node reached from name over adj (name itself only through a cycle), not going on
+        from the names in stop."""
         seen: set[str] = set()
         stack = [name]
         while stack:
-            cur = stack.pop()
-            for pred in self.graph.predecessors(cur):
-                if pred not in seen:
-                    seen.add(pred)
-                    if pred not in stop:
-                        stack.append(pred)
+            for nxt in adj.get(stack.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    if nxt not in stop:
+                        stack.append(nxt)
         return seen
 
-    def callees_of(self, name: str) -> set[str]:
-        if name not in self.graph:
+    def callers_of(self, name: str) -> set[str]:
+        if name not in self:
             return set()
-        return set(nx.descendants(self.graph, name))
+        return self._walk(self.pred, name) - {name}
+
+    def callers_stopping_at(self, name: str, stop: set[str] | frozenset[str]) -> set[str]:
+        """Callers of name, transitively, without walking up through the names in stop."""
+        if name not in self:
+            return set()
+        return self._walk(self.pred, name, stop)
+
+    def callees_of(self, name: str) -> set[str]:
+        if name not in self:
+            return set()
+        return self._walk(self.succ, name) - {name}
 
     def reach(self, target: str) -> Reach:
         """The subgraph of everything that reaches target, and target itself."""
-        keep = self.callers_of(target) | ({target} if target in self.graph else set())
-        sub = self.graph.subgraph(keep)
-        nodes = tuple(sorted((n, sub.nodes[n]["kind"], tuple(sub.nodes[n]["defs"])) for n in sub.nodes))
-        edges = tuple(sorted((a, b, tuple(sorted(set(sub[a][b]["sites"])))) for a, b in sub.edges))
+        keep = self.callers_of(target) | ({target} if target in self else set())
+        nodes = tuple(sorted((n, *self.node(n)) for n in keep))
+        edges = tuple(sorted((a, b, tuple(sorted(set(sites))))
+                             for a in keep for b, sites in self.succ.get(a, {}).items() if b in keep))
         return Reach(target, nodes, edges)
 
     def path(self, source: str, target: str) -> list[str]:
-        try:
-            return nx.shortest_path(self.graph, source, target)
-        except (nx.NetworkXNoPath, nx.NodeNotFound):
+        """A shortest call path source -> ... -> target, [] if there is none: the one networkx's
+        bidirectional_shortest_path finds (the same search, over the same neighbour orders)."""
+        if source not in self or target not in self:
             return []
+        if source == target:
+            return [source]
+        found = self._meet(source, target)
+        if found is None:
+            return []
+        forward, backward, w = found
+        path: list[str] = []
+        cur: str | None = w
+        while cur is not None:
+            path.append(cur)
+            cur = forward[cur]
+        path.reverse()
+        cur = backward[w]
+        while cur is not None:
+            path.append(cur)
+            cur = backward[cur]
+        return path
+
+    def _meet(self, source: str, target: str
+              ) -> tuple[dict[str, str | None], dict[str, str | None], str] | None:
+        """Breadth-first from both ends, always growing the smaller fringe (networkx's
+        _bidirectional_pred_succ): the parents on each side and the node where they met."""
+        succ, pred = self.succ, self.pred
+        forward: dict[str, str | None] = {source: None}
+        backward: dict[str, str | None] = {target: None}
+        forward_fringe = [source]
+        reverse_fringe = [target]
+        while forward_fringe and reverse_fringe:
+            if len(forward_fringe) <= len(reverse_fringe):
+                this_level, forward_fringe = forward_fringe, []
+                for v in this_level:
+                    for w in succ.get(v, ()):
+                        if w not in forward:
+                            forward_fringe.append(w)
+                            forward[w] = v
+                        if w in backward:
+                            return forward, backward, w
+            else:
+                this_level, reverse_fringe = reverse_fringe, []
+                for v in this_level:
+                    for w in pred.get(v, ()):
+                        if w not in backward:
+                            backward[w] = v
+                            reverse_fringe.append(w)
+                        if w in forward:
+                            return forward, backward, w
+        return None
 
 
 def reach_to_dot(reach: Reach) -> str:
@@ -132,6 +239,8 @@ def reach_to_dot(reach: Reach) -> str:
 
 
 def reach_to_graphml(reach: Reach) -> str:
+    import networkx as nx
+
     g = nx.DiGraph()
     for name, kind, defs in reach.nodes:
         g.add_node(name, kind=kind, defs=" ".join(defs))

@@ -206,3 +206,10 @@ def test_change_to_a_file_the_prefilter_passes_over(tmp_path: Path):
     fast = _check(root, patch, tmp_path)
     assert fast.head_from == "scan"
     _same(fast, _check(root, patch, tmp_path, use_cache=False))
+    # the head side reads the patched bytes, not the file on disk: the new call is there, as in a scan
+    # of the tree with the patch applied
+    assert ("flush_icache_range", "quiet") in [(c.callee, c.caller) for c in fast.head.callsites
+                                               if c.file == "arch/arm/kernel/quiet.c"]
+    applied = make_tree(tmp_path / "applied")
+    (applied / "arch/arm/kernel/quiet.c").write_text(old.replace("return x + 1;", "flush_icache_range(x, x + 4);\n\treturn x;"))
+    assert fast.head.callsites == scan([applied], ScanOptions(jobs=1, use_cache=False)).callsites

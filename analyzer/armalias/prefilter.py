@@ -89,10 +89,15 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
         return [], []
     bwords = tuple(sorted((w.encode() for w in words), key=len, reverse=True))
     local = source.local_path("")
-    if local is None:
+    # files with no copy on disk (a git revision, a patch's changes held in memory) are read from the
+    # source; the rest straight from the directory, in worker processes
+    held = source.held_in_memory()
+    in_memory = rels if local is None else [r for r in rels if r in held]
+    out: list[str] = []
+    bad: list[Skipped] = []
+    if in_memory:
         mentions = matcher(words)
-        out, bad = [], []
-        for rel in rels:
+        for rel in in_memory:
             try:
                 data = source.read(rel)
                 check_text(data)
@@ -101,11 +106,11 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
                 continue
             if mentions(data):
                 out.append(rel)
-        return out, bad
+        if local is None:
+            return sorted(out), sorted(bad, key=lambda b: b.file)
+        rels = [r for r in rels if r not in held]
     memo = SelectionMemo.open(local, bwords) if cache_dir is not None else None
     todo = rels
-    out: list[str] = []
-    bad: list[Skipped] = []
     if memo is not None:
         todo = []
         for rel in rels:

@@ -51,6 +51,9 @@ class TreeSource:
     def local_path(self, rel: str) -> Path | None:  # a file on disk with these bytes, if any
         return None
 
+    def held_in_memory(self) -> frozenset[str]:  # files whose bytes differ from the disk's (a patch's)
+        return frozenset()
+
 
 class DirectorySource(TreeSource):
     def __init__(self, root: Path, label: str | None = None):
@@ -226,6 +229,9 @@ class OverlaySource(TreeSource):
 
     def local_path(self, rel: str) -> Path | None:
         return None if rel in self.changes else self.base.local_path(rel)
+
+    def held_in_memory(self) -> frozenset[str]:
+        return frozenset(self.changes) | self.base.held_in_memory()
 
 
 def read_checked(source: TreeSource, rel: str) -> tuple[bytes, str]:

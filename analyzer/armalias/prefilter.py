@@ -9,7 +9,6 @@ callers), until nothing new is selected.  The words come from rules/, never from
 from __future__ import annotations
 
 import os
-import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -27,36 +26,21 @@ def rule_words() -> frozenset[str]:
     return frozenset(x for x in words if len(x) >= 4)
 
 
-def trie_pattern(words: tuple[bytes, ...]) -> re.Pattern[bytes]:
-    """One regular expression for many literal words, shaped as a prefix trie (no backtracking
-    across alternatives that share a prefix)."""
-    trie: dict = {}
-    for w in words:
-        node = trie
-        for b in w:
-            node = node.setdefault(bytes([b]), {})
-        node[b""] = {}
-
-    def build(node: dict) -> bytes:
-        ends = b"" in node
-        alts = [re.escape(k) + build(v) for k, v in sorted(node.items()) if k]
-        if not alts:
-            return b""
-        body = alts[0] if len(alts) == 1 else b"(?:" + b"|".join(alts) + b")"
-        return b"(?:" + body + b")?" if ends else body
-
-    return re.compile(build(trie))
-
-
 def matcher(words: frozenset[str]):
     """A test `data -> bool`: does the text mention any of the words (substring semantics)."""
     return _bytes_matcher(tuple(sorted((w.encode() for w in words), key=len, reverse=True)))
 
 
 def _bytes_matcher(bwords: tuple[bytes, ...]):
+    """Few words: bytes.find each.  More: one Aho-Corasick automaton (a DFA, from ahocorasick-rs)
+    over the bytes: measured on 320 MB of 6.12 with the 289 words of the whole tree's last round,
+    0.48 s against 4.7 s for one regular expression of all the words."""
     if len(bwords) > 8:
-        search = trie_pattern(bwords).search
-        return lambda data: search(data) is not None
+        import ahocorasick_rs
+
+        automaton = ahocorasick_rs.BytesAhoCorasick(bwords, implementation=ahocorasick_rs.Implementation.DFA)
+        find = automaton.find_matches_as_indexes
+        return lambda data: bool(find(data))
     return lambda data: any(w in data for w in bwords)
 
 
@@ -137,10 +121,16 @@ def _search(root: str, rels: list[str], bwords: tuple[bytes, ...], jobs: int) ->
     chunks = [(root, rels[i:i + size], bwords) for i in range(0, len(rels), size)]
     out: list[str] = []
     bad: list[tuple[str, str]] = []
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for part, part_bad in pool.map(_mentions, chunks):
-            out.extend(part)
-            bad.extend(part_bad)
+    import gc
+
+    gc.freeze()  # the workers share the parent's objects instead of copying the pages they sit on
+    try:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for part, part_bad in pool.map(_mentions, chunks):
+                out.extend(part)
+                bad.extend(part_bad)
+    finally:
+        gc.unfreeze()
     return out, bad
 
 

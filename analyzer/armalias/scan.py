@@ -69,6 +69,7 @@ class ScanResult:
     error_functions: int = 0
     reused: bool = False  # answered from the remembered state of an unchanged directory
     cache_dir: Path | None = None  # the content cache used (None: --no-cache)
+    jobs: int = 1  # worker processes the analysis may use
 
 
 def available_cpus() -> int:
@@ -115,6 +116,7 @@ class Scope:
     words: frozenset[str] = frozenset()  # the words of the last prefilter round (empty: no prefilter)
     all_words: frozenset[str] = frozenset()  # every word found (what selects the headers arch/arm includes)
     cache_dir: Path | None = None  # the content cache used (None: off, or it would be inside the tree)
+    built: dict = field(default_factory=dict)  # the last index and graph the prefilter built, and on what
 
 
 # -- extraction -------------------------------------------------------------------------------
@@ -211,15 +213,18 @@ class Extractor:
 
 
 
-def _reaching_names(facts: list[FileFacts], words: frozenset[str]) -> set[str]:
+def _reaching_names(facts: list[FileFacts], words: frozenset[str], built: dict | None = None) -> set[str]:
     """Functions and macros (visible outside their file) that reach a fixpoint root (rules/watched.toml
     [prefilter]) or one of the words found so far that does."""
     from armalias.callgraph import CallGraph
     from armalias.index import SymbolIndex
 
     watched = load_watched()
+    facts = sorted(facts, key=lambda f: f.file)  # the order the scan's own index is built in
     index = SymbolIndex(facts, watched.cache_fns_members)
     graph = CallGraph(index, watched.cache_fns_struct)
+    if built is not None:  # the scan reuses them when its files are the same
+        built.update(files=[f.file for f in facts], index=index, graph=graph)
     found: set[str] = set()
     stop = frozenset(watched.names) - frozenset(watched.fixpoint_roots)
     for w in watched.fixpoint_roots:
@@ -266,7 +271,7 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
         seen = set(found.files)
         if options.prefilter:
             facts, sk, words, scope.words = _prefiltered(source, extractor, list(found.files), words, jobs,
-                                                         progress)
+                                                         progress, scope.built)
         else:
             facts, sk = extractor.run(found.files, progress)
             words = words | frozenset(_reaching_names(facts, words))
@@ -312,13 +317,13 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
         scope.facts, sk = extractor.run(found.files, progress)
     else:
         scope.facts, sk, _, scope.words = _prefiltered(source, extractor, list(found.files), words, jobs,
-                                                       progress)
+                                                       progress, scope.built)
     scope.skipped.extend(sk)
     return scope
 
 
 def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str], words: frozenset[str],
-                 jobs: int, progress: Progress | None
+                 jobs: int, progress: Progress | None, built: dict | None = None
                  ) -> tuple[list[FileFacts], list[Skipped], frozenset[str], frozenset[str]]:
     """Rounds of select-then-extract: files naming a word, then files naming their callers.
     Returns the facts, the files that are no C text, every word found, and the words of the last
@@ -342,7 +347,7 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str],
         got, sk = extractor.run(chosen, progress)
         facts.extend(got)
         skipped.extend(sk)
-        new_words = frozenset(_reaching_names(facts, words)) - words
+        new_words = frozenset(_reaching_names(facts, words, built)) - words
         if not new_words:
             break
         words = words | new_words
@@ -374,7 +379,7 @@ def find_alias_bugs(result: ScanResult, model: bool = True, vocab=None) -> list:
 
     vocab = load_vocabulary() if vocab is None else vocab
     read = lambda rel: result.sources[rel].read(rel)  # noqa: E731
-    flows = FlowAnalysis(read, result.index, vocab, _bodies_reader(result, read)).run()
+    flows = FlowAnalysis(read, result.index, vocab, _bodies_reader(result, read, result.jobs)).run()
     findings = AliasChecks(load_rules(), vocab, result.graph).run(flows)
     if not findings or not model:
         return findings
@@ -382,28 +387,55 @@ def find_alias_bugs(result: ScanResult, model: bool = True, vocab=None) -> list:
     return validate(findings, implementations_for(sources[0]) if sources else ())
 
 
-def _bodies_reader(result: ScanResult, read: Callable[[str], bytes]):
-    """Function bodies through the content cache (armalias.cache.BodiesCache), when it is on."""
-    from armalias.cache import BodiesCache, code_digest
+def _bodies_one(args: tuple[str, bytes, set[str]]):
     from armalias.source.cflow import function_bodies
+
+    rel, data, names = args
+    return function_bodies(rel, data, names)
+
+
+def _bodies_reader(result: ScanResult, read: Callable[[str], bytes], jobs: int):
+    """Function bodies file by file: from the content cache (armalias.cache.BodiesCache) when it is
+    on, the misses parsed in worker processes when there are enough of them."""
+    from armalias.cache import BodiesCache, code_digest
     from armalias.source.extract import extractor_key
 
-    cache_dir = result.cache_dir
-    if cache_dir is None:
-        return None
-    cache = BodiesCache(cache_dir, extractor_key() + code_digest("source/cflow.py"))
+    cache = None
+    if result.cache_dir is not None:
+        cache = BodiesCache(result.cache_dir, extractor_key() + code_digest("source/cflow.py"))
     digests = {f.file: f.digest for f in result.facts}
 
-    def bodies(rel: str, names: set[str]):
-        digest = digests.get(rel)
-        wanted = sorted(names)
-        hit = cache.get(rel, digest, wanted) if digest else None
-        if hit is not None:
-            return hit
-        data = read(rel)
-        found = function_bodies(rel, data, names)
-        cache.put(rel, blob_id(data), wanted, found)
-        return found
+    def bodies(items: list[tuple[str, set[str]]]):
+        out: list = [None] * len(items)
+        work = []
+        for i, (rel, names) in enumerate(items):
+            digest = digests.get(rel)
+            hit = cache.get(rel, digest, sorted(names)) if cache is not None and digest else None
+            if hit is not None:
+                out[i] = hit
+                continue
+            try:
+                work.append((i, (rel, read(rel), names)))
+            except (OSError, Unreadable):
+                continue
+        args = [w for _, w in work]
+        if jobs > 1 and len(args) >= 16 and sum(len(a[1]) for a in args) >= IN_PROCESS_BYTES:
+            import gc
+            from concurrent.futures import ProcessPoolExecutor
+
+            gc.freeze()  # the workers share the parent's objects instead of copying the pages they sit on
+            try:
+                with ProcessPoolExecutor(max_workers=jobs) as pool:
+                    found = list(pool.map(_bodies_one, args, chunksize=max(1, min(16, len(args) // (jobs * 4)))))
+            finally:
+                gc.unfreeze()
+        else:
+            found = [_bodies_one(a) for a in args]
+        for (i, (rel, data, names)), f in zip(work, found):
+            out[i] = f
+            if cache is not None:
+                cache.put(rel, blob_id(data), sorted(names), f)
+        return out
 
     return bodies
 
@@ -423,7 +455,8 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
                  progress: Progress | None = None, root_label: str | None = None) -> ScanResult:
     started = time.perf_counter()
     started_ns = time.time_ns()
-    result = ScanResult(root=root_label if root_label is not None else sources[0][0].label)
+    result = ScanResult(root=root_label if root_label is not None else sources[0][0].label,
+                        jobs=options.jobs or available_cpus())
     memo_root = _memo_root(sources, options)
     if memo_root is not None and options.reuse:
         from armalias.state import load_state
@@ -453,8 +486,12 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     result.functions = sum(len(f.functions) for f in result.facts)
     result.error_files = sum(1 for f in result.facts if f.has_error)
     result.error_functions = sum(f.error_functions for f in result.facts)
-    result.index = SymbolIndex(result.facts, watched.cache_fns_members)
-    result.graph = CallGraph(result.index, watched.cache_fns_struct)
+    built = scopes[0].built if len(scopes) == 1 else {}
+    if built.get("files") == [f.file for f in result.facts]:  # what the prefilter's last round built
+        result.index, result.graph = built["index"], built["graph"]
+    else:
+        result.index = SymbolIndex(result.facts, watched.cache_fns_members)
+        result.graph = CallGraph(result.index, watched.cache_fns_struct)
     result.callsites = watched_callsites(result.index, watched)
     raw = find_alias_bugs(result, model=False)
     result.findings = raw

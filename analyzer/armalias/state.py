@@ -175,7 +175,7 @@ def save_state(cache_dir: Path, state: ScanState, prefilter: bool) -> bool:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"key": key, "state": asdict(state)}, fh, separators=(",", ":"))
+            json.dump({"key": key, "state": vars(state)}, fh, separators=(",", ":"))  # plain data already
         os.replace(tmp, directory / f"{key}.json")
     except OSError:
         return False

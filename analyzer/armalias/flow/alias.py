@@ -179,10 +179,11 @@ def conditional(guards: tuple[Guard, ...]) -> bool:
 # -- per-function analysis --------------------------------------------------------------------
 class FlowAnalysis:
     def __init__(self, read: Callable[[str], bytes], index: SymbolIndex, vocab: Vocabulary,
-                 bodies: Callable[[str, set[str]], list[FunctionBody]] | None = None):
+                 bodies: Callable[[list[tuple[str, set[str]]]], list[list[FunctionBody] | None]] | None = None):
         self.read = read  # relative path -> the file's bytes (from its TreeSource)
-        # (relative path, names) -> those functions' bodies; default: parse the file read
-        self.bodies = bodies or (lambda rel, names: function_bodies(rel, self.read(rel), names))
+        # [(relative path, names)] -> those functions' bodies, file by file (None: unreadable);
+        # default: parse each file read, one after the other
+        self.bodies = bodies or self._parse_bodies
         self.index = index
         self.vocab = vocab
         self.summaries: dict[str, Summary] = {}
@@ -211,23 +212,31 @@ class FlowAnalysis:
         wanted |= {f for f in v.exec_entries if f in self.index.functions}
         return wanted
 
+    def _parse_bodies(self, items: list[tuple[str, set[str]]]) -> list[list[FunctionBody] | None]:
+        out: list[list[FunctionBody] | None] = []
+        for rel, names in items:
+            try:
+                out.append(function_bodies(rel, self.read(rel), names))
+            except (OSError, Unreadable):
+                out.append(None)
+        return out
+
     def _bodies_of(self, names: set[str]) -> list[FunctionBody]:
         by_file: dict[str, set[str]] = defaultdict(set)
         for n in names:
             for d in self.index.functions.get(n, ()):
                 by_file[d.file].add(n)
+        todo = []
+        for rel, wanted in sorted(by_file.items()):
+            cached = self._bodies.get(rel)
+            if cached is None or not wanted <= {b.name for b in cached}:
+                todo.append((rel, wanted | ({b.name for b in cached} if cached else set())))
+        for (rel, _), found in zip(todo, self.bodies(todo)):
+            if found is not None:  # None: the file could not be read
+                self._bodies[rel] = found
         out = []
         for rel, wanted in sorted(by_file.items()):
-            key = rel
-            cached = self._bodies.get(key)
-            if cached is None or not wanted <= {b.name for b in cached}:
-                have = {b.name for b in cached} if cached else set()
-                try:
-                    cached = self.bodies(rel, wanted | have)
-                except (OSError, Unreadable):
-                    continue
-                self._bodies[key] = cached
-            out.extend(b for b in cached if b.name in wanted)
+            out.extend(b for b in self._bodies.get(rel, ()) if b.name in wanted)
         return out
 
     def run(self) -> list[FunctionFlow]:

@@ -35,3 +35,21 @@ def test_rule_words_in_kernel_shaped_text():
     assert not mentions(b"static int g(int x)\n{\n\treturn x + 1;\n}\n")
     assert not mentions(b"")
     assert mentions(b"\x00\xff" * 1000 + b"patch_map" + b"\xfe" * 10)
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=60).map(lambda b: bytes(b"ab\\\n /*"[x % 7] for x in b)), a=st.integers(0, 60),
+       b=st.integers(0, 60), keep=st.booleans())
+def test_blank_keeps_offsets_newlines_and_continuations(data, a, b, keep):
+    from armalias.source.text import blank
+
+    start, end = min(a, b, len(data)), min(max(a, b), len(data))
+    buf = bytearray(data)
+    blank(buf, start, end, keep_backslash_newline=keep)
+    assert len(buf) == len(data) and buf[:start] == data[:start] and buf[end:] == data[end:]
+    for i in range(start, end):
+        continuation = data[i:i + 2] == b"\\\n"
+        if data[i] == 0x0A or (keep and continuation):
+            assert buf[i] == data[i]
+        else:
+            assert buf[i] == 0x20

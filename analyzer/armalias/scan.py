@@ -287,10 +287,14 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
                 except Unreadable:
                     pass
         mentions = matcher(words)
+        resolved: dict[tuple[str, str], str | None] = {}  # (includer's directory, name) -> file
         while frontier_includes:  # the headers arch/arm includes, transitively
             new = []
             for includer, name in frontier_includes:
-                target = resolve_include(source, includer, name, scope.dirs)
+                key = (posixpath.dirname(includer), name)
+                if key not in resolved:
+                    resolved[key] = resolve_include(source, includer, name, scope.dirs)
+                target = resolved[key]
                 if target is not None and target not in seen and target.endswith(".h"):
                     seen.add(target)
                     new.append(target)

@@ -137,7 +137,7 @@ def _write(args: argparse.Namespace, text: str) -> None:
 
 
 def _run_scan(args: argparse.Namespace, reuse: bool = False):
-    from armalias.report.text import progress_bar
+    from armalias.report.progress import progress_bar
     from armalias.scan import ScanOptions, scan
 
     options = ScanOptions(whole_tree=args.whole_tree, jobs=args.jobs, use_cache=not args.no_cache,
@@ -187,7 +187,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from armalias.config import load_config, merge_vocabulary, settings
     from armalias.diff import CheckOptions, change_for, run_check
     from armalias.report import gcc, jsonout, sarif
-    from armalias.report.text import progress_bar
+    from armalias.report.progress import progress_bar
     from armalias.rules import load_rules, load_vocabulary
     from armalias.scan import ScanOptions
     from armalias.suppress import load_baseline

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -23,23 +21,6 @@ def console_for(stream: TextIO, force_terminal: bool | None = None) -> Console:
     # Off a terminal (a pipe, a file, a CI log) lines are never cut at 80 columns.
     return Console(file=stream, force_terminal=force_terminal, highlight=False, soft_wrap=True,
                    width=None if interactive else 240)
-
-
-@contextmanager
-def progress_bar(label: str, enabled: bool) -> Iterator:
-    """A rich progress bar on stderr when it is a terminal; yields a (done, total) callback or None."""
-    if not enabled or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=Console(file=sys.stderr), transient=True)
-    task = progress.add_task(label, total=None)
-    with progress:
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-        yield update
 
 
 def render_scan(result: ScanResult, findings: list[Finding], console: Console, verbose: bool = False) -> None:

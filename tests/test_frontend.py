@@ -152,3 +152,19 @@ def test_if0_code_is_not_code():
                  "#if 0\n#ifdef X\nvoid deeper(void) { }\n#endif\n#endif\nvoid after(void) { }\n")
     assert names_lines(f) == [("live", 4), ("after", 11)]
     assert not f.calls
+
+
+def test_syscall_define_is_a_function_named_after_its_first_argument():
+    """SYSCALL_DEFINE3(cacheflush, ...) { ... } (arch/csky/mm/syscache.c, mm/mmap.c, kernel/fork.c and
+    ~35 other files of 6.12): a function sys_cacheflush, its calls attributed to it, and no other
+    function hiding it; the file is extracted, not skipped."""
+    from armalias.source.extract import extract_bytes
+
+    src = (b"#include <linux/syscalls.h>\n\n"
+           b"static int helper(int x)\n{\n\treturn x;\n}\n\n"
+           b"SYSCALL_DEFINE3(cacheflush,\n\t\tvoid __user *, addr,\n\t\tunsigned long, bytes,\n\t\tint, cache)\n"
+           b"{\n\tflush_icache_range((unsigned long)addr, (unsigned long)addr + bytes);\n\treturn helper(cache);\n}\n")
+    facts = extract_bytes("arch/csky/mm/syscache.c", src, "d")
+    assert [(f.name, f.line, f.end_line) for f in facts.functions] == [("helper", 3, 6), ("sys_cacheflush", 8, 15)]
+    assert {(c.callee, c.caller) for c in facts.calls} == {("flush_icache_range", "sys_cacheflush"),
+                                                           ("helper", "sys_cacheflush")}

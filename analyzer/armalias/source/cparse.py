@@ -106,7 +106,8 @@ def _arguments(src: bytes, args: Node) -> tuple[str, ...]:
     return tuple(squash(_text(src, a)) for a in args.named_children if a.type != "comment")
 
 
-def _definer_functions(src: bytes, root: Node, rel: str, definers: dict[str, tuple[str, int]]) -> list[tuple[FunctionDef, int, int]]:
+def _definer_functions(src: bytes, root: Node, rel: str, definers: dict[str, tuple[str, int]]
+                       ) -> list[tuple[int, int, FunctionDef]]:
     """`SYSCALL_DEFINE3(name, ...) { ... }` at file scope: a function named after its first argument."""
     out = []
     children = root.named_children
@@ -130,8 +131,8 @@ def _definer_functions(src: bytes, root: Node, rel: str, definers: dict[str, tup
         if len(named) <= arg_index:
             continue
         name = prefix + squash(_text(src, named[arg_index]))
-        out.append((FunctionDef(name, rel, fn.start_point[0] + 1, nxt.end_point[0] + 1, (), False, nxt.has_error),
-                    call.start_byte, nxt.end_byte))
+        out.append((call.start_byte, nxt.end_byte,
+                    FunctionDef(name, rel, fn.start_point[0] + 1, nxt.end_point[0] + 1, (), False, nxt.has_error)))
     return out
 
 
@@ -195,8 +196,11 @@ def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[s
         spans.append((fn.start_byte, fn.end_byte, FunctionDef(
             name, rel, ident.start_point[0] + 1, fn.end_point[0] + 1,
             _param_names(real, params), _is_static(neutral, fn), caps["body"][0].has_error)))
+    headers: set[int] = set()  # where a definer's `SYSCALL_DEFINE3(...)` stands: a header, not a call
     if definers:
-        spans.extend(_definer_functions(neutral, root, rel, definers))
+        defined = _definer_functions(neutral, root, rel, definers)
+        spans.extend(defined)
+        headers = {start for start, _, _ in defined}
     if root.has_error:
         spans.extend(_recovered_functions(neutral, root, rel, q_err, spans))
     spans.sort(key=lambda s: s[0])
@@ -211,6 +215,8 @@ def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[s
     calls = []
     for _, caps in QueryCursor(q_call).matches(root):
         call = caps["call"][0]
+        if call.start_byte in headers:
+            continue
         if "name" in caps:
             callee = _text(neutral, caps["name"][0])
         else:

@@ -168,3 +168,17 @@ def test_syscall_define_is_a_function_named_after_its_first_argument():
     assert [(f.name, f.line, f.end_line) for f in facts.functions] == [("helper", 3, 6), ("sys_cacheflush", 8, 15)]
     assert {(c.callee, c.caller) for c in facts.calls} == {("flush_icache_range", "sys_cacheflush"),
                                                            ("helper", "sys_cacheflush")}
+
+
+def test_self_referential_macros_do_not_recurse_forever(tmp_path):
+    """`#define f(x) f(x)` and macros that expand to each other, used where the alias analysis
+    classifies a value (a shape met in the whole 6.1 tree): expanded once, as the preprocessor does,
+    and the scan goes on (it used to end in a RecursionError)."""
+    from armalias.scan import ScanOptions, scan
+
+    (tmp_path / "recur.c").write_text(
+        "#define self_ref(x) self_ref(x)\n#define ping(x) pong(x)\n#define pong(x) ping(x)\n"
+        "void f(void *addr)\n{\n\tvoid *p = self_ref(addr);\n\tvoid *q = ping(p);\n"
+        "\tflush_icache_range((unsigned long)q, (unsigned long)q + 4);\n}\n")
+    result = scan([tmp_path], ScanOptions(jobs=1, use_cache=False))
+    assert [(c.callee, c.caller, c.line) for c in result.callsites] == [("flush_icache_range", "f", 8)]

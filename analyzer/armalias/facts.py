@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FunctionDef:
     name: str
     file: str
@@ -20,7 +20,7 @@ class FunctionDef:
     has_error: bool = False  # tree-sitter recovered from an error inside the body
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     """A call in code.  ``callee`` is the identifier called, or ``.member`` for a call through a
     struct member (``cpu_cache.coherent_kern_range(s, e)`` gives ``.coherent_kern_range``)."""
@@ -34,7 +34,7 @@ class Call:
     in_macro: bool = False  # found in the body of #define ``caller``
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MacroDef:
     name: str
     file: str
@@ -44,7 +44,7 @@ class MacroDef:
     body: str  # continuation lines joined, comments blanked, original line breaks kept as spaces
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Initializer:
     """A designated initializer ``.member = value`` inside the initializer of ``variable``."""
 
@@ -56,7 +56,7 @@ class Initializer:
     line: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AsmSymbol:
     """A global symbol defined in an assembly file (ENTRY(x), SYM_FUNC_START(x), .globl x; x:)."""
 
@@ -65,7 +65,7 @@ class AsmSymbol:
     line: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileFacts:
     file: str  # relative to the scanned root, with '/'
     digest: str  # content hash the cache is keyed by
@@ -80,7 +80,7 @@ class FileFacts:
     notes: tuple[str, ...] = field(default=())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Skipped:
     file: str
     reason: str

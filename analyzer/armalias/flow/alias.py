@@ -190,6 +190,7 @@ class FlowAnalysis:
         self.flows: dict[tuple[str, str, int], FunctionFlow] = {}
         self._bodies: dict[str, list[FunctionBody]] = {}
         self._expansions: dict[tuple, list[tuple[str, tuple[str, ...]]]] = {}
+        self._expanding: set[str] = set()  # macros being expanded in classify (never re-entered)
         # names whose macro expansion is worth following inside a function
         self._interesting = frozenset(vocab.maintenance) | frozenset(vocab.write_sinks) | frozenset(vocab.alias_sources)
 
@@ -352,12 +353,18 @@ class FlowAnalysis:
                 o = self._origin_of(args[idx], f) if 0 <= idx < len(args) else name
                 out.add(AliasVal(kind, o))
             return frozenset(out)
-        if name in self.index.macros and name not in self.vocab.maintenance:
+        if name in self.index.macros and name not in self.vocab.maintenance and name not in self._expanding:
             for m in self.index.macros[name]:
                 if m.params is not None and m.body:
                     body = substitute(m.body, dict(zip(m.params, args)))
                     if body.count("(") < 8:
-                        return self.classify(body, f)
+                        # as in the preprocessor, a macro is not expanded again inside its own
+                        # expansion (`#define f(x) f(x)`, or a call of it in its arguments)
+                        self._expanding.add(name)
+                        try:
+                            return self.classify(body, f)
+                        finally:
+                            self._expanding.discard(name)
         return frozenset()
 
     # the walk

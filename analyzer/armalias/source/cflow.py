@@ -16,13 +16,13 @@ from armalias.source.text import neutralize
 LOOP = "<loop>"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Guard:
     cond: str  # the condition text, squashed; LOOP for a loop body
     holds: bool  # True: inside the then-branch / loop body; False: the else-branch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     kind: str  # "assign" | "store" | "call" | "return"
     line: int
@@ -34,7 +34,7 @@ class Event:
     width: str = ""  # store: the type written when a cast states it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FunctionBody:
     name: str
     file: str

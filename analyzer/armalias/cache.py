@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -54,13 +55,34 @@ def facts_to_json(facts: FileFacts) -> dict:
     return out
 
 
-def _tuples(row: list) -> list:
-    return [tuple(v) if isinstance(v, list) else v for v in row]
+def _loader(cls):
+    """Row -> object for one class: lists back to tuples, the file path shared, names interned (a
+    whole-tree scan holds millions of calls: one string per distinct name, not one per call)."""
+    names = [f.name for f in fields(cls)]
+    file_at = names.index("file")
+    interned = [i for i, n in enumerate(names) if n in ("name", "callee", "caller", "struct", "variable", "member")]
+    tuples = [i for i, n in enumerate(names) if n in ("params", "args")]
+    intern = sys.intern
+
+    def load(row: list, file: str):
+        row[file_at] = file
+        for i in interned:
+            row[i] = intern(row[i])
+        for i in tuples:
+            if row[i] is not None:
+                row[i] = tuple(row[i])
+        return cls(*row)
+
+    return load
+
+
+_LOADERS = tuple((name, _loader(cls)) for name, cls in _ROWS)
 
 
 def facts_from_dict(raw: dict) -> FileFacts:
-    parts = {name: tuple(cls(*_tuples(r)) for r in raw[name]) for name, cls in _ROWS}
-    return FileFacts(file=raw["file"], digest=raw["digest"], includes=tuple(raw["includes"]),
+    file = sys.intern(raw["file"])
+    parts = {name: tuple(load(r, file) for r in raw[name]) for name, load in _LOADERS}
+    return FileFacts(file=file, digest=raw["digest"], includes=tuple(raw["includes"]),
                      error_functions=int(raw["error_functions"]), has_error=bool(raw["has_error"]),
                      notes=tuple(raw["notes"]), **parts)
 

@@ -7,6 +7,7 @@ the real text; tree-sitter sees the neutralized text (same offsets).
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_right
 from functools import lru_cache
 
@@ -221,7 +222,7 @@ def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[s
             callee = _text(neutral, caps["name"][0])
         else:
             callee = "." + _text(neutral, caps["member"][0])
-        calls.append(Call(callee, enclosing(call.start_byte), rel, call.start_point[0] + 1,
+        calls.append(Call(sys.intern(callee), enclosing(call.start_byte), rel, call.start_point[0] + 1,
                           call.start_point[1] + 1, _arguments(real, caps["args"][0])))
     calls.sort(key=lambda c: (c.line, c.column, c.callee))
 

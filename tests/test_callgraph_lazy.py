@@ -189,8 +189,9 @@ def test_sites_kept_in_order_found_and_nodes_with_kinds():
                         Call("f", "", "f.c", 30, 1)),
                        (MacroDef("g", "f.c", 40, 40, None, "lonely"),))]
     cg = CallGraph(SymbolIndex(facts), STRUCT)
-    assert cg.succ["f"] == {"g": ["f.c:5", "f.c:3", "f.c:5"]}
-    assert cg.pred["g"] == {"f": ["f.c:5", "f.c:3", "f.c:5"]}
+    assert list(cg.succ["f"]) == ["g"] and list(cg.pred["g"]) == ["f"]
+    assert cg.sites("f", "g") == ["f.c:5", "f.c:3", "f.c:5"]
+    assert cg.succ["f"]["g"] is cg.pred["g"]["f"]  # one list for both directions
     assert "lonely" in cg and cg.node("lonely") == ("function", ("f.c:20",))
     assert cg.node("g") == ("macro", ("f.c:40",)) and cg.node("<file scope f.c>") == ("unknown", ())
     assert cg.reach("g").edges == (("<file scope f.c>", "f", ("f.c:30",)), ("f", "g", ("f.c:3", "f.c:5")))

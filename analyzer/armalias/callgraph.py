@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
+from armalias.facts import Call
 from armalias.index import SymbolIndex
 
 if TYPE_CHECKING:
@@ -33,12 +34,21 @@ class Reach:
     edges: tuple[tuple[str, str, tuple[str, ...]], ...]  # (caller, callee, sites)
 
 
-def _edges(index: SymbolIndex, cache_fns_struct: str) -> Iterator[tuple[str, str, str]]:
-    """Every edge (caller, callee, "file:line") once per site, in the order the graph is built."""
+Site = Union[Call, str]  # a call in code or in a macro body, or "file:line" (an alias, an implementation)
+
+
+def site_text(site: Site) -> str:
+    return site if isinstance(site, str) else f"{site.file}:{site.line}"
+
+
+def _edges(index: SymbolIndex, cache_fns_struct: str) -> Iterator[tuple[str, str, Site]]:
+    """Every edge (caller, callee, site) once per site, in the order the graph is built.  A site is
+    the Call itself where there is one: the graph of a whole tree holds a million edges, and a
+    "file:line" string for each is made only when asked for (site_text)."""
     functions = index.functions
     for c in index.code_calls:
         caller = c.caller or f"<file scope {c.file}>"
-        site = f"{c.file}:{c.line}"
+        site = c
         yield caller, c.callee, site
         # A function handed to another as a callback (stop_machine(fn, ...)) runs on the
         # caller's behalf: an edge caller -> fn, so patch_text reaches __patch_text_real.
@@ -48,7 +58,7 @@ def _edges(index: SymbolIndex, cache_fns_struct: str) -> Iterator[tuple[str, str
                 yield caller, name, site
     for macro, calls in index.macro_calls.items():
         for c in calls:
-            yield macro, c.callee, f"{c.file}:{c.line}"
+            yield macro, c.callee, c
     for macro in index.macros:
         for target in index.alias_targets(macro):
             d = index.macros[macro][0]
@@ -61,33 +71,40 @@ def _edges(index: SymbolIndex, cache_fns_struct: str) -> Iterator[tuple[str, str
 
 
 class CallGraph:
-    """succ: caller -> callee -> sites ("file:line", in the order found); pred: callee -> caller ->
-    the same site lists.  The nodes: the index's functions (keys of succ, edges or not) and the ends
-    of every edge."""
+    """succ: caller -> callee -> the edge's sites (one Site, or a list of them in the order found,
+    when there are several: sites() gives them as "file:line"); pred: callee -> caller -> the same.
+    The nodes: the index's functions (keys of succ, edges or not) and the ends of every edge."""
 
     def __init__(self, index: SymbolIndex, cache_fns_struct: str):
         self._index = index
         self._cache_fns_struct = cache_fns_struct
         self._attrs: dict[str, tuple[str, tuple[str, ...]]] = {}
-        succ: dict[str, dict[str, list[str]]] = {name: {} for name in index.functions}
+        succ: dict[str, dict[str, Site | list[Site]]] = {name: {} for name in index.functions}
         self._functions = len(succ)  # the first keys of succ
-        pred: dict[str, dict[str, list[str]]] = {}
+        pred: dict[str, dict[str, Site | list[Site]]] = {}
         for a, b, site in _edges(index, cache_fns_struct):
             out = succ.get(a)
             if out is None:
                 out = succ[a] = {}
             sites = out.get(b)
             if sites is None:
-                out[b] = sites = [site]
+                out[b] = site
                 into = pred.get(b)
                 if into is None:
-                    pred[b] = {a: sites}
+                    pred[b] = {a: site}
                 else:
-                    into[a] = sites
-            else:
+                    into[a] = site
+            elif isinstance(sites, list):
                 sites.append(site)
+            else:  # a second site: both directions share one list from now on
+                out[b] = pred[b][a] = [sites, site]
         self.succ = succ
         self.pred = pred
+
+    def sites(self, a: str, b: str) -> list[str]:
+        """The sites of the edge a -> b as "file:line", in the order found."""
+        found = self.succ[a][b]
+        return [site_text(s) for s in found] if isinstance(found, list) else [site_text(found)]
 
     def node(self, name: str) -> tuple[str, tuple[str, ...]]:
         """(kind, defs) of a node, read from the index once."""
@@ -128,7 +145,7 @@ class CallGraph:
             if not g.has_edge(a, b):
                 node(a)
                 node(b)
-                g.add_edge(a, b, sites=list(self.succ[a][b]))
+                g.add_edge(a, b, sites=self.sites(a, b))
         return g
 
     def __contains__(self, name: str) -> bool:
@@ -168,8 +185,8 @@ class CallGraph:
         """The subgraph of everything that reaches target, and target itself."""
         keep = self.callers_of(target) | ({target} if target in self else set())
         nodes = tuple(sorted((n, *self.node(n)) for n in keep))
-        edges = tuple(sorted((a, b, tuple(sorted(set(sites))))
-                             for a in keep for b, sites in self.succ.get(a, {}).items() if b in keep))
+        edges = tuple(sorted((a, b, tuple(sorted(set(self.sites(a, b)))))
+                             for a in keep for b in self.succ.get(a, {}) if b in keep))
         return Reach(target, nodes, edges)
 
     def path(self, source: str, target: str) -> list[str]:

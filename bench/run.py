@@ -404,18 +404,21 @@ class Bench:
             return False, str(exc)
         return r.returncode == 0, r.stdout.decode("utf-8", "replace")
 
-    def one_file_patch(self, n: int, code: bool = False) -> Path:
+    def one_file_patch(self, n: int, code: str = "") -> Path:
         """A one-line change of CHECK_FILE, different for every n (so no run replays a cached head):
-        a comment line at the top (everything below moves), or, with code, a call `udelay(n);` before
-        the first flush_icache_range() (a statement the analysis walks)."""
+        a comment line at the top (everything below moves); with code="call", a call `udelay(n);`
+        before the first flush_icache_range() (a call of a name no rule looks at); with
+        code="maintenance", `flush_kernel_vmap_range(addr, n);` there (a maintenance call: the
+        head side must be analysed again)."""
         old = (self.tree / CHECK_FILE).read_text(errors="surrogateescape").splitlines(keepends=True)
         if code:
             at = next(i for i, line in enumerate(old) if "flush_icache_range(" in line)
-            new = old[:at] + [f"\tudelay({n});\n"] + old[at:]
+            line = f"\tudelay({n});\n" if code == "call" else f"\tflush_kernel_vmap_range(addr, {n});\n"
+            new = old[:at] + [line] + old[at:]
         else:
             new = old[:1] + [f"/* armalias bench: one-file change {n} */\n"] + old[1:]
         diff = difflib.unified_diff(old, new, f"a/{CHECK_FILE}", f"b/{CHECK_FILE}")
-        patch = self.tmp / f"one-file-{'code' if code else 'comment'}-{n}.patch"
+        patch = self.tmp / f"one-file-{code or 'comment'}-{n}.patch"
         patch.write_text("".join(diff), errors="surrogateescape")
         return patch
 
@@ -427,7 +430,7 @@ class Bench:
                               "wall_s": None, "rss_mb": None, "tree_pss_mb": None, "rc": None,
                               "info": {"error": "not available yet"}})
             return
-        def cmd(n: int, code: bool = False) -> list[str]:
+        def cmd(n: int, code: str = "") -> list[str]:
             c = [self.armalias, "check", "--patch", str(self.one_file_patch(n, code)), "--tree", str(self.tree),
                  "--format", "json"]
             return c + (["--whole-tree"] if "--whole-tree" in helptext else [])
@@ -454,9 +457,11 @@ class Bench:
                     "first_check_s": self.check_first_s}
 
         self.repeat("armalias check warm (1-file change)", "whole tree", lambda i: (cmd(i + 1), env), parse)
-        # not a target row: a change to a statement of a parsed file, which the head side must scan
-        self.repeat("armalias check warm (1-line code change)", "whole tree",
-                    lambda i: (cmd(i + 1, code=True), env), parse)
+        # not target rows: a call of a name no rule looks at, then a maintenance call (scanned)
+        self.repeat("armalias check warm (1-line call added)", "whole tree",
+                    lambda i: (cmd(i + 1, code="call"), env), parse)
+        self.repeat("armalias check warm (1-line maintenance added)", "whole tree",
+                    lambda i: (cmd(i + 1, code="maintenance"), env), parse)
 
     # all of it -----------------------------------------------------------------------------------
     def run(self) -> dict:

@@ -213,3 +213,33 @@ def test_change_to_a_file_the_prefilter_passes_over(tmp_path: Path):
     applied = make_tree(tmp_path / "applied")
     (applied / "arch/arm/kernel/quiet.c").write_text(old.replace("return x + 1;", "flush_icache_range(x, x + 4);\n\treturn x;"))
     assert fast.head.callsites == scan([applied], ScanOptions(jobs=1, use_cache=False)).callsites
+
+
+@pytest.mark.parametrize("edit,derived", [
+    # a call of a function the analysis does not look at: only an edge to a name reaching nothing
+    (("\tclear_fixmap(POKE_SLOT);\n\tflush_icache_range((uintptr_t)addr, (uintptr_t)addr + 2);",
+      "\tclear_fixmap(POKE_SLOT);\n\tudelay(1);\n\tflush_icache_range((uintptr_t)addr, (uintptr_t)addr + 2);"), True),
+    (("\tpoke_clean(waddr, len);\n", "\tpoke_clean(waddr, len);\n\tcpu_relax();\n"), True),
+    # the same place, calls that matter: a maintenance wrapper of the tree, a watched function, an
+    # alias global as an argument, a function that reaches a watched one passed as a callback
+    (("\tclear_fixmap(POKE_SLOT);\n\tflush_icache_range((uintptr_t)addr, (uintptr_t)addr + 2);",
+      "\tpoke_clean(waddr, 2);\n\tclear_fixmap(POKE_SLOT);\n\tflush_icache_range((uintptr_t)addr, (uintptr_t)addr + 2);"),
+     False),
+    (("\tpoke_clean(waddr, len);\n", "\tpoke_clean(waddr, len);\n\tflush_kernel_vmap_range(waddr, len);\n"), False),
+    (("\tpoke_clean(waddr, len);\n", "\tpoke_clean(waddr, len);\n\tudelay((unsigned long)vectors_page);\n"), False),
+    (("\tpoke_clean(waddr, len);\n", "\tpoke_clean(waddr, len);\n\tstop_machine(poke_insn, NULL, NULL);\n"), False),
+])
+def test_check_of_an_added_call(tmp_path: Path, edit, derived):
+    """A call added to a parsed file: derived from the state when it cannot matter, scanned when it
+    can, and the same answer as a scan of both sides either way."""
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    scan([root], options(tmp_path))
+    old = (root / POKE).read_text()
+    assert old.count(edit[0]) == 1
+    patch = tmp_path / "p.diff"
+    patch.write_text(_diff(POKE, old, old.replace(edit[0], edit[1])))
+    fast = _check(root, patch, tmp_path)
+    assert fast.head_from == ("state" if derived else "scan")
+    full = _check(root, patch, tmp_path, use_cache=False)
+    _same(fast, full)

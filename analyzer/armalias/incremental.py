@@ -7,18 +7,28 @@ A changed file leaves the result as it was when
 - the prefilter passes over it before and after (it names none of the words that selected files),
   its `#include` lines are the same (they decide which headers are read) and it is not one of the
   files the cache model reads; or
-- it is parsed on both sides and differs only in positions: the same functions, calls (with their
-  argument texts), macros, initializers, symbols and includes, the same statements in every function
-  body (the events the flow analysis walks, with their guards), and no suppression comment on either
-  side.  The base's call sites and findings in that file then move to the head's positions, matched
-  statement by statement.
+- it is parsed on both sides and differs only in positions and in calls that cannot matter: the same
+  functions, macros, initializers, symbols and includes, the same relevant calls (with their argument
+  texts) and the same other statements in every function body (the events the flow analysis walks,
+  with their guards), and no suppression comment on either side.  A call is relevant when it names,
+  or passes as an argument, a name of ScanState.relevant (the vocabulary's calls, the watched names,
+  the entry points, the summarized wrappers, the macros reaching any of those, every function found
+  reaching a fixpoint root) or an alias global or constant.  Any other call adds or removes only an
+  edge to a name that reaches nothing the rules look at: the words of the prefilter, the summaries,
+  the functions analysed and every finding stay the same.  The base's call sites and findings in
+  that file then move to the head's positions, matched call by call and statement by statement.
 
-Anything else (a file added, deleted or renamed, a new call, a changed macro, a statement edited, a
-suppression comment) is scanned.
+Anything else (a file added, deleted or renamed, a relevant call added or removed, a changed macro,
+a statement edited, a suppression comment) is scanned.  On this path no finding appears or goes
+away (the flows are the same), so the head's findings are the base's; their call chains (shortest
+paths from an entry point) could differ from a scan's when an added edge makes a shorter path, but a
+check shows chains only for new and fixed findings, of which there are none here.  It serves check
+only, never a scan.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import astuple, fields, replace
 
 from armalias.facts import FileFacts
@@ -46,10 +56,39 @@ def _shape(obj) -> tuple:
     return tuple(out)
 
 
-def _facts_shape(f: FileFacts) -> tuple:
-    return (tuple(_shape(x) for x in f.functions), tuple(_shape(x) for x in f.calls),
+def _facts_shape(f: FileFacts, calls: list) -> tuple:
+    return (tuple(_shape(x) for x in f.functions), tuple(_shape(x) for x in calls),
             tuple(_shape(x) for x in f.macros), tuple(_shape(x) for x in f.initializers),
             tuple(_shape(x) for x in f.asm_symbols), f.includes, f.error_functions, f.has_error)
+
+
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+
+
+class Relevance:
+    """Which calls can change a result: a call of a relevant name (ScanState.relevant), or one whose
+    arguments name one (a callback) or name an alias global or constant of the vocabulary.  Every
+    other call only adds an edge, out of a function, to a name that reaches nothing the analysis
+    looks at: it can move the analysis' numbering of statements, never what it finds.  None: every
+    call counts (a state from before `relevant` was kept)."""
+
+    def __init__(self, names: list[str]):
+        from armalias.rules import load_vocabulary
+
+        vocab = load_vocabulary()
+        self.names = frozenset(names)
+        self.words = frozenset(vocab.alias_globals) | frozenset(c for c in vocab.alias_constants if _IDENT.fullmatch(c))
+
+    def call(self, callee: str, args: tuple[str, ...]) -> bool:
+        if callee in self.names:
+            return True
+        for a in args:
+            if any(w in self.names or w in self.words for w in _IDENT.findall(a)):
+                return True
+        return False
+
+    def event(self, e) -> bool:
+        return e.kind != "call" or self.call(e.target, e.args)
 
 
 class _Moves:
@@ -92,19 +131,23 @@ def _extract(rel: str, data: bytes, cache) -> FileFacts:
     return facts
 
 
-def _moves(rel: str, old: bytes, new: bytes, cache) -> _Moves:
+def _moves(rel: str, old: bytes, new: bytes, cache, relevance: Relevance | None) -> _Moves:
+    """Old -> new positions in a file whose change is only moved code and irrelevant calls."""
     from armalias.source.cflow import function_bodies
 
     a, b = _extract(rel, old, cache), _extract(rel, new, cache)
     if a.notes or b.notes:
         raise Unsure("a suppression comment")
-    if _facts_shape(a) != _facts_shape(b):
+    keep_call = (lambda c: relevance.call(c.callee, c.args)) if relevance is not None else (lambda c: True)
+    keep_event = relevance.event if relevance is not None else (lambda e: True)
+    calls_a, calls_b = [c for c in a.calls if keep_call(c)], [c for c in b.calls if keep_call(c)]
+    if _facts_shape(a, calls_a) != _facts_shape(b, calls_b):
         raise Unsure("the facts differ")
     moves = _Moves()
     for x, y in zip(a.functions, b.functions):
         moves.add(x.line, None, y.line, None)
         moves.add(x.end_line, None, y.end_line, None)
-    for x, y in zip(a.calls, b.calls):
+    for x, y in zip(calls_a, calls_b):
         moves.add(x.line, x.column, y.line, y.column)
     names = {fn.name for fn in a.functions}
     old_bodies = function_bodies(rel, old, names)
@@ -112,10 +155,12 @@ def _moves(rel: str, old: bytes, new: bytes, cache) -> _Moves:
     if len(old_bodies) != len(new_bodies):
         raise Unsure("the function bodies differ")
     for x, y in zip(old_bodies, new_bodies):
-        if (x.name, x.params) != (y.name, y.params) or len(x.events) != len(y.events):
+        events_x = [e for e in x.events if keep_event(e)]
+        events_y = [e for e in y.events if keep_event(e)]
+        if (x.name, x.params) != (y.name, y.params) or len(events_x) != len(events_y):
             raise Unsure("the function bodies differ")
         moves.add(x.line, None, y.line, None)
-        for e, f in zip(x.events, y.events):
+        for e, f in zip(events_x, events_y):
             if _shape(e) != _shape(f):
                 raise Unsure("a statement differs")
             moves.add(e.line, e.column, f.line, f.column)
@@ -142,6 +187,7 @@ def head_state(state: ScanState, base: TreeSource, head: TreeSource, changed: li
     names_selected = matcher(frozenset(state.words)) if state.words else None
     names_header = matcher(frozenset(state.all_words)) if state.all_words else None
     moved: dict[str, _Moves] = {}
+    relevance = Relevance(state.relevant) if state.relevant else None
     try:
         for rel in changed:
             if not rel.endswith(SOURCE_SUFFIXES):
@@ -173,7 +219,7 @@ def head_state(state: ScanState, base: TreeSource, head: TreeSource, changed: li
                 raise Unsure("the prefilter decides differently")
             if not was:
                 continue
-            moved[rel] = _moves(rel, old, new, cache)
+            moved[rel] = _moves(rel, old, new, cache, relevance)
         return _moved_state(state, moved)
     except Unsure:
         return None

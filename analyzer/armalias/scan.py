@@ -70,6 +70,7 @@ class ScanResult:
     reused: bool = False  # answered from the remembered state of an unchanged directory
     cache_dir: Path | None = None  # the content cache used (None: --no-cache)
     jobs: int = 1  # worker processes the analysis may use
+    relevant: frozenset[str] = frozenset()  # names whose calls matter to the analysis (_relevant_names)
 
 
 def available_cpus() -> int:
@@ -213,6 +214,33 @@ class Extractor:
 
 
 
+def _relevant_names(index: SymbolIndex, summarized: set[str], vocab) -> frozenset[str]:
+    """Every name a call of which can change what the analysis finds: the vocabulary's calls, the
+    watched names, the execution entry points, the functions summarized (wrappers), and every macro
+    that reaches one of those.  A call of any other name only adds an edge to the call graph
+    (armalias.incremental relies on this)."""
+    from collections import defaultdict
+
+    watched = load_watched()
+    targets = (set(vocab.maintenance) | set(vocab.write_sinks) | set(vocab.alias_sources) | set(vocab.exec_entries)
+               | set(watched.names) | summarized)
+    into: dict[str, set[str]] = defaultdict(set)  # name -> the macros whose bodies call or alias it
+    for macro in index.macros:
+        for target in index.alias_targets(macro):
+            into[target].add(macro)
+    for macro, calls in index.macro_calls.items():
+        for c in calls:
+            into[c.callee].add(macro)
+    seen = set(targets)
+    stack = list(targets)
+    while stack:
+        for macro in into.get(stack.pop(), ()):
+            if macro not in seen:
+                seen.add(macro)
+                stack.append(macro)
+    return frozenset(seen)
+
+
 def _reaching_names(facts: list[FileFacts], words: frozenset[str], built: dict | None = None) -> set[str]:
     """Functions and macros (visible outside their file) that reach a fixpoint root (rules/watched.toml
     [prefilter]) or one of the words found so far that does."""
@@ -230,6 +258,8 @@ def _reaching_names(facts: list[FileFacts], words: frozenset[str], built: dict |
     for w in watched.fixpoint_roots:
         found |= graph.callers_stopping_at(w, stop)
     found -= stop
+    if built is not None:  # every name found reaching, in any round (armalias.incremental)
+        built["found"] = built.get("found", frozenset()) | frozenset(found)
     visible = set()
     for name in found:
         defs = index.functions.get(name, ())
@@ -383,7 +413,9 @@ def find_alias_bugs(result: ScanResult, model: bool = True, vocab=None) -> list:
 
     vocab = load_vocabulary() if vocab is None else vocab
     read = lambda rel: result.sources[rel].read(rel)  # noqa: E731
-    flows = FlowAnalysis(read, result.index, vocab, _bodies_reader(result, read, result.jobs)).run()
+    analysis = FlowAnalysis(read, result.index, vocab, _bodies_reader(result, read, result.jobs))
+    flows = analysis.run()
+    result.relevant = _relevant_names(result.index, set(analysis.summaries), vocab)
     findings = AliasChecks(load_rules(), vocab, result.graph).run(flows)
     if not findings or not model:
         return findings
@@ -555,6 +587,7 @@ def _remember(result: ScanResult, raw: list, scope: Scope, root: Path, options: 
         functions=result.functions, error_files=result.error_files, error_functions=result.error_functions,
         skipped=[[s.file, s.reason] for s in result.skipped], callsites=[list(astuple(c)) for c in result.callsites],
         findings=finding_dicts(raw), modelled=finding_dicts(result.findings) if options.model else None,
+        relevant=sorted(result.relevant | scope.built.get("found", frozenset()) | scope.all_words | scope.words),
         notes={f.file: list(f.notes) for f in result.facts if f.notes},
         spans={f.file: [[fn.name, fn.line, fn.end_line] for fn in f.functions] for f in result.facts
                if f.file in with_findings})

@@ -78,6 +78,8 @@ class ScanState:
     selected: list[str] = field(default_factory=list)  # files parsed
     words: list[str] = field(default_factory=list)  # the words that selected them (last prefilter round)
     all_words: list[str] = field(default_factory=list)  # every word found (selects arch/arm's headers)
+    # names whose calls can change the result (armalias.incremental); empty: not known
+    relevant: list[str] = field(default_factory=list)
     whole_tree: bool = False
     files: int = 0
     parsed: int = 0

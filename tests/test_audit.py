@@ -180,3 +180,31 @@ def test_renderings_show_every_implementation_and_the_confirms_column():
     assert "confirms" not in render_audit_markdown(result)
     assert "<script" not in page and "http://" not in page and "https://" not in page
     assert page.startswith("<!DOCTYPE html>")
+
+
+def _round_trip_equal(result: AuditResult) -> None:
+    from armalias.audit import implementation_to_dict
+    from armalias.model.scenario import impl_from_dict
+
+    assert result.implementations
+    for impl in result.implementations:
+        back = impl_from_dict(json.loads(json.dumps(implementation_to_dict(impl))))
+        for member, fn in impl.functions.items():
+            assert back.functions[member] == fn, f"{impl.name}.{member}"
+        assert back == impl, impl.name
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_implementations_read_back_from_the_audit_cache_are_the_decoded_ones(style):
+    """The model replays `steps` when the reader recorded them (the write-through #ifdef branches
+    left out): an implementation read back from JSON (the audit cache) must carry them, or a warm run
+    replays other operations than a cold one."""
+    _round_trip_equal(audit_tree(ASM / style))
+
+
+@pytest.mark.realtree
+@pytest.mark.parametrize("version", ["6.1", "6.12"])
+def test_real_tree_implementations_round_trip(version):
+    from realtree import kernel_tree
+
+    _round_trip_equal(audit_tree(kernel_tree(version)))

@@ -77,7 +77,7 @@ def tree_implementations(root: Path) -> tuple[CacheImpl, ...]:
         cache_file = default_cache_dir().parent / "audit" / f"{key}.json"
         raw = json.loads(cache_file.read_text(encoding="utf-8"))
         if raw.get("key") == key:
-            return tuple(impl_from_dict(d) for d in raw["implementations"])
+            return _usable(tuple(impl_from_dict(d) for d in raw["implementations"]))
     except (OSError, ValueError, KeyError, TypeError):
         pass
     from armalias.audit import audit_tree, to_json
@@ -95,6 +95,12 @@ def tree_implementations(root: Path) -> tuple[CacheImpl, ...]:
             os.replace(tmp, cache_file)
         except OSError:
             pass
+    return _usable(impls)
+
+
+def _usable(impls: tuple[CacheImpl, ...]) -> tuple[CacheImpl, ...]:
+    """The implementations the model can replay (they have coherent_kern_range), else the reference
+    table: the same whether they were just decoded or read back from the audit cache."""
     usable = tuple(i for i in impls if "coherent_kern_range" in i.functions)
     return usable or reference_implementations()
 

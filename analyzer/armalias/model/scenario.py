@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from armalias.cacheimpl import CacheFunction, CacheImpl
+from armalias.cacheimpl import CacheFunction, CacheImpl, CacheOp
 from armalias.model.cache import (
     CACHE_KINDS,
     DEFAULT_VA,
@@ -192,19 +192,30 @@ def load_fixture(path: str | Path) -> tuple[Scenario, dict[str, str]]:
 
 
 def impl_from_dict(data: Mapping) -> CacheImpl:
-    """A CacheImpl from one `implementations[]` entry of `audit --format json` (CONTRACT.md)."""
+    """A CacheImpl from one `implementations[]` entry of `audit --format json` (CONTRACT.md), with the
+    reader's extensions when present: `steps` above all, which decide the operations the model
+    replays (implementation_ops), so an implementation read back from the audit cache replays
+    exactly what the freshly decoded one does."""
     functions = {}
     for member, fn in dict(data.get("functions", {})).items():
+        steps = tuple(CacheOp(op=st["op"], raw=st.get("raw", ""), file=st.get("file", ""), line=int(st.get("line", 0)),
+                              function=st.get("function", ""), conditions=tuple(st.get("conditions", ())),
+                              conditional=bool(st.get("conditional", False)), macros=tuple(st.get("macros", ())))
+                      for st in fn.get("steps", ()))
         functions[member] = CacheFunction(
             member=member, symbol=fn.get("symbol", f"{data['name']}_{member}"), d=fn.get("d", "none"),
             i=fn.get("i", "none"), scope=fn.get("scope", "none"), ops=tuple(fn.get("ops", ())),
             file=fn.get("file", data.get("file", "")), line=int(fn.get("line", 0)),
-            undecoded=tuple(fn.get("undecoded", ())))
+            undecoded=tuple(fn.get("undecoded", ())), resolved=fn.get("resolved", ""),
+            d_scope=fn.get("d_scope", "none"), i_scope=fn.get("i_scope", "none"), steps=steps,
+            via=tuple(fn.get("via", ())), condition=fn.get("condition", ""), notes=tuple(fn.get("notes", ())))
+    table = dict(data.get("table", {}))
     return CacheImpl(name=data["name"], file=data.get("file", ""), cache_type=data.get("cache_type", "unknown"),
                      write_through=bool(data.get("write_through", False)),
                      configs=tuple(data.get("configs", ())), functions=functions,
-                     notes=tuple(data.get("notes", ())), unified=bool(data.get("unified", False)),
-                     mpu_only=bool(data.get("mpu_only", False)))
+                     notes=tuple(data.get("notes", ())), table_file=table.get("file", ""),
+                     table_line=int(table.get("line", 0)), table_condition=table.get("condition", ""),
+                     unified=bool(data.get("unified", False)), mpu_only=bool(data.get("mpu_only", False)))
 
 
 def _uses_pou(impl: CacheImpl) -> bool:

@@ -334,16 +334,16 @@ class Bench:
         caches: list[Path] = []
 
         def cold(i):
-            # armalias keeps its caches beside ARMALIAS_CACHE_DIR (facts, bodies, state, prefilter,
-            # audit): a directory of its own per cold run, so no run starts from another's
-            c = Path(tempfile.mkdtemp(prefix="cache-", dir=self.tmp)) / "facts"
+            # every cache of armalias (facts, bodies, state, prefilter, audit) is in ARMALIAS_CACHE_DIR:
+            # a directory of its own per cold run, so no run starts from another's
+            c = Path(tempfile.mkdtemp(prefix="cache-", dir=self.tmp))
             caches.append(c)
             return self.scan_cmd(scope), self.env(c)
 
         self.repeat("armalias scan cold", scope, cold, self.parse_scan)
         warm = caches[-1]
         for c in caches[:-1]:
-            shutil.rmtree(c.parent, ignore_errors=True)
+            shutil.rmtree(c, ignore_errors=True)
         self.warm_cache[scope] = warm
         self.repeat("armalias scan warm", scope, lambda i: (self.scan_cmd(scope), self.env(warm)), self.parse_scan)
 
@@ -435,7 +435,7 @@ class Bench:
                  "--format", "json"]
             return c + (["--whole-tree"] if "--whole-tree" in helptext else [])
 
-        cache = self.warm_cache.get("whole tree") or Path(tempfile.mkdtemp(prefix="cache-", dir=self.tmp)) / "facts"
+        cache = self.warm_cache.get("whole tree") or Path(tempfile.mkdtemp(prefix="cache-", dir=self.tmp))
         env = self.env(cache)
         if "whole tree" not in self.warm_cache:  # fill the cache first: warm means warm
             self.log("armalias check: filling the cache with an untimed whole-tree scan")

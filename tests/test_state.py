@@ -243,3 +243,28 @@ def test_check_of_an_added_call(tmp_path: Path, edit, derived):
     assert fast.head_from == ("state" if derived else "scan")
     full = _check(root, patch, tmp_path, use_cache=False)
     _same(fast, full)
+
+
+def test_check_in_a_git_tree_derives_the_head_from_the_state_of_head(tmp_path: Path, capsys):
+    """`armalias check` (the working tree against HEAD) in a git repository: the first check scans
+    HEAD and remembers it under the digest of its blob ids; the next one, with another edit that only
+    moves code, takes both sides from that state, with the same answer as a check without the cache."""
+    from test_check import check_json, make_repo, snapshot
+
+    root = make_repo(tmp_path)
+    path = root / POKE
+    original = path.read_text()
+    path.write_text("/* one */\n" + original)
+    rc, first = check_json(capsys, root)
+    assert first["stats"]["base_from"] in ("scan", "cache")
+    path.write_text("/* one */\n/* two */\n" + original)
+    before = snapshot(root)
+    rc, second = check_json(capsys, root)
+    assert (second["stats"]["base_from"], second["stats"]["head_from"]) == ("state", "state")
+    rc_full, full = check_json(capsys, root, "--no-cache")
+    for d in (second, full):
+        for k in ("seconds", "base_from", "head_from"):
+            d["stats"].pop(k)
+    assert second == full and rc == rc_full
+    assert [c for c in second["callsites"] if c["file"] == POKE][0]["line"] > 2  # moved by the two comments
+    assert snapshot(root) == before  # nothing written into the repository, its index or refs

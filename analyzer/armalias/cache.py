@@ -31,9 +31,11 @@ def code_digest(*relative: str) -> str:
 
 
 def default_cache_dir() -> Path:
+    """The per-file facts cache.  Every other cache of armalias sits beside it, in the same parent
+    directory (bodies, state, prefilter, audit): ARMALIAS_CACHE_DIR, else ~/.cache/armalias."""
     env = os.environ.get("ARMALIAS_CACHE_DIR")
     if env:
-        return Path(env)
+        return Path(env) / "facts"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "armalias" / "facts"
 

@@ -32,8 +32,9 @@ from armalias.cache import default_cache_dir
 from armalias.errors import InputError
 from armalias.findings import Finding, severity_rank
 from armalias.rules import Vocabulary
-from armalias.scan import Progress, ScanOptions, ScanResult, find_alias_bugs, scan_sources
-from armalias.source.tree import SOURCE_SUFFIXES, DirectorySource, GitSource, OverlaySource, TreeSource, blob_id
+from armalias.scan import Progress, ScanOptions, ScanResult, find_alias_bugs, remembered_state, scan_sources
+from armalias.source.tree import (SOURCE_SUFFIXES, DirectorySource, GitSource, OverlaySource, TreeSource, blob_id,
+                                  tree_identity)
 from armalias.source.text import Unreadable
 from armalias.state import analysis_digest, finding_from_dict
 from armalias.suppress import apply_suppressions
@@ -739,28 +740,6 @@ def compare(base: list[Finding], head: list[Finding], renames: dict[str, str] | 
 
 
 # -- the findings of a whole tree, cached by its content ----------------------------------------
-def tree_identity(source: TreeSource) -> str | None:
-    """A digest of every file's path and blob id, when the source knows them without reading any file
-    (a git revision, or one with changes held in memory over it); None otherwise."""
-    overlays = []
-    while isinstance(source, OverlaySource):
-        overlays.append(source)
-        source = source.base
-    if not isinstance(source, GitSource):
-        return None
-    files = {rel: sha for rel, (sha, _) in source.blobs.items()}
-    for overlay in reversed(overlays):  # the innermost changes first
-        for rel, data in overlay.changes.items():
-            if data is None:
-                files.pop(rel, None)
-            else:
-                files[rel] = blob_id(data)
-    h = hashlib.sha256()
-    for rel in sorted(files):
-        h.update(rel.encode("utf-8", "surrogateescape") + b"\0" + files[rel].encode() + b"\n")
-    return h.hexdigest()
-
-
 class FindingsCache:
     """The findings of a whole tree (before the model, after suppressions, every rule) by the tree's
     content, so the side of a check seen before — HEAD in a pre-commit hook, after the commit that
@@ -834,21 +813,6 @@ def _side_findings(result: ScanResult, options: CheckOptions) -> tuple[list[Find
     return kept, len(suppressed)
 
 
-def _directory_state(source: TreeSource, options: ScanOptions):
-    """The remembered state of a directory (armalias.state) when nothing it depends on changed."""
-    from armalias.state import load_state
-
-    if type(source) is not DirectorySource or not options.use_cache:
-        return None
-    try:
-        root = source.root.resolve()
-    except OSError:
-        return None
-    state = load_state((options.cache_dir or default_cache_dir()).resolve(), root, options.whole_tree,
-                       options.prefilter)
-    return state if state is not None and state.unchanged() else None
-
-
 def _head_from_state(change: Change, state, options: ScanOptions, label: str) -> ScanResult | None:
     """The head side derived from the base's state, when the change cannot alter it but by moving
     positions (armalias.incremental); None: scan it."""
@@ -876,7 +840,7 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     cache = None
     if options.scan.use_cache:
         cache = FindingsCache((options.scan.cache_dir or default_cache_dir()) / "check")
-    base_state = _directory_state(change.base, scan_options) if options.vocab is None else None
+    base_state = remembered_state(change.base, scan_options) if options.vocab is None else None
     head = _head_from_state(change, base_state, scan_options, label) if base_state is not None else None
     head_from = "state" if head is not None else "scan"
     if head is None:
@@ -914,7 +878,7 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     if options.scan.model and (new or fixed):
         # Both sides read their cache implementations from the same place (the repository's work
         # tree, the directory, or the reference table): decode them once.
-        impls = implementations_for(change.head)
+        impls = implementations_for(change.head, options.scan.use_cache)
         new = validate(new, impls)
         fixed = validate(fixed, impls)
     return CheckResult(change, base, head, new, fixed, unchanged, suppressed, baselined, base_from,

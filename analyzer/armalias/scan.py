@@ -420,7 +420,7 @@ def find_alias_bugs(result: ScanResult, model: bool = True, vocab=None) -> list:
     if not findings or not model:
         return findings
     sources = list(dict.fromkeys(result.sources.values()))
-    return validate(findings, implementations_for(sources[0]) if sources else ())
+    return validate(findings, implementations_for(sources[0], result.cache_dir is not None) if sources else ())
 
 
 def _bodies_one(args: tuple[str, bytes, set[str]]):
@@ -493,12 +493,10 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     started_ns = time.time_ns()
     result = ScanResult(root=root_label if root_label is not None else sources[0][0].label,
                         jobs=options.jobs or available_cpus())
-    memo_root = _memo_root(sources, options)
-    if memo_root is not None and options.reuse:
-        from armalias.state import load_state
-
-        state = load_state(_cache_dir(options), memo_root, options.whole_tree, options.prefilter)
-        if state is not None and state.unchanged():
+    memo = _memo(sources, options)
+    if memo is not None and options.reuse:
+        state = remembered_state(sources[0][0], options)
+        if state is not None:
             return _from_state(result, state, options, sources[0][0], started)
     from armalias.callgraph import CallGraph
     from armalias.index import SymbolIndex
@@ -534,10 +532,10 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     if options.model and raw:
         from armalias.validate import implementations_for, validate
 
-        result.findings = validate(raw, implementations_for(sources[0][0]))
+        result.findings = validate(raw, implementations_for(sources[0][0], options.use_cache))
     result.skipped.sort(key=lambda s: s.file)
-    if memo_root is not None:
-        _remember(result, raw, scopes[0], memo_root, options, started_ns)
+    if memo is not None:
+        _remember(result, raw, scopes[0], memo, options, started_ns)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -546,43 +544,78 @@ def _cache_dir(options: ScanOptions) -> Path:
     return (options.cache_dir or default_cache_dir()).resolve()
 
 
-def _memo_root(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions) -> Path | None:
-    """The directory whose scan is remembered (armalias.state): one whole directory, cache on."""
+@dataclass(frozen=True)
+class Memo:
+    """Where a scan's state is remembered: `key` names the tree (a resolved directory, or "git:" and
+    the digest of a revision's blob ids); `directory`: the files to stat when it is a directory
+    (None: a revision, whose content the key already fixes); `guard`: the tree, which the state is
+    never written into."""
+
+    key: str
+    directory: Path | None
+    guard: Path
+
+
+def _memo(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions) -> Memo | None:
+    """One whole directory or git revision, with the cache on: its scan is remembered (armalias.state)."""
     if len(sources) != 1 or sources[0][1] is not None or not options.use_cache:
         return None
-    source = sources[0][0]
-    if type(source) is not DirectorySource:
-        return None
+    return _memo_of(sources[0][0])
+
+
+def _memo_of(source: TreeSource) -> Memo | None:
+    from armalias.source.tree import tree_identity
+
     try:
-        return source.root.resolve()
+        if type(source) is DirectorySource:
+            root = source.root.resolve()
+            return Memo(str(root), root, root)
+        if type(source) is GitSource:
+            identity = tree_identity(source)
+            return Memo(f"git:{identity}", None, source.repo.resolve()) if identity else None
     except OSError:
         return None
+    return None
 
 
-def _remember(result: ScanResult, raw: list, scope: Scope, root: Path, options: ScanOptions,
+def remembered_state(source: TreeSource, options: ScanOptions):
+    """The remembered state of a directory or git revision when nothing it depends on changed
+    (armalias.state), else None."""
+    from armalias.state import load_state
+
+    memo = _memo_of(source) if options.use_cache else None
+    if memo is None:
+        return None
+    state = load_state(_cache_dir(options), memo.key, options.whole_tree, options.prefilter)
+    return state if state is not None and state.unchanged() else None
+
+
+def _remember(result: ScanResult, raw: list, scope: Scope, memo: Memo, options: ScanOptions,
               started_ns: int) -> None:
     from dataclasses import astuple
 
     from armalias.state import ScanState, finding_dicts, save_state, stamp
 
-    deps = {}
-    read = list(scope.read)
-    if options.model:  # the model reads the cache implementations from arch/arm/mm (and its Kconfig)
-        try:
-            read.extend(f"arch/arm/mm/{e.name}" for e in os.scandir(root / "arch/arm/mm") if e.is_file())
-        except OSError:
-            pass
-    for rel in read:
-        st = stamp(os.path.join(root, rel))
-        if st is not None:
-            deps[rel] = st
-    dirs = {}
-    for rel in scope.dirs:
-        st = stamp(os.path.join(root, rel))
-        dirs[rel] = st[1] if st is not None else -1
+    deps: dict[str, list[int]] = {}
+    dirs: dict[str, int] = {}
+    root = memo.directory
+    if root is not None:
+        read = list(scope.read)
+        if options.model:  # the model reads the cache implementations from arch/arm/mm (and its Kconfig)
+            try:
+                read.extend(f"arch/arm/mm/{e.name}" for e in os.scandir(root / "arch/arm/mm") if e.is_file())
+            except OSError:
+                pass
+        for rel in read:
+            st = stamp(os.path.join(root, rel))
+            if st is not None:
+                deps[rel] = st
+        for rel in scope.dirs:
+            st = stamp(os.path.join(root, rel))
+            dirs[rel] = st[1] if st is not None else -1
     with_findings = {f.file for f in raw}
     state = ScanState(
-        root=str(root), started_ns=started_ns, deps=deps, dirs=dirs, selected=[f.file for f in scope.facts],
+        root=memo.key, started_ns=started_ns, deps=deps, dirs=dirs, selected=[f.file for f in scope.facts],
         words=sorted(scope.words), all_words=sorted(scope.all_words), whole_tree=options.whole_tree, files=result.files, parsed=result.parsed,
         functions=result.functions, error_files=result.error_files, error_functions=result.error_functions,
         skipped=[[s.file, s.reason] for s in result.skipped], callsites=[list(astuple(c)) for c in result.callsites],
@@ -591,7 +624,7 @@ def _remember(result: ScanResult, raw: list, scope: Scope, root: Path, options: 
         notes={f.file: list(f.notes) for f in result.facts if f.notes},
         spans={f.file: [[fn.name, fn.line, fn.end_line] for fn in f.functions] for f in result.facts
                if f.file in with_findings})
-    save_state(_cache_dir(options), state, options.prefilter)
+    save_state(_cache_dir(options), state, options.prefilter, memo.guard)
 
 
 def _from_state(result: ScanResult, state, options: ScanOptions, source: TreeSource, started: float) -> ScanResult:
@@ -603,7 +636,7 @@ def _from_state(result: ScanResult, state, options: ScanOptions, source: TreeSou
     if options.model and state.modelled is None and state.findings:
         from armalias.validate import implementations_for, validate
 
-        result.findings = validate(state.finding_objects(False), implementations_for(source))
+        result.findings = validate(state.finding_objects(False), implementations_for(source, options.use_cache))
     else:
         result.findings = state.finding_objects(options.model)
     result.reused = True

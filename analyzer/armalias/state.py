@@ -71,7 +71,7 @@ def finding_from_dict(d: dict) -> Finding:
 class ScanState:
     """A scan's result as plain data, with what it depended on."""
 
-    root: str  # the directory, resolved
+    root: str  # the directory, resolved; or "git:" and the digest of a revision's blob ids
     started_ns: int  # wall clock when the scan began
     deps: dict[str, list[int]] = field(default_factory=dict)  # rel file -> [size, mtime_ns]
     dirs: dict[str, int] = field(default_factory=dict)  # rel directory -> mtime_ns
@@ -95,7 +95,8 @@ class ScanState:
 
     # -- validity --------------------------------------------------------------------------------
     def unchanged(self) -> bool:
-        """Every file and directory the scan depended on is as it was."""
+        """Every file and directory the scan depended on is as it was (a git revision's state has
+        none to stat: its key is the digest of the revision's blob ids)."""
         root = self.root
         join = os.path.join
         for rel, mtime in self.dirs.items():  # -1: a directory looked for that was not there
@@ -135,7 +136,7 @@ class ScanState:
         return [Skipped(f, r) for f, r in self.skipped]
 
 
-def state_key(root: Path, whole_tree: bool, prefilter: bool) -> str:
+def state_key(root: str, whole_tree: bool, prefilter: bool) -> str:
     h = hashlib.sha256(f"{analysis_digest()}\0{root}\0{whole_tree}\0{prefilter}".encode())
     return h.hexdigest()[:32]
 
@@ -144,8 +145,9 @@ def state_dir(cache_dir: Path) -> Path:
     return cache_dir.parent / "state"
 
 
-def load_state(cache_dir: Path, root: Path, whole_tree: bool, prefilter: bool) -> ScanState | None:
-    """The remembered state of this directory, if there is one for these options and it loads."""
+def load_state(cache_dir: Path, root: str, whole_tree: bool, prefilter: bool) -> ScanState | None:
+    """The remembered state of this tree (a resolved directory, or "git:" and a revision's digest),
+    if there is one for these options and it loads."""
     key = state_key(root, whole_tree, prefilter)
     try:
         with open(state_dir(cache_dir) / f"{key}.json", "rb") as fh:
@@ -160,19 +162,18 @@ def load_state(cache_dir: Path, root: Path, whole_tree: bool, prefilter: bool) -
         return None
 
 
-def save_state(cache_dir: Path, state: ScanState, prefilter: bool) -> bool:
+def save_state(cache_dir: Path, state: ScanState, prefilter: bool, guard: Path) -> bool:
     """Write the state unless a file it depends on is too new to trust, or the cache directory is
-    inside the tree.  True when written."""
-    root = Path(state.root)
+    inside the tree (`guard`).  True when written."""
     directory = state_dir(cache_dir)
     try:
-        if directory.resolve().is_relative_to(root):
+        if directory.resolve().is_relative_to(guard):
             return False
     except OSError:
         return False
     if state.racy():
         return False
-    key = state_key(root, state.whole_tree, prefilter)
+    key = state_key(state.root, state.whole_tree, prefilter)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")

@@ -32,7 +32,7 @@ def reference_implementations() -> tuple[CacheImpl, ...]:
     return tuple(impl_from_dict(d) for d in raw.get("implementations", ()))
 
 
-def implementations_for(source) -> tuple[CacheImpl, ...]:
+def implementations_for(source, use_cache: bool = True) -> tuple[CacheImpl, ...]:
     """The implementations of the tree a source reads: its directory, a git repository's work tree
     (cache implementations seldom change in one patch), or the reference table."""
     from armalias.source.tree import GitSource, OverlaySource
@@ -40,9 +40,9 @@ def implementations_for(source) -> tuple[CacheImpl, ...]:
     while isinstance(source, OverlaySource):
         source = source.base
     if isinstance(source, GitSource):
-        return tree_implementations(source.repo)
+        return tree_implementations(source.repo, use_cache)
     local = source.local_path("")
-    return tree_implementations(local) if local is not None else reference_implementations()
+    return tree_implementations(local, use_cache) if local is not None else reference_implementations()
 
 
 def _mm_key(mm: Path) -> str:
@@ -61,8 +61,9 @@ def _mm_key(mm: Path) -> str:
     return h.hexdigest()
 
 
-def tree_implementations(root: Path) -> tuple[CacheImpl, ...]:
-    """The tree's implementations, from the audit reader, cached by the content of arch/arm/mm."""
+def tree_implementations(root: Path, use_cache: bool = True) -> tuple[CacheImpl, ...]:
+    """The tree's implementations, from the audit reader, cached by the content of arch/arm/mm
+    (unless use_cache is off: --no-cache)."""
     import json
     import os
 
@@ -73,6 +74,8 @@ def tree_implementations(root: Path) -> tuple[CacheImpl, ...]:
         return reference_implementations()
     cache_file = None
     try:
+        if not use_cache:
+            raise OSError("no cache")
         key = _mm_key(mm)
         cache_file = default_cache_dir().parent / "audit" / f"{key}.json"
         raw = json.loads(cache_file.read_text(encoding="utf-8"))

@@ -239,3 +239,25 @@ def read_checked(source: TreeSource, rel: str) -> tuple[bytes, str]:
     data = source.read(rel)
     check_text(data)
     return data, source.digest(rel) or blob_id(data)
+
+
+def tree_identity(source: TreeSource) -> str | None:
+    """A digest of every file's path and blob id, when the source knows them without reading any file
+    (a git revision, or one with changes held in memory over it); None otherwise."""
+    overlays = []
+    while isinstance(source, OverlaySource):
+        overlays.append(source)
+        source = source.base
+    if not isinstance(source, GitSource):
+        return None
+    files = {rel: sha for rel, (sha, _) in source.blobs.items()}
+    for overlay in reversed(overlays):  # the innermost changes first
+        for rel, data in overlay.changes.items():
+            if data is None:
+                files.pop(rel, None)
+            else:
+                files[rel] = blob_id(data)
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode("utf-8", "surrogateescape") + b"\0" + files[rel].encode() + b"\n")
+    return h.hexdigest()

@@ -65,3 +65,20 @@ def test_alias_rules_only_where_arms_vocabulary_holds():
     found = {(f.file, f.rule) for f in scan([tree], ScanOptions(jobs=1, use_cache=False)).findings}
     assert found == {("arch/arm/kernel/patching.c", "AA001"), ("arch/arm/kernel/patching.c", "AA003"),
                      ("arch/arm64/kernel/patching.c", "AA003")}
+
+
+def test_alias_write_message_says_what_the_maintenance_missed(tmp_path: Path):
+    """AA001's reason, in three shapes: maintenance of another alias, maintenance of an address of no
+    known alias (kernel/kexec_core.c:883 in 6.1: a kmap write, then a flush of `page_addr`), none."""
+    (tmp_path / "w.c").write_text(
+        "void other(struct page *page, void *addr, unsigned int insn)\n{\n"
+        "\tvoid *p = kmap_local_page(page);\n\t*(u32 *)p = insn;\n"
+        "\tflush_icache_range((unsigned long)addr, (unsigned long)addr + 4);\n}\n"
+        "void unknown(struct page *page, unsigned int insn)\n{\n"
+        "\tvoid *p = kmap_local_page(page);\n\tunsigned long page_addr = page_to_something(page);\n"
+        "\t*(u32 *)p = insn;\n\tflush_icache_range(page_addr, page_addr + 4);\n}\n")
+    found = {f.function: f.message for f in scan([tmp_path], ScanOptions(jobs=1, use_cache=False)).findings
+             if f.rule == "AA001"}
+    assert set(found) == {"other", "unknown"}
+    assert "covers only" in found["other"] and "nothing" not in found["other"]
+    assert found["unknown"].endswith("is on an address of no known alias (`page_addr`)")

@@ -88,8 +88,14 @@ class AliasChecks:
                         guard = guards_allow(cleaning[0].guards, self.vivt)[1]
                         why = f"the clean of that alias ({cleaning[0].call}, line {cleaning[0].line}) is skipped on VIVT caches by `{guard}`"
                     else:
-                        covered = sorted({str(a) for m in later for a in m.aliases}) or ["nothing"]
-                        why = f"the maintenance after the write covers only {', '.join(covered)}"
+                        covered = sorted({str(a) for m in later for a in m.aliases})
+                        if covered:
+                            why = f"the maintenance after the write covers only {', '.join(covered)}"
+                        elif later:
+                            why = ("the maintenance after the write is on an address of no known alias "
+                                   f"(`{later[0].start}`)")
+                        else:
+                            why = "no maintenance follows the write"
                         guard = ""
                     out.append(self.finding("AA001", f, w.line, w.column, w, later, (kinds,) + alias_key, guard,
                                             alias=kinds, expr=w.pointer, exec=runs_at, maintenance=why))

@@ -82,3 +82,24 @@ def test_alias_write_message_says_what_the_maintenance_missed(tmp_path: Path):
     assert set(found) == {"other", "unknown"}
     assert "covers only" in found["other"] and "nothing" not in found["other"]
     assert found["unknown"].endswith("is on an address of no known alias (`page_addr`)")
+
+
+@pytest.mark.parametrize("arch,fires", [("ia64", False), ("arm", True)])
+def test_generic_code_expands_arm_and_generic_macro_definitions_only(tmp_path: Path, arch: str, fires: bool):
+    """A whole-tree scan holds every architecture's definition of a macro.  Generic code
+    (kernel/kexec_core.c in 6.1) gets ARM's or the generic one, never ia64's: there
+    kexec_flush_icache_page() is a flush_icache_range(), on ARM it is empty."""
+    (tmp_path / f"arch/{arch}/include/asm").mkdir(parents=True)
+    (tmp_path / f"arch/{arch}/include/asm/kexec.h").write_text(
+        "#define kexec_flush_icache_page(page) do { unsigned long page_addr = (unsigned long)page_address(page); "
+        "flush_icache_range(page_addr, page_addr + PAGE_SIZE); } while(0)\n")
+    (tmp_path / "include/linux").mkdir(parents=True)
+    (tmp_path / "include/linux/kexec.h").write_text("#ifndef kexec_flush_icache_page\n"
+                                                    "#define kexec_flush_icache_page(page)\n#endif\n")
+    (tmp_path / "kernel").mkdir()
+    (tmp_path / "kernel/kexec_core.c").write_text(
+        "void load_segment(struct page *page, const void *src, int n)\n{\n\tchar *ptr = kmap_local_page(page);\n"
+        "\tmemcpy(ptr, src, n);\n\tkexec_flush_icache_page(page);\n\tkunmap_local(ptr);\n}\n")
+    found = [f for f in scan([tmp_path], ScanOptions(jobs=1, use_cache=False, whole_tree=True)).findings
+             if f.rule == "AA001"]
+    assert [f.function for f in found] == (["load_segment"] if fires else [])

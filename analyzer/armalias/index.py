@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Callable
 
 from armalias.facts import AsmSymbol, Call, FileFacts, FunctionDef, Initializer, MacroDef
 
@@ -48,12 +49,12 @@ class SymbolIndex:
                 self.asm_symbols[s.name].append(s)
 
     # -- macros -----------------------------------------------------------------------------
-    def alias_targets(self, name: str) -> list[str]:
+    def alias_targets(self, name: str, visible: Callable[[str], bool] | None = None) -> list[str]:
         """What an object-like macro stands for when it is called: an identifier, a struct member
         (``cpu_cache.coherent_kern_range`` gives ``.coherent_kern_range``) or a glue name."""
         out = []
         for m in self.macros.get(name, ()):
-            if m.params is not None:
+            if m.params is not None or (visible is not None and not visible(m.file)):
                 continue
             body = m.body.strip()
             if _IDENT.match(body):

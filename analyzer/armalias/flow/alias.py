@@ -191,6 +191,7 @@ class FlowAnalysis:
         self._bodies: dict[str, list[FunctionBody]] = {}
         self._expansions: dict[tuple, list[tuple[str, tuple[str, ...]]]] = {}
         self._expanding: set[str] = set()  # macros being expanded in classify (never re-entered)
+        self._arch: str | None = None  # the architecture of the function being analysed (None: generic)
         # names whose macro expansion is worth following inside a function
         self._interesting = frozenset(vocab.maintenance) | frozenset(vocab.write_sinks) | frozenset(vocab.alias_sources)
 
@@ -354,7 +355,7 @@ class FlowAnalysis:
                 out.add(AliasVal(kind, o))
             return frozenset(out)
         if name in self.index.macros and name not in self.vocab.maintenance and name not in self._expanding:
-            for m in self.index.macros[name]:
+            for m in self._defs(name):
                 if m.params is not None and m.body:
                     body = substitute(m.body, dict(zip(m.params, args)))
                     if body.count("(") < 8:
@@ -367,8 +368,33 @@ class FlowAnalysis:
                             self._expanding.discard(name)
         return frozenset()
 
+    # which definitions of a macro hold where the function is
+    def _arch_of(self, path: str) -> str | None:
+        """The architecture a path belongs to (`arch/<name>/...`, from the vocabulary's
+        foreign_prefixes), or None for generic code."""
+        for prefix in self.vocab.foreign_prefixes:
+            if path.startswith(prefix):
+                return path[len(prefix):].split("/", 1)[0]
+        return None
+
+    def _sees(self, path: str) -> bool:
+        """Whether a macro defined in `path` is the one the function being analysed gets: its own
+        architecture's, or generic code's; in generic code, the vocabulary's own architecture's
+        (arch/arm).  A whole-tree scan holds every architecture's definitions of a name
+        (kexec_flush_icache_page is a flush_icache_range on ia64 and empty for everyone else)."""
+        arch = self._arch_of(path)
+        if arch is None:
+            return True
+        if self._arch is not None:
+            return arch == self._arch
+        return path.startswith(self.vocab.native_prefixes)
+
+    def _defs(self, name: str) -> list:
+        return [m for m in self.index.macros.get(name, ()) if self._sees(m.file)]
+
     # the walk
     def analyse(self, body: FunctionBody) -> FunctionFlow:
+        self._arch = self._arch_of(body.file)
         exec_param = self.vocab.exec_entries.get(body.name) if self.vocab.alias_rules_apply(body.file) else None
         f = FunctionFlow(body.name, body.file, body.line, body.params, exec_param or None)
         assigned: dict[str, int] = defaultdict(int)
@@ -431,25 +457,27 @@ class FlowAnalysis:
             return order
         if depth < MAX_MACRO_DEPTH and callee in self.index.macros and not self._interesting.isdisjoint(
                 self.index.reachable_names(callee)):
-            macro = next((m for m in self.index.macros[callee] if m.params is not None), None)
+            macro = next((m for m in self._defs(callee) if m.params is not None), None)
             if macro is not None:
                 for name, sub_args in self._expansion(callee, macro.params, args):
                     order = self._call(name, sub_args, ev, f, order, via + (callee,), depth + 1)
             else:
-                for target in self.index.alias_targets(callee):
+                for target in self.index.alias_targets(callee, self._sees):
                     order = self._call(target, args, ev, f, order, via + (callee,), depth + 1)
         return order
 
     def _expansion(self, macro: str, params: tuple[str, ...], args: tuple[str, ...]
                    ) -> list[tuple[str, tuple[str, ...]]]:
         """The calls in a macro's body that can matter, with the arguments substituted (memoized)."""
-        key = (macro, args, len(self._interesting))
+        key = (macro, args, len(self._interesting), self._arch)
         hit = self._expansions.get(key)
         if hit is not None:
             return hit
         bindings = {p: a for p, a in zip(params, args) if p != "..."}
         out = []
         for c in self.index.macro_calls.get(macro, ()):
+            if not self._sees(c.file):
+                continue
             name = c.callee
             if name in self._interesting or (name in self.index.macros and not self._interesting.isdisjoint(
                     self.index.reachable_names(name))):

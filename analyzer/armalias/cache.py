@@ -89,43 +89,54 @@ def facts_from_dict(raw: dict) -> FileFacts:
                      notes=tuple(raw["notes"]), **parts)
 
 
-class FactsCache:
-    def __init__(self, directory: Path, extractor_key: str):
-        self.directory = directory
-        self.extractor_key = extractor_key
-        self.hits = 0
-        self.misses = 0
-        self.discarded = 0
+class _Entries:
+    """JSON entries in a directory, each named by the hash of its key parts and holding that hash:
+    an entry that does not load or does not match is deleted and read as a miss."""
 
-    def _path(self, rel: str, digest: str) -> tuple[Path, str]:
-        key = hashlib.sha256(f"{self.extractor_key}\0{rel}\0{digest}".encode()).hexdigest()
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def _path(self, parts: tuple[str, ...]) -> tuple[Path, str]:
+        key = hashlib.sha256("\0".join(parts).encode()).hexdigest()
         return self.directory / key[:2] / f"{key}.json", key
 
-    def get(self, rel: str, digest: str) -> FileFacts | None:
-        path, key = self._path(rel, digest)
+    def _read(self, parts: tuple[str, ...], decode):
+        path, key = self._path(parts)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             if raw.get("key") != key:
                 raise ValueError("key mismatch")
-            facts = facts_from_dict(raw["facts"])
-            if facts.file != rel or facts.digest != digest:
-                raise ValueError("entry for another file")
+            return decode(raw)
         except FileNotFoundError:
-            self.misses += 1
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            self.discarded += 1
             try:
                 path.unlink()
             except OSError:
                 pass
             return None
-        self.hits += 1
-        return facts
+
+    def _write(self, parts: tuple[str, ...], data: dict) -> None:
+        path, key = self._path(parts)
+        write_atomic(path, {"key": key, **data})
+
+
+class FactsCache(_Entries):
+    def __init__(self, directory: Path, extractor_key: str):
+        super().__init__(directory)
+        self.extractor_key = extractor_key
+
+    def get(self, rel: str, digest: str) -> FileFacts | None:
+        def decode(raw: dict) -> FileFacts:
+            facts = facts_from_dict(raw["facts"])
+            if facts.file != rel or facts.digest != digest:
+                raise ValueError("entry for another file")
+            return facts
+
+        return self._read((self.extractor_key, rel, digest), decode)
 
     def put(self, facts: FileFacts) -> None:
-        path, key = self._path(facts.file, facts.digest)
-        write_atomic(path, {"key": key, "facts": facts_to_json(facts)})
+        self._write((self.extractor_key, facts.file, facts.digest), {"facts": facts_to_json(facts)})
 
 
 def write_atomic(path: Path, data) -> None:
@@ -140,43 +151,28 @@ def write_atomic(path: Path, data) -> None:
         pass  # a cache that cannot be written only costs time
 
 
-class BodiesCache:
+class BodiesCache(_Entries):
     """The statement events of some functions of a file (armalias.source.cflow.function_bodies), by
     the file's content and the names asked for, next to the facts: a warm scan does not parse a file
     again for its function bodies.  Same rules as FactsCache: JSON, atomic, a bad entry discarded."""
 
     def __init__(self, directory: Path, key: str):
-        self.directory = directory.parent / "bodies"  # beside the facts: each directory holds one kind
+        super().__init__(directory.parent / "bodies")  # beside the facts: each directory holds one kind
         self.key = key
-
-    def _path(self, rel: str, digest: str, names: list[str]) -> tuple[Path, str]:
-        key = hashlib.sha256(f"{self.key}\0{rel}\0{digest}\0{','.join(names)}".encode()).hexdigest()
-        return self.directory / key[:2] / f"{key}.json", key
 
     def get(self, rel: str, digest: str, names: list[str]):
         from armalias.source.cflow import Event, FunctionBody, Guard
 
-        path, key = self._path(rel, digest, names)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            if raw.get("key") != key:
-                raise ValueError("key mismatch")
+        def decode(raw: dict):
             return [FunctionBody(n, rel, int(line), tuple(params),
                                  tuple(Event(k, el, ec, t, x, tuple(a), tuple(Guard(c, bool(h)) for c, h in g), w)
                                        for k, el, ec, t, x, a, g, w in events))
                     for n, line, params, events in raw["bodies"]]
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):
-            try:
-                path.unlink()
-            except OSError:
-                pass
-            return None
+
+        return self._read((self.key, rel, digest, ",".join(names)), decode)
 
     def put(self, rel: str, digest: str, names: list[str], bodies) -> None:
-        path, key = self._path(rel, digest, names)
         rows = [[b.name, b.line, list(b.params),
                  [[e.kind, e.line, e.column, e.target, e.expr, list(e.args), [[g.cond, g.holds] for g in e.guards],
                    e.width] for e in b.events]] for b in bodies]
-        write_atomic(path, {"key": key, "bodies": rows})
+        self._write((self.key, rel, digest, ",".join(names)), {"bodies": rows})

@@ -64,7 +64,6 @@ class ScanResult:
     index: SymbolIndex | None = None
     graph: CallGraph | None = None
     sources: dict[str, TreeSource] = field(default_factory=dict)  # relative path -> where it was read
-    cache_hits: int = 0
     error_files: int = 0
     error_functions: int = 0
     reused: bool = False  # answered from the remembered state of an unchanged directory
@@ -154,7 +153,6 @@ class Extractor:
             if local is None or not cdir.is_relative_to(local.resolve()):  # never write into the scanned tree
                 self.cache = FactsCache(cdir, self.key)
         self.jobs = options.jobs or available_cpus()
-        self.hits = 0
         self.directory = self.cache.directory if self.cache is not None else None
         self._pool = None
 
@@ -191,7 +189,6 @@ class Extractor:
                 facts.append(hit)
                 continue
             work.append((rel, data, digest, str(self.cache.directory) if self.cache else None, self.key))
-        self.hits += len(facts)
         total = len(work)
         if progress:
             progress(0, total)

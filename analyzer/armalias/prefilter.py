@@ -9,13 +9,14 @@ callers), until nothing new is selected.  The words come from rules/, never from
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 from armalias.facts import Skipped
 from armalias.rules import load_vocabulary, load_watched
 from armalias.source.text import Unreadable, check_text
 from armalias.source.tree import TreeSource
+from armalias.workers import worker_pool
 
 
 def rule_words() -> frozenset[str]:
@@ -44,15 +45,15 @@ def _bytes_matcher(bwords: tuple[bytes, ...]):
     return lambda data: any(w in data for w in bwords)
 
 
-def _mentions(args: tuple[str | None, list[str], tuple[bytes, ...]]) -> tuple[list[str], list[tuple[str, str]]]:
-    root, rels, words = args
+def _decide(rels: list[str], read: Callable[[str], bytes], mentions: Callable[[bytes], bool]
+            ) -> tuple[list[str], list[tuple[str, str]]]:
+    """The rels that mention a word, and those that are no C text, with the reason.  `read` raises
+    OSError or Unreadable."""
     out: list[str] = []
     bad: list[tuple[str, str]] = []
-    mentions = _bytes_matcher(words)
     for rel in rels:
         try:
-            with open(os.path.join(root, rel), "rb") as fh:
-                data = fh.read()
+            data = read(rel)
             check_text(data)
         except OSError as exc:
             bad.append((rel, f"cannot read: {exc.strerror or exc}"))
@@ -63,6 +64,17 @@ def _mentions(args: tuple[str | None, list[str], tuple[bytes, ...]]) -> tuple[li
         if mentions(data):
             out.append(rel)
     return out, bad
+
+
+def _mentions(args: tuple[str, list[str], tuple[bytes, ...]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """_decide on files of a directory (run in worker processes)."""
+    root, rels, words = args
+
+    def read(rel: str) -> bytes:
+        with open(os.path.join(root, rel), "rb") as fh:
+            return fh.read()
+
+    return _decide(rels, read, _bytes_matcher(words))
 
 
 def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int,
@@ -80,16 +92,8 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
     out: list[str] = []
     bad: list[Skipped] = []
     if in_memory:
-        mentions = matcher(words)
-        for rel in in_memory:
-            try:
-                data = source.read(rel)
-                check_text(data)
-            except Unreadable as exc:
-                bad.append(Skipped(rel, str(exc)))
-                continue
-            if mentions(data):
-                out.append(rel)
+        out, raw_bad = _decide(in_memory, source.read, _bytes_matcher(bwords))
+        bad = [Skipped(r, why) for r, why in raw_bad]
         if local is None:
             return sorted(out), sorted(bad, key=lambda b: b.file)
         rels = [r for r in rels if r not in held]
@@ -121,16 +125,10 @@ def _search(root: str, rels: list[str], bwords: tuple[bytes, ...], jobs: int) ->
     chunks = [(root, rels[i:i + size], bwords) for i in range(0, len(rels), size)]
     out: list[str] = []
     bad: list[tuple[str, str]] = []
-    import gc
-
-    gc.freeze()  # the workers share the parent's objects instead of copying the pages they sit on
-    try:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for part, part_bad in pool.map(_mentions, chunks):
-                out.extend(part)
-                bad.extend(part_bad)
-    finally:
-        gc.unfreeze()
+    with worker_pool(jobs) as pool:
+        for part, part_bad in pool.map(_mentions, chunks):
+            out.extend(part)
+            bad.extend(part_bad)
     return out, bad
 
 

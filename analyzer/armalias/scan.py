@@ -199,11 +199,14 @@ class Extractor:
                 if progress:
                     progress(i + 1, total)
         else:
+            from armalias.workers import frozen_gc
+
             chunk = max(1, min(32, total // (self.jobs * 8)))
-            for i, r in enumerate(self._workers().map(_extract_one, work, chunksize=chunk)):
-                results.append(r)
-                if progress and (i % 16 == 0 or i + 1 == total):
-                    progress(i + 1, total)
+            with frozen_gc():  # the pool forks its workers on the first map
+                for i, r in enumerate(self._workers().map(_extract_one, work, chunksize=chunk)):
+                    results.append(r)
+                    if progress and (i % 16 == 0 or i + 1 == total):
+                        progress(i + 1, total)
         for r in results:
             (facts if isinstance(r, FileFacts) else skipped).append(r)
         return facts, skipped
@@ -453,15 +456,10 @@ def _bodies_reader(result: ScanResult, read: Callable[[str], bytes], jobs: int):
                 continue
         args = [w for _, w in work]
         if jobs > 1 and len(args) >= 16 and sum(len(a[1]) for a in args) >= IN_PROCESS_BYTES:
-            import gc
-            from concurrent.futures import ProcessPoolExecutor
+            from armalias.workers import worker_pool
 
-            gc.freeze()  # the workers share the parent's objects instead of copying the pages they sit on
-            try:
-                with ProcessPoolExecutor(max_workers=jobs) as pool:
-                    found = list(pool.map(_bodies_one, args, chunksize=max(1, min(16, len(args) // (jobs * 4)))))
-            finally:
-                gc.unfreeze()
+            with worker_pool(jobs) as pool:
+                found = list(pool.map(_bodies_one, args, chunksize=max(1, min(16, len(args) // (jobs * 4)))))
         else:
             found = [_bodies_one(a) for a in args]
         for (i, (rel, data, names)), f in zip(work, found):

@@ -16,6 +16,7 @@ from armalias.facts import Skipped
 from armalias.rules import load_vocabulary, load_watched
 from armalias.source.text import Unreadable, check_text
 from armalias.source.tree import TreeSource
+from armalias.state import stamp
 from armalias.workers import worker_pool
 
 
@@ -78,9 +79,10 @@ def _mentions(args: tuple[str, list[str], tuple[bytes, ...]]) -> tuple[list[str]
 
 
 def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int,
-           cache_dir: Path | None = None) -> tuple[list[str], list[Skipped]]:
+           cache_dir: Path | None = None, stamps: dict | None = None) -> tuple[list[str], list[Skipped]]:
     """The rels whose bytes contain any of the words (a substring test: a superset of the
-    identifier matches, never a miss), and the files that are no C text at all, with the reason."""
+    identifier matches, never a miss), and the files that are no C text at all, with the reason.
+    `stamps` receives the [size, mtime_ns] of the files of the directory the memo stat'ed."""
     if not rels or not words:
         return [], []
     bwords = tuple(sorted((w.encode() for w in words), key=len, reverse=True))
@@ -115,6 +117,8 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
     if memo is not None:
         memo.record(todo, set(found), dict(raw_bad))
         memo.save(cache_dir)
+        if stamps is not None:
+            stamps.update(memo.stamps)
     return sorted(out), sorted(bad, key=lambda b: b.file)
 
 
@@ -142,6 +146,7 @@ class SelectionMemo:
         self.root = root
         self.entries = entries
         self.dirty = False
+        self.stamps: dict[str, list[int] | None] = {}  # each file stat'ed once per run (the scan's state reuses them)
 
     @classmethod
     def open(cls, root: Path, bwords: tuple[bytes, ...]) -> "SelectionMemo":
@@ -163,11 +168,9 @@ class SelectionMemo:
         return cls(key, root, entries)
 
     def _stamp(self, rel: str) -> list | None:
-        try:
-            st = os.stat(os.path.join(self.root, rel))
-        except OSError:
-            return None
-        return [st.st_size, st.st_mtime_ns]
+        if rel not in self.stamps:
+            self.stamps[rel] = stamp(os.path.join(self.root, rel))
+        return self.stamps[rel]
 
     def lookup(self, rel: str):
         """True (mentions a word), False (does not), a reason string (no C text), None (unknown)."""

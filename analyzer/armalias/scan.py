@@ -117,6 +117,7 @@ class Scope:
     all_words: frozenset[str] = frozenset()  # every word found (what selects the headers arch/arm includes)
     cache_dir: Path | None = None  # the content cache used (None: off, or it would be inside the tree)
     built: dict = field(default_factory=dict)  # the last index and graph the prefilter built, and on what
+    stamps: dict = field(default_factory=dict)  # rel -> [size, mtime_ns] the prefilter took (armalias.state)
 
 
 # -- extraction -------------------------------------------------------------------------------
@@ -301,7 +302,7 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
         seen = set(found.files)
         if options.prefilter:
             facts, sk, words, scope.words = _prefiltered(source, extractor, list(found.files), words, jobs,
-                                                         progress, scope.built)
+                                                         progress, scope)
         else:
             facts, sk = extractor.run(found.files, progress)
             words = words | frozenset(_reaching_names(facts, words))
@@ -351,17 +352,18 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
         scope.facts, sk = extractor.run(found.files, progress)
     else:
         scope.facts, sk, _, scope.words = _prefiltered(source, extractor, list(found.files), words, jobs,
-                                                       progress, scope.built)
+                                                       progress, scope)
     scope.skipped.extend(sk)
     return scope
 
 
 def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str], words: frozenset[str],
-                 jobs: int, progress: Progress | None, built: dict | None = None
+                 jobs: int, progress: Progress | None, scope: Scope
                  ) -> tuple[list[FileFacts], list[Skipped], frozenset[str], frozenset[str]]:
     """Rounds of select-then-extract: files naming a word, then files naming their callers.
     Returns the facts, the files that are no C text, every word found, and the words of the last
-    round searched (a file is selected exactly when it names one of those)."""
+    round searched (a file is selected exactly when it names one of those).  Leaves in `scope` the
+    last index and graph built (`built`) and the files' stamps the prefilter took (`stamps`)."""
     from armalias.prefilter import select
 
     facts: list[FileFacts] = []
@@ -370,7 +372,7 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str],
     for _ in range(1 + load_watched().fixpoint_levels):
         searched = words
         chosen, bad = select(source, remaining, words, jobs,
-                             extractor.cache.directory if extractor.cache is not None else None)
+                             extractor.cache.directory if extractor.cache is not None else None, scope.stamps)
         skipped.extend(bad)
         bad_set = {b.file for b in bad}
         remaining = [r for r in remaining if r not in bad_set]
@@ -381,7 +383,7 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str],
         got, sk = extractor.run(chosen, progress)
         facts.extend(got)
         skipped.extend(sk)
-        new_words = frozenset(_reaching_names(facts, words, built)) - words
+        new_words = frozenset(_reaching_names(facts, words, scope.built)) - words
         if not new_words:
             break
         words = words | new_words
@@ -601,8 +603,8 @@ def _remember(result: ScanResult, raw: list, scope: Scope, memo: Memo, options: 
                 read.extend(f"arch/arm/mm/{e.name}" for e in os.scandir(root / "arch/arm/mm") if e.is_file())
             except OSError:
                 pass
-        for rel in read:
-            st = stamp(os.path.join(root, rel))
+        for rel in read:  # the prefilter stat'ed most of them already, while it read them
+            st = scope.stamps[rel] if rel in scope.stamps else stamp(os.path.join(root, rel))
             if st is not None:
                 deps[rel] = st
         for rel in scope.dirs:

@@ -202,9 +202,7 @@ def head_state(state: ScanState, base: TreeSource, head: TreeSource, changed: li
                 check_text(new)
             except Unreadable as exc:
                 raise Unsure(str(exc)) from None
-            if state.whole_tree:
-                in_scope, mentions = True, names_selected
-            elif rel.startswith("arch/arm/"):
+            if state.whole_tree or rel.startswith("arch/arm/"):
                 in_scope, mentions = True, names_selected
             else:  # a header outside arch/arm matters only when arch/arm includes it
                 in_scope, mentions = rel in state.deps, names_header
@@ -233,7 +231,7 @@ def _moved_state(state: ScanState, moved: dict[str, _Moves]) -> ScanState:
         return out
     callsites = []
     for row in state.callsites:
-        c = CallSite(row[0], row[1], row[2], row[3], row[4], tuple(row[5]), tuple(row[6]))
+        c = CallSite.from_row(row)
         m = moved.get(c.file)
         if m is not None:
             line, col = m.point(c.line, c.column)

@@ -36,6 +36,11 @@ class CallSite:
     via: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
 
+    @classmethod
+    def from_row(cls, row: list) -> "CallSite":
+        """From its fields in order, as JSON gives them back (armalias.state)."""
+        return cls(row[0], row[1], row[2], row[3], row[4], tuple(row[5]), tuple(row[6]))
+
 
 @dataclass(frozen=True)
 class ScanOptions:
@@ -628,7 +633,7 @@ def _from_state(result: ScanResult, state, options: ScanOptions, source: TreeSou
     result.files, result.parsed, result.functions = state.files, state.parsed, state.functions
     result.error_files, result.error_functions = state.error_files, state.error_functions
     result.skipped = state.skipped_objects()
-    result.callsites = [CallSite(c[0], c[1], c[2], c[3], c[4], tuple(c[5]), tuple(c[6])) for c in state.callsites]
+    result.callsites = [CallSite.from_row(c) for c in state.callsites]
     result.facts = state.suppression_facts()
     if options.model and state.modelled is None and state.findings:
         from armalias.validate import implementations_for, validate

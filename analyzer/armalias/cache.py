@@ -139,8 +139,9 @@ class FactsCache(_Entries):
         self._write((self.extractor_key, facts.file, facts.digest), {"facts": facts_to_json(facts)})
 
 
-def write_atomic(path: Path, data) -> None:
-    """JSON to a temporary file renamed into place: a reader sees the old entry or the new one."""
+def write_atomic(path: Path, data) -> bool:
+    """JSON to a temporary file renamed into place: a reader sees the old entry or the new one.
+    False when it could not be written (a cache that cannot be written only costs time)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
@@ -148,7 +149,8 @@ def write_atomic(path: Path, data) -> None:
             json.dump(data, fh, separators=(",", ":"))
         os.replace(tmp, path)
     except OSError:
-        pass  # a cache that cannot be written only costs time
+        return False
+    return True
 
 
 class BodiesCache(_Entries):

@@ -22,13 +22,12 @@ import os
 import quopri
 import re
 import subprocess
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from armalias.cache import default_cache_dir
+from armalias.cache import default_cache_dir, write_atomic
 from armalias.errors import InputError
 from armalias.findings import Finding, severity_rank
 from armalias.rules import Vocabulary
@@ -765,15 +764,8 @@ class FindingsCache:
             return None
 
     def put(self, key: str, findings: list[Finding], suppressed: int) -> None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"key": key, "suppressed": suppressed, "findings": [asdict(f) for f in findings]}, fh,
-                          separators=(",", ":"))
-            os.replace(tmp, self.directory / f"{key}.json")
-        except OSError:
-            pass  # a cache that cannot be written only costs time
+        write_atomic(self.directory / f"{key}.json",
+                     {"key": key, "suppressed": suppressed, "findings": [asdict(f) for f in findings]})
 
 
 # -- the check ------------------------------------------------------------------------------------

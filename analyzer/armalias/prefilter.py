@@ -99,7 +99,7 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
         if local is None:
             return sorted(out), sorted(bad, key=lambda b: b.file)
         rels = [r for r in rels if r not in held]
-    memo = SelectionMemo.open(local, bwords) if cache_dir is not None else None
+    memo = SelectionMemo.open(local, bwords, cache_dir.parent / "prefilter") if cache_dir is not None else None
     todo = rels
     if memo is not None:
         todo = []
@@ -116,7 +116,7 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
     bad.extend(Skipped(r, why) for r, why in raw_bad)
     if memo is not None:
         memo.record(todo, set(found), dict(raw_bad))
-        memo.save(cache_dir)
+        memo.save()
         if stamps is not None:
             stamps.update(memo.stamps)
     return sorted(out), sorted(bad, key=lambda b: b.file)
@@ -141,15 +141,16 @@ class SelectionMemo:
     the file's size and modification time: a warm run stats files instead of reading them.  Stored
     as one JSON file in the cache directory; a damaged one is ignored and rewritten."""
 
-    def __init__(self, key: str, root: Path, entries: dict[str, list]):
+    def __init__(self, key: str, root: Path, entries: dict[str, list], directory: Path):
         self.key = key
         self.root = root
+        self.directory = directory  # beside the facts cache
         self.entries = entries
         self.dirty = False
         self.stamps: dict[str, list[int] | None] = {}  # each file stat'ed once per run (the scan's state reuses them)
 
     @classmethod
-    def open(cls, root: Path, bwords: tuple[bytes, ...]) -> "SelectionMemo":
+    def open(cls, root: Path, bwords: tuple[bytes, ...], directory: Path) -> "SelectionMemo":
         import hashlib
         import json
 
@@ -158,14 +159,14 @@ class SelectionMemo:
             h.update(w + b"\0")
         key = h.hexdigest()[:32]
         entries: dict[str, list] = {}
-        path = _memo_dir() / f"{key}.json"
+        path = directory / f"{key}.json"
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             if raw.get("key") == key and isinstance(raw.get("entries"), dict):
                 entries = raw["entries"]
         except (OSError, ValueError):
             pass
-        return cls(key, root, entries)
+        return cls(key, root, entries, directory)
 
     def _stamp(self, rel: str) -> list | None:
         if rel not in self.stamps:
@@ -189,26 +190,14 @@ class SelectionMemo:
                 self.entries[rel] = stamp + [bad.get(rel, rel in found)]
                 self.dirty = True
 
-    def save(self, cache_dir: Path) -> None:
-        import json
-        import tempfile
+    def save(self) -> None:
+        from armalias.cache import write_atomic
 
         if not self.dirty:
             return
-        directory = _memo_dir()
         try:
-            if directory.resolve().is_relative_to(self.root.resolve()):
+            if self.directory.resolve().is_relative_to(self.root.resolve()):
                 return  # never write into the scanned tree
-            directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"key": self.key, "entries": self.entries}, fh, separators=(",", ":"))
-            os.replace(tmp, directory / f"{self.key}.json")
         except OSError:
-            pass
-
-
-def _memo_dir() -> Path:
-    from armalias.cache import default_cache_dir
-
-    return default_cache_dir().parent / "prefilter"
+            return
+        write_atomic(self.directory / f"{self.key}.json", {"key": self.key, "entries": self.entries})

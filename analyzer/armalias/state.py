@@ -20,12 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from armalias.cache import write_atomic
 from armalias.facts import FileFacts, FunctionDef, Skipped
 from armalias.findings import Finding, MaintenanceEvidence, ModelResult, WriteEvidence
 
@@ -174,19 +173,7 @@ def save_state(cache_dir: Path, state: ScanState, prefilter: bool, guard: Path) 
     if state.racy():
         return False
     key = state_key(state.root, state.whole_tree, prefilter)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"key": key, "state": vars(state)}, fh, separators=(",", ":"))  # plain data already
-        os.replace(tmp, directory / f"{key}.json")
-    except OSError:
-        return False
-    return True
-
-
-def now_ns() -> int:
-    return time.time_ns()
+    return write_atomic(directory / f"{key}.json", {"key": key, "state": vars(state)})  # plain data already
 
 
 def finding_dicts(findings: list[Finding]) -> list[dict]:

@@ -65,9 +65,8 @@ def tree_implementations(root: Path, use_cache: bool = True) -> tuple[CacheImpl,
     """The tree's implementations, from the audit reader, cached by the content of arch/arm/mm
     (unless use_cache is off: --no-cache)."""
     import json
-    import os
 
-    from armalias.cache import default_cache_dir
+    from armalias.cache import default_cache_dir, write_atomic
 
     mm = root / "arch" / "arm" / "mm"
     if not mm.is_dir():
@@ -91,13 +90,7 @@ def tree_implementations(root: Path, use_cache: bool = True) -> tuple[CacheImpl,
     except Exception:  # an unreadable mm/ falls back to the reference table; the note says so
         return reference_implementations()
     if cache_file is not None and not cache_file.resolve().is_relative_to(root.resolve()):
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({"key": key, "implementations": to_json(result, str(root))["implementations"]}))
-            os.replace(tmp, cache_file)
-        except OSError:
-            pass
+        write_atomic(cache_file, {"key": key, "implementations": to_json(result, str(root))["implementations"]})
     return _usable(impls)
 
 

@@ -870,7 +870,8 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     if options.scan.model and (new or fixed):
         # Both sides read their cache implementations from the same place (the repository's work
         # tree, the directory, or the reference table): decode them once.
-        impls = implementations_for(change.head, options.scan.use_cache)
+        impls = implementations_for(change.head, (options.scan.cache_dir or default_cache_dir())
+                                    if options.scan.use_cache else None)
         new = validate(new, impls)
         fixed = validate(fixed, impls)
     return CheckResult(change, base, head, new, fixed, unchanged, suppressed, baselined, base_from,

@@ -427,7 +427,7 @@ def find_alias_bugs(result: ScanResult, model: bool = True, vocab=None) -> list:
     if not findings or not model:
         return findings
     sources = list(dict.fromkeys(result.sources.values()))
-    return validate(findings, implementations_for(sources[0], result.cache_dir is not None) if sources else ())
+    return validate(findings, implementations_for(sources[0], result.cache_dir) if sources else ())
 
 
 def _bodies_one(args: tuple[str, bytes, set[str]]):
@@ -534,7 +534,7 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     if options.model and raw:
         from armalias.validate import implementations_for, validate
 
-        result.findings = validate(raw, implementations_for(sources[0][0], options.use_cache))
+        result.findings = validate(raw, implementations_for(sources[0][0], result.cache_dir))
     result.skipped.sort(key=lambda s: s.file)
     if memo is not None:
         _remember(result, raw, scopes[0], memo, options, started_ns)
@@ -638,7 +638,8 @@ def _from_state(result: ScanResult, state, options: ScanOptions, source: TreeSou
     if options.model and state.modelled is None and state.findings:
         from armalias.validate import implementations_for, validate
 
-        result.findings = validate(state.finding_objects(False), implementations_for(source, options.use_cache))
+        impls = implementations_for(source, _cache_dir(options) if options.use_cache else None)
+        result.findings = validate(state.finding_objects(False), impls)
     else:
         result.findings = state.finding_objects(options.model)
     result.reused = True

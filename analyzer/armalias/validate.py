@@ -32,7 +32,7 @@ def reference_implementations() -> tuple[CacheImpl, ...]:
     return tuple(impl_from_dict(d) for d in raw.get("implementations", ()))
 
 
-def implementations_for(source, use_cache: bool = True) -> tuple[CacheImpl, ...]:
+def implementations_for(source, cache_dir: Path | None) -> tuple[CacheImpl, ...]:
     """The implementations of the tree a source reads: its directory, a git repository's work tree
     (cache implementations seldom change in one patch), or the reference table."""
     from armalias.source.tree import GitSource, OverlaySource
@@ -40,9 +40,9 @@ def implementations_for(source, use_cache: bool = True) -> tuple[CacheImpl, ...]
     while isinstance(source, OverlaySource):
         source = source.base
     if isinstance(source, GitSource):
-        return tree_implementations(source.repo, use_cache)
+        return tree_implementations(source.repo, cache_dir)
     local = source.local_path("")
-    return tree_implementations(local, use_cache) if local is not None else reference_implementations()
+    return tree_implementations(local, cache_dir) if local is not None else reference_implementations()
 
 
 def _mm_key(mm: Path) -> str:
@@ -61,22 +61,22 @@ def _mm_key(mm: Path) -> str:
     return h.hexdigest()
 
 
-def tree_implementations(root: Path, use_cache: bool = True) -> tuple[CacheImpl, ...]:
-    """The tree's implementations, from the audit reader, cached by the content of arch/arm/mm
-    (unless use_cache is off: --no-cache)."""
+def tree_implementations(root: Path, cache_dir: Path | None) -> tuple[CacheImpl, ...]:
+    """The tree's implementations, from the audit reader, cached by the content of arch/arm/mm in
+    `audit/` beside the facts cache `cache_dir` (None: no cache, --no-cache)."""
     import json
 
-    from armalias.cache import default_cache_dir, write_atomic
+    from armalias.cache import write_atomic
 
     mm = root / "arch" / "arm" / "mm"
     if not mm.is_dir():
         return reference_implementations()
     cache_file = None
     try:
-        if not use_cache:
+        if cache_dir is None:
             raise OSError("no cache")
         key = _mm_key(mm)
-        cache_file = default_cache_dir().parent / "audit" / f"{key}.json"
+        cache_file = cache_dir.parent / "audit" / f"{key}.json"
         raw = json.loads(cache_file.read_text(encoding="utf-8"))
         if raw.get("key") == key:
             return _usable(tuple(impl_from_dict(d) for d in raw["implementations"]))

@@ -105,7 +105,7 @@ def test_damaged_state_is_ignored(tmp_path: Path):
     root = make_tree(tmp_path / "linux")
     age(root)
     first = scan([root], options(tmp_path))
-    states = list((tmp_path / "cache" / "state").glob("*.json"))
+    states = list((tmp_path / "cache" / "state").rglob("*.json"))
     assert len(states) == 1
     states[0].write_text('{"key": "x", "state": [')
     again = scan([root], options(tmp_path))

@@ -89,9 +89,10 @@ def facts_from_dict(raw: dict) -> FileFacts:
                      notes=tuple(raw["notes"]), **parts)
 
 
-class _Entries:
+class JsonEntries:
     """JSON entries in a directory, each named by the hash of its key parts and holding that hash:
-    an entry that does not load or does not match is deleted and read as a miss."""
+    written atomically; an entry that does not load or does not match is deleted and read as a miss.
+    Every cache of armalias keeps its entries this way."""
 
     def __init__(self, directory: Path):
         self.directory = directory
@@ -100,7 +101,9 @@ class _Entries:
         key = hashlib.sha256("\0".join(parts).encode()).hexdigest()
         return self.directory / key[:2] / f"{key}.json", key
 
-    def _read(self, parts: tuple[str, ...], decode):
+    def read(self, parts: tuple[str, ...], decode):
+        """decode(the entry's JSON object), None when there is none or it is damaged (decode raising
+        ValueError, KeyError, TypeError or AttributeError counts as damaged)."""
         path, key = self._path(parts)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
@@ -116,12 +119,12 @@ class _Entries:
                 pass
             return None
 
-    def _write(self, parts: tuple[str, ...], data: dict) -> None:
+    def write(self, parts: tuple[str, ...], data: dict) -> bool:
         path, key = self._path(parts)
-        write_atomic(path, {"key": key, **data})
+        return write_atomic(path, {"key": key, **data})
 
 
-class FactsCache(_Entries):
+class FactsCache(JsonEntries):
     def __init__(self, directory: Path, extractor_key: str):
         super().__init__(directory)
         self.extractor_key = extractor_key
@@ -133,10 +136,10 @@ class FactsCache(_Entries):
                 raise ValueError("entry for another file")
             return facts
 
-        return self._read((self.extractor_key, rel, digest), decode)
+        return self.read((self.extractor_key, rel, digest), decode)
 
     def put(self, facts: FileFacts) -> None:
-        self._write((self.extractor_key, facts.file, facts.digest), {"facts": facts_to_json(facts)})
+        self.write((self.extractor_key, facts.file, facts.digest), {"facts": facts_to_json(facts)})
 
 
 def write_atomic(path: Path, data) -> bool:
@@ -153,7 +156,7 @@ def write_atomic(path: Path, data) -> bool:
     return True
 
 
-class BodiesCache(_Entries):
+class BodiesCache(JsonEntries):
     """The statement events of some functions of a file (armalias.source.cflow.function_bodies), by
     the file's content and the names asked for, next to the facts: a warm scan does not parse a file
     again for its function bodies.  Same rules as FactsCache: JSON, atomic, a bad entry discarded."""
@@ -171,10 +174,10 @@ class BodiesCache(_Entries):
                                        for k, el, ec, t, x, a, g, w in events))
                     for n, line, params, events in raw["bodies"]]
 
-        return self._read((self.key, rel, digest, ",".join(names)), decode)
+        return self.read((self.key, rel, digest, ",".join(names)), decode)
 
     def put(self, rel: str, digest: str, names: list[str], bodies) -> None:
         rows = [[b.name, b.line, list(b.params),
                  [[e.kind, e.line, e.column, e.target, e.expr, list(e.args), [[g.cond, g.holds] for g in e.guards],
                    e.width] for e in b.events]] for b in bodies]
-        self._write((self.key, rel, digest, ",".join(names)), {"bodies": rows})
+        self.write((self.key, rel, digest, ",".join(names)), {"bodies": rows})

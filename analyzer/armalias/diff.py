@@ -27,7 +27,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from armalias.cache import default_cache_dir, write_atomic
+from armalias.cache import JsonEntries, default_cache_dir
 from armalias.errors import InputError
 from armalias.findings import Finding, severity_rank
 from armalias.rules import Vocabulary
@@ -739,14 +739,11 @@ def compare(base: list[Finding], head: list[Finding], renames: dict[str, str] | 
 
 
 # -- the findings of a whole tree, cached by its content ----------------------------------------
-class FindingsCache:
+class FindingsCache(JsonEntries):
     """The findings of a whole tree (before the model, after suppressions, every rule) by the tree's
     content, so the side of a check seen before — HEAD in a pre-commit hook, after the commit that
     was checked as the index; the base of a CI range — is not scanned again.  JSON, written
     atomically; an entry that does not load is a miss."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
 
     def key(self, identity: str, options: ScanOptions, vocab: Vocabulary | None) -> str:
         extra = ""
@@ -755,17 +752,10 @@ class FindingsCache:
         return hashlib.sha256(f"{identity}\0{analysis_digest()}\0{options.whole_tree}\0{extra}".encode()).hexdigest()
 
     def get(self, key: str) -> tuple[list[Finding], int] | None:
-        try:
-            raw = json.loads((self.directory / f"{key}.json").read_text(encoding="utf-8"))
-            if raw.get("key") != key:
-                return None
-            return [finding_from_dict(d) for d in raw["findings"]], int(raw["suppressed"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        return self.read((key,), lambda raw: ([finding_from_dict(d) for d in raw["findings"]], int(raw["suppressed"])))
 
     def put(self, key: str, findings: list[Finding], suppressed: int) -> None:
-        write_atomic(self.directory / f"{key}.json",
-                     {"key": key, "suppressed": suppressed, "findings": [asdict(f) for f in findings]})
+        self.write((key,), {"suppressed": suppressed, "findings": [asdict(f) for f in findings]})
 
 
 # -- the check ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from armalias.cache import JsonEntries
 from armalias.facts import Skipped
 from armalias.rules import load_vocabulary, load_watched
 from armalias.source.text import Unreadable, check_text
@@ -152,21 +153,18 @@ class SelectionMemo:
     @classmethod
     def open(cls, root: Path, bwords: tuple[bytes, ...], directory: Path) -> "SelectionMemo":
         import hashlib
-        import json
 
         h = hashlib.sha256(str(root.resolve()).encode())
         for w in sorted(bwords):
             h.update(w + b"\0")
         key = h.hexdigest()[:32]
-        entries: dict[str, list] = {}
-        path = directory / f"{key}.json"
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            if raw.get("key") == key and isinstance(raw.get("entries"), dict):
-                entries = raw["entries"]
-        except (OSError, ValueError):
-            pass
-        return cls(key, root, entries, directory)
+
+        def decode(raw: dict) -> dict[str, list]:
+            if not isinstance(raw["entries"], dict):
+                raise ValueError("no entries")
+            return raw["entries"]
+
+        return cls(key, root, JsonEntries(directory).read((key,), decode) or {}, directory)
 
     def _stamp(self, rel: str) -> list | None:
         if rel not in self.stamps:
@@ -191,8 +189,6 @@ class SelectionMemo:
                 self.dirty = True
 
     def save(self) -> None:
-        from armalias.cache import write_atomic
-
         if not self.dirty:
             return
         try:
@@ -200,4 +196,4 @@ class SelectionMemo:
                 return  # never write into the scanned tree
         except OSError:
             return
-        write_atomic(self.directory / f"{self.key}.json", {"key": self.key, "entries": self.entries})
+        JsonEntries(self.directory).write((self.key,), {"entries": self.entries})

@@ -18,13 +18,12 @@ run that is answered from the state starts quickly.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from armalias.cache import write_atomic
+from armalias.cache import JsonEntries
 from armalias.facts import FileFacts, FunctionDef, Skipped
 from armalias.findings import Finding, MaintenanceEvidence, ModelResult, WriteEvidence
 
@@ -147,18 +146,13 @@ def state_dir(cache_dir: Path) -> Path:
 def load_state(cache_dir: Path, root: str, whole_tree: bool, prefilter: bool) -> ScanState | None:
     """The remembered state of this tree (a resolved directory, or "git:" and a revision's digest),
     if there is one for these options and it loads."""
-    key = state_key(root, whole_tree, prefilter)
-    try:
-        with open(state_dir(cache_dir) / f"{key}.json", "rb") as fh:
-            raw = json.loads(fh.read())
-        if raw.get("key") != key:
-            return None
+    def decode(raw: dict) -> ScanState:
         state = ScanState(**raw["state"])
-        if state.root != str(root):
-            return None
+        if state.root != root:
+            raise ValueError("the state of another tree")
         return state
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+
+    return JsonEntries(state_dir(cache_dir)).read((state_key(root, whole_tree, prefilter),), decode)
 
 
 def save_state(cache_dir: Path, state: ScanState, prefilter: bool, guard: Path) -> bool:
@@ -173,7 +167,7 @@ def save_state(cache_dir: Path, state: ScanState, prefilter: bool, guard: Path) 
     if state.racy():
         return False
     key = state_key(state.root, state.whole_tree, prefilter)
-    return write_atomic(directory / f"{key}.json", {"key": key, "state": vars(state)})  # plain data already
+    return JsonEntries(directory).write((key,), {"state": vars(state)})  # plain data already
 
 
 def finding_dicts(findings: list[Finding]) -> list[dict]:

@@ -64,24 +64,22 @@ def _mm_key(mm: Path) -> str:
 def tree_implementations(root: Path, cache_dir: Path | None) -> tuple[CacheImpl, ...]:
     """The tree's implementations, from the audit reader, cached by the content of arch/arm/mm in
     `audit/` beside the facts cache `cache_dir` (None: no cache, --no-cache)."""
-    import json
-
-    from armalias.cache import write_atomic
+    from armalias.cache import JsonEntries
 
     mm = root / "arch" / "arm" / "mm"
     if not mm.is_dir():
         return reference_implementations()
-    cache_file = None
-    try:
-        if cache_dir is None:
-            raise OSError("no cache")
-        key = _mm_key(mm)
-        cache_file = cache_dir.parent / "audit" / f"{key}.json"
-        raw = json.loads(cache_file.read_text(encoding="utf-8"))
-        if raw.get("key") == key:
-            return _usable(tuple(impl_from_dict(d) for d in raw["implementations"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    entries = key = None
+    if cache_dir is not None:
+        try:
+            key = _mm_key(mm)
+        except OSError:
+            pass
+        else:
+            entries = JsonEntries(cache_dir.parent / "audit")
+            hit = entries.read((key,), lambda raw: tuple(impl_from_dict(d) for d in raw["implementations"]))
+            if hit is not None:
+                return _usable(hit)
     from armalias.audit import audit_tree, to_json
 
     try:
@@ -89,8 +87,8 @@ def tree_implementations(root: Path, cache_dir: Path | None) -> tuple[CacheImpl,
         impls = result.implementations
     except Exception:  # an unreadable mm/ falls back to the reference table; the note says so
         return reference_implementations()
-    if cache_file is not None and not cache_file.resolve().is_relative_to(root.resolve()):
-        write_atomic(cache_file, {"key": key, "implementations": to_json(result, str(root))["implementations"]})
+    if entries is not None and not entries.directory.resolve().is_relative_to(root.resolve()):
+        entries.write((key,), {"implementations": to_json(result, str(root))["implementations"]})
     return _usable(impls)
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 from armalias.cache import FactsCache, default_cache_dir
 from armalias.errors import InputError
 from armalias.facts import FileFacts, Skipped
-from armalias.rules import WatchedSpec, load_watched
+from armalias.rules import WatchedSpec, load_vocabulary, load_watched
 from armalias.source.files import ASM_SUFFIXES, C_SUFFIXES
 from armalias.source.text import Unreadable
 from armalias.source.tree import DirectorySource, GitSource, OverlaySource, TreeSource, blob_id, read_checked
@@ -74,7 +74,7 @@ class ScanResult:
     reused: bool = False  # answered from the remembered state of an unchanged directory
     cache_dir: Path | None = None  # the content cache used (None: --no-cache)
     jobs: int = 1  # worker processes the analysis may use
-    relevant: frozenset[str] = frozenset()  # names whose calls matter to the analysis (_relevant_names)
+    summarized: frozenset[str] = frozenset()  # the functions the flow analysis summarized (wrappers)
 
 
 def available_cpus() -> int:
@@ -415,14 +415,14 @@ def find_alias_bugs(result: ScanResult, model: bool = True, vocab=None) -> list:
     Vocabulary extended by a tree's .armalias.toml (armalias.config.merge_vocabulary); None: rules/."""
     from armalias.checks.alias import AliasChecks
     from armalias.flow.alias import FlowAnalysis
-    from armalias.rules import load_rules, load_vocabulary
+    from armalias.rules import load_rules
     from armalias.validate import implementations_for, validate
 
     vocab = load_vocabulary() if vocab is None else vocab
     read = lambda rel: result.sources[rel].read(rel)  # noqa: E731
     analysis = FlowAnalysis(read, result.index, vocab, _bodies_reader(result, read, result.jobs))
     flows = analysis.run()
-    result.relevant = _relevant_names(result.index, set(analysis.summaries), vocab)
+    result.summarized = frozenset(analysis.summaries)
     findings = AliasChecks(load_rules(), vocab, result.graph).run(flows)
     if not findings or not model:
         return findings
@@ -622,7 +622,8 @@ def _remember(result: ScanResult, raw: list, scope: Scope, memo: Memo, options: 
         functions=result.functions, error_files=result.error_files, error_functions=result.error_functions,
         skipped=[[s.file, s.reason] for s in result.skipped], callsites=[list(astuple(c)) for c in result.callsites],
         findings=finding_dicts(raw), modelled=finding_dicts(result.findings) if options.model else None,
-        relevant=sorted(result.relevant | scope.built.get("found", frozenset()) | scope.all_words | scope.words),
+        relevant=sorted(_relevant_names(result.index, set(result.summarized), load_vocabulary())
+                        | scope.built.get("found", frozenset()) | scope.all_words | scope.words),
         notes={f.file: list(f.notes) for f in result.facts if f.notes},
         spans={f.file: [[fn.name, fn.line, fn.end_line] for fn in f.functions] for f in result.facts
                if f.file in with_findings})

@@ -420,7 +420,7 @@ def find_alias_bugs(result: ScanResult, model: bool = True, vocab=None) -> list:
 
     vocab = load_vocabulary() if vocab is None else vocab
     read = lambda rel: result.sources[rel].read(rel)  # noqa: E731
-    analysis = FlowAnalysis(read, result.index, vocab, _bodies_reader(result, read, result.jobs))
+    analysis = FlowAnalysis(result.index, vocab, _bodies_reader(result, read, result.jobs))
     flows = analysis.run()
     result.summarized = frozenset(analysis.summaries)
     findings = AliasChecks(load_rules(), vocab, result.graph).run(flows)

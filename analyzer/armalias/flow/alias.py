@@ -16,8 +16,7 @@ from typing import Callable
 
 from armalias.index import SymbolIndex, substitute
 from armalias.rules import MaintenanceSpec, Vocabulary
-from armalias.source.text import Unreadable
-from armalias.source.cflow import LOOP, Event, FunctionBody, Guard, function_bodies
+from armalias.source.cflow import LOOP, Event, FunctionBody, Guard
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 
 # Alias kinds that are a second virtual mapping of memory that runs elsewhere.
@@ -178,12 +177,11 @@ def conditional(guards: tuple[Guard, ...]) -> bool:
 
 # -- per-function analysis --------------------------------------------------------------------
 class FlowAnalysis:
-    def __init__(self, read: Callable[[str], bytes], index: SymbolIndex, vocab: Vocabulary,
-                 bodies: Callable[[list[tuple[str, set[str]]]], list[list[FunctionBody] | None]] | None = None):
-        self.read = read  # relative path -> the file's bytes (from its TreeSource)
+    def __init__(self, index: SymbolIndex, vocab: Vocabulary,
+                 bodies: Callable[[list[tuple[str, set[str]]]], list[list[FunctionBody] | None]]):
         # [(relative path, names)] -> those functions' bodies, file by file (None: unreadable);
-        # default: parse each file read, one after the other
-        self.bodies = bodies or self._parse_bodies
+        # armalias.scan reads them through its content cache
+        self.bodies = bodies
         self.index = index
         self.vocab = vocab
         self.summaries: dict[str, Summary] = {}
@@ -213,15 +211,6 @@ class FlowAnalysis:
                 wanted.add(c.caller)
         wanted |= {f for f in v.exec_entries if f in self.index.functions}
         return wanted
-
-    def _parse_bodies(self, items: list[tuple[str, set[str]]]) -> list[list[FunctionBody] | None]:
-        out: list[list[FunctionBody] | None] = []
-        for rel, names in items:
-            try:
-                out.append(function_bodies(rel, self.read(rel), names))
-            except (OSError, Unreadable):
-                out.append(None)
-        return out
 
     def _bodies_of(self, names: set[str]) -> list[FunctionBody]:
         by_file: dict[str, set[str]] = defaultdict(set)

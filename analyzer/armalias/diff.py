@@ -798,13 +798,10 @@ def _side_findings(result: ScanResult, options: CheckOptions) -> tuple[list[Find
 def _head_from_state(change: Change, state, options: ScanOptions, label: str) -> ScanResult | None:
     """The head side derived from the base's state, when the change cannot alter it but by moving
     positions (armalias.incremental); None: scan it."""
-    from armalias.cache import FactsCache
     from armalias.incremental import head_state
     from armalias.scan import _from_state
-    from armalias.source.extract import extractor_key
 
-    cache = FactsCache((options.cache_dir or default_cache_dir()).resolve(), extractor_key())
-    moved = head_state(state, change.base, change.head, change.changed, change.renames, cache)
+    moved = head_state(state, change.base, change.head, change.changed, change.renames, options)
     if moved is None:
         return None
     return _from_state(ScanResult(root=label), moved, options, change.head, time.perf_counter())

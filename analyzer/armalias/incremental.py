@@ -35,7 +35,7 @@ from armalias.facts import FileFacts
 from armalias.findings import Finding
 from armalias.state import ScanState, finding_dicts, finding_from_dict
 from armalias.source.text import Unreadable, check_text
-from armalias.source.tree import SOURCE_SUFFIXES, OverlaySource, TreeSource, blob_id
+from armalias.source.tree import SOURCE_SUFFIXES, OverlaySource, TreeSource
 
 _POSITIONS = frozenset({"line", "column", "end_line"})
 
@@ -118,24 +118,26 @@ class _Moves:
         return hit
 
 
-def _extract(rel: str, data: bytes, cache) -> FileFacts:
-    from armalias.source.extract import extract_bytes
+def _extract(source: TreeSource, rel: str, options) -> FileFacts:
+    """One file's facts, through the scan's extractor and its content cache."""
+    from armalias.scan import Extractor
 
-    digest = blob_id(data)
-    hit = cache.get(rel, digest) if cache is not None else None
-    if hit is not None:
-        return hit
-    facts = extract_bytes(rel, data, digest)
-    if cache is not None:
-        cache.put(facts)
+    extractor = Extractor(source, options)
+    try:
+        (facts,), _ = extractor.run([rel])
+    except ValueError:  # skipped: no C text
+        raise Unsure("a file that cannot be extracted") from None
+    finally:
+        extractor.close()
     return facts
 
 
-def _moves(rel: str, old: bytes, new: bytes, cache, relevance: Relevance | None) -> _Moves:
+def _moves(rel: str, base: TreeSource, head: TreeSource, old: bytes, new: bytes, options,
+           relevance: Relevance | None) -> _Moves:
     """Old -> new positions in a file whose change is only moved code and irrelevant calls."""
     from armalias.source.cflow import function_bodies
 
-    a, b = _extract(rel, old, cache), _extract(rel, new, cache)
+    a, b = _extract(base, rel, options), _extract(head, rel, options)
     if a.notes or b.notes:
         raise Unsure("a suppression comment")
     keep_call = (lambda c: relevance.call(c.callee, c.args)) if relevance is not None else (lambda c: True)
@@ -175,7 +177,7 @@ def _move_finding(f: Finding, m: _Moves) -> Finding:
 
 
 def head_state(state: ScanState, base: TreeSource, head: TreeSource, changed: list[str],
-               renames: dict[str, str], cache=None) -> ScanState | None:
+               renames: dict[str, str], options) -> ScanState | None:
     """The head's state when it follows from the base's (see the module's text), else None."""
     from armalias.prefilter import matcher
     from armalias.source.directives import read_includes
@@ -217,7 +219,7 @@ def head_state(state: ScanState, base: TreeSource, head: TreeSource, changed: li
                 raise Unsure("the prefilter decides differently")
             if not was:
                 continue
-            moved[rel] = _moves(rel, old, new, cache, relevance)
+            moved[rel] = _moves(rel, base, head, old, new, options, relevance)
         return _moved_state(state, moved)
     except Unsure:
         return None

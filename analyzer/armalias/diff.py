@@ -27,11 +27,12 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from armalias.cache import JsonEntries, default_cache_dir
+from armalias.cache import JsonEntries
 from armalias.errors import InputError
 from armalias.findings import Finding, severity_rank
 from armalias.rules import Vocabulary
-from armalias.scan import Progress, ScanOptions, ScanResult, find_alias_bugs, remembered_state, scan_sources
+from armalias.scan import (Progress, ScanOptions, ScanResult, cache_dir_for, find_alias_bugs, remembered_state,
+                           scan_sources)
 from armalias.source.tree import (SOURCE_SUFFIXES, DirectorySource, GitSource, OverlaySource, TreeSource, blob_id,
                                   tree_identity)
 from armalias.source.text import Unreadable
@@ -816,9 +817,8 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     # The model replays only what is reported (new and fixed findings), not every finding twice.
     scan_options = replace(options.scan, model=False)
     label = root_label if root_label is not None else change.head.label
-    cache = None
-    if options.scan.use_cache:
-        cache = FindingsCache((options.scan.cache_dir or default_cache_dir()) / "check")
+    cache_dir = cache_dir_for(options.scan)
+    cache = FindingsCache(cache_dir.parent / "check") if cache_dir is not None else None
     base_state = remembered_state(change.base, scan_options) if options.vocab is None else None
     head = _head_from_state(change, base_state, scan_options, label) if base_state is not None else None
     head_from = "state" if head is not None else "scan"
@@ -857,8 +857,7 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     if options.scan.model and (new or fixed):
         # Both sides read their cache implementations from the same place (the repository's work
         # tree, the directory, or the reference table): decode them once.
-        impls = implementations_for(change.head, (options.scan.cache_dir or default_cache_dir())
-                                    if options.scan.use_cache else None)
+        impls = implementations_for(change.head, cache_dir)
         new = validate(new, impls)
         fixed = validate(fixed, impls)
     return CheckResult(change, base, head, new, fixed, unchanged, suppressed, baselined, base_from,

@@ -153,8 +153,8 @@ class Extractor:
         self.options = options
         self.key = extractor_key()
         self.cache: FactsCache | None = None
-        if options.use_cache:
-            cdir = (options.cache_dir or default_cache_dir()).resolve()
+        cdir = cache_dir_for(options)
+        if cdir is not None:
             local = source.local_path("")
             if local is None or not cdir.is_relative_to(local.resolve()):  # never write into the scanned tree
                 self.cache = FactsCache(cdir, self.key)
@@ -542,8 +542,10 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     return result
 
 
-def _cache_dir(options: ScanOptions) -> Path:
-    return (options.cache_dir or default_cache_dir()).resolve()
+def cache_dir_for(options: ScanOptions) -> Path | None:
+    """The facts cache directory of these options (every other cache sits beside it), or None when
+    the cache is off."""
+    return (options.cache_dir or default_cache_dir()).resolve() if options.use_cache else None
 
 
 @dataclass(frozen=True)
@@ -585,10 +587,11 @@ def remembered_state(source: TreeSource, options: ScanOptions):
     (armalias.state), else None."""
     from armalias.state import load_state
 
-    memo = _memo_of(source) if options.use_cache else None
+    cache_dir = cache_dir_for(options)
+    memo = _memo_of(source) if cache_dir is not None else None
     if memo is None:
         return None
-    state = load_state(_cache_dir(options), memo.key, options.whole_tree, options.prefilter)
+    state = load_state(cache_dir, memo.key, options.whole_tree, options.prefilter)
     return state if state is not None and state.unchanged() else None
 
 
@@ -627,7 +630,7 @@ def _remember(result: ScanResult, raw: list, scope: Scope, memo: Memo, options: 
         notes={f.file: list(f.notes) for f in result.facts if f.notes},
         spans={f.file: [[fn.name, fn.line, fn.end_line] for fn in f.functions] for f in result.facts
                if f.file in with_findings})
-    save_state(_cache_dir(options), state, options.prefilter, memo.guard)
+    save_state(cache_dir_for(options), state, options.prefilter, memo.guard)
 
 
 def _from_state(result: ScanResult, state, options: ScanOptions, source: TreeSource, started: float) -> ScanResult:
@@ -639,7 +642,7 @@ def _from_state(result: ScanResult, state, options: ScanOptions, source: TreeSou
     if options.model and state.modelled is None and state.findings:
         from armalias.validate import implementations_for, validate
 
-        impls = implementations_for(source, _cache_dir(options) if options.use_cache else None)
+        impls = implementations_for(source, cache_dir_for(options))
         result.findings = validate(state.finding_objects(False), impls)
     else:
         result.findings = state.finding_objects(options.model)

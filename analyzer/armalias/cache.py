@@ -149,7 +149,8 @@ def write_atomic(path: Path, data) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, separators=(",", ":"))
+            # dumps, not dump: json.dump to a file runs the pure-Python encoder, dumps the C one
+            fh.write(json.dumps(data, separators=(",", ":")))
         os.replace(tmp, path)
     except OSError:
         return False

@@ -1,29 +1,70 @@
-"""The identifier prefilter's text test: the same answer as a plain substring search, whatever the number
-of words (bytes.find for a few, an Aho-Corasick automaton for many), on any bytes."""
+"""The identifier prefilter's text test: the same answer as a regular expression for the words as whole
+identifiers, whatever the number of words (bytes.find for a few, an Aho-Corasick automaton for many),
+on any bytes."""
 
 from __future__ import annotations
+
+import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from armalias.prefilter import matcher, rule_words
+from armalias.rules import load_watched
 
 IDENT = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{3,12}", fullmatch=True)
 
 
-@settings(max_examples=300, deadline=None)
-@given(words=st.frozensets(IDENT, min_size=1, max_size=40), filler=st.binary(max_size=300),
-       pick=st.integers(min_value=0), where=st.integers(min_value=0), plant=st.booleans())
-def test_matcher_is_a_substring_search(words, filler, pick, where, plant):
+MEMBERS = ("coherent_kern_range", "flush_kern_all")  # rules/watched.toml [cache_fns] members
+
+
+def _reference(words, data: bytes) -> bool:
+    alts = b"|".join(re.escape(w.encode()) for w in sorted(words))
+    if re.search(rb"(?<![A-Za-z0-9_])(?:" + alts + rb")(?![A-Za-z0-9_])", data):
+        return True
+    members = [w for w in words if w in load_watched().cache_fns_members]
+    if not members:
+        return False
+    alts = b"|".join(re.escape(w.encode()) for w in sorted(members))
+    return re.search(rb"(?:(?<![A-Za-z0-9_])|(?<=_))(?:" + alts + rb")(?![A-Za-z0-9_])", data) is not None
+
+
+# filler made of identifier bytes and separators, so that planted words often touch longer names
+FILLER = st.lists(st.sampled_from([b" ", b"_", b"a", b"Z", b"0", b"(", b"\n", b"\xff", b"x_y"]), max_size=80).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(words=st.frozensets(st.one_of(IDENT, st.sampled_from(MEMBERS + ("v4wb_coh", "kern_range_x"))), min_size=1,
+                           max_size=40), filler=st.one_of(st.binary(max_size=300), FILLER),
+       picks=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0)), max_size=4))
+def test_matcher_finds_whole_identifiers(words, filler, picks):
     data = filler
-    if plant:
-        w = sorted(words)[pick % len(words)].encode()
-        i = where % (len(filler) + 1)
-        data = filler[:i] + w + filler[i:]
-    expected = any(w.encode() in data for w in words)
-    assert matcher(words)(data) is expected
-    if plant:
-        assert expected
+    ordered = sorted(words)
+    for pick, where in picks:  # words planted anywhere: inside longer names, side by side, overlapping
+        w = ordered[pick % len(ordered)].encode()
+        i = where % (len(data) + 1)
+        data = data[:i] + w + data[i:]
+    assert matcher(words)(data) is _reference(words, data)
+
+
+@given(words=st.frozensets(IDENT, min_size=9, max_size=30), pick=st.integers(min_value=0))
+def test_a_word_inside_a_longer_name_is_not_a_mention(words, pick):
+    w = sorted(words)[pick % len(words)]
+    for data in (f"local_{w}(x);", f"{w}_late(x);", f"x{w}0"):
+        assert matcher(words)(data.encode()) is _reference(words, data.encode())
+    assert matcher(words)(f"a({w});".encode()) and matcher(frozenset({w}))(f"a({w});".encode())
+
+
+def test_members_match_as_the_end_of_a_name():
+    for words in (frozenset({"coherent_kern_range"}), rule_words()):  # the few-words path and the automaton
+        mentions = matcher(words)
+        assert mentions(b"ENTRY(v4wb_coherent_kern_range)\n")  # an implementation, named *_member
+        assert mentions(b"\t.long\tcoherent_kern_range\n")
+        assert not mentions(b"xcoherent_kern_range();")  # no `_` before it: another name
+        assert not mentions(b"v4wb_coherent_kern_range_end:")  # not the end of the name
+    # a match earlier in the same name (v4wb_coh, leftmost) must not hide the member's end
+    words = frozenset({"v4wb_coh", "coherent_kern_range"} | {f"word{i:02d}" for i in range(10)})
+    assert matcher(words)(b"ENTRY(v4wb_coherent_kern_range)\n")
 
 
 def test_rule_words_in_kernel_shaped_text():
@@ -31,7 +72,9 @@ def test_rule_words_in_kernel_shaped_text():
     assert len(words) > 8  # the automaton, not the few-words path
     mentions = matcher(words)
     assert mentions(b"static void f(void)\n{\n\tflush_icache_range(a, b);\n}\n")
-    assert mentions(b"x = __cpuc_coherent_kern_range;")  # a substring test: no call needed
+    assert mentions(b"x = __cpuc_coherent_kern_range;")  # an identifier: no call needed
+    assert not mentions(b"local_flush_icache_range(a, b);")  # a longer name that contains one
+    assert not mentions(b"my_patch_map_helper();")
     assert not mentions(b"static int g(int x)\n{\n\treturn x + 1;\n}\n")
     assert not mentions(b"")
     assert mentions(b"\x00\xff" * 1000 + b"patch_map" + b"\xfe" * 10)

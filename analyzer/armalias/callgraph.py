@@ -12,7 +12,7 @@ DiGraph, is built on first use only, and networkx imported then.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
@@ -39,6 +39,20 @@ Site = Union[Call, str]  # a call in code or in a macro body, or "file:line" (an
 
 def site_text(site: Site) -> str:
     return site if isinstance(site, str) else f"{site.file}:{site.line}"
+
+
+def site_file(site: Site) -> str:
+    return site.rsplit(":", 1)[0] if isinstance(site, str) else site.file
+
+
+_NO = object()  # no build takes this step
+
+
+def _step(ctx: str | None, arch: str | None):
+    """The architecture a path is in after code of `arch` (None: generic), or _NO."""
+    if arch is None or arch == ctx:
+        return ctx
+    return arch if ctx is None else _NO
 
 
 def _edges(index: SymbolIndex, cache_fns_struct: str) -> Iterator[tuple[str, str, Site]]:
@@ -79,6 +93,7 @@ class CallGraph:
         self._index = index
         self._cache_fns_struct = cache_fns_struct
         self._attrs: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._visible: dict[str, frozenset[str] | None] = {}
         succ: dict[str, dict[str, Site | list[Site]]] = {name: {} for name in index.functions}
         self._functions = len(succ)  # the first keys of succ
         pred: dict[str, dict[str, Site | list[Site]]] = {}
@@ -211,6 +226,95 @@ class CallGraph:
             path.append(cur)
             cur = backward[cur]
         return path
+
+    def _sites_of(self, a: str, b: str) -> list[Site]:
+        found = self.succ[a][b]
+        return found if isinstance(found, list) else [found]
+
+    def _visible_files(self, name: str) -> frozenset[str] | None:
+        """The files whose calls are name's own code when it is called from another file: those of
+        its definitions that are not static, or are in headers, and of its macro definitions.
+        None: any (a member, an assembly symbol, a name defined nowhere)."""
+        hit = self._visible.get(name)
+        if hit is None and name not in self._visible:
+            defs = self._index.functions.get(name) or ()
+            macros = self._index.macros.get(name) or ()
+            if not defs and not macros:
+                hit = None
+            else:
+                hit = frozenset(d.file for d in defs if not d.static or d.file.endswith(".h")) | {m.file for m in macros}
+            self._visible[name] = hit
+        return hit
+
+    def _static_in(self, name: str, file: str) -> bool:
+        return not file.endswith(".h") and any(d.static and d.file == file for d in self._index.functions.get(name) or ())
+
+    def _steps(self, state: tuple, w: str, arch_of: Callable[[str], str | None]) -> Iterator[tuple]:
+        """The states one call v -> w leads to from state (v, architecture, file): the file is the
+        one whose static v the path is in ("*": the start, any), or None (v's visible definitions).
+        A call made in architecture X's code fixes the build to X from there on (generic code keeps
+        whichever it has); a call of a name with a static definition in the calling file is a call
+        of that definition."""
+        v, ctx, here = state
+        allowed = None if here == "*" else ({here} if here is not None else self._visible_files(v))
+        for x in self._sites_of(v, w):
+            f = site_file(x)
+            if allowed is not None and f not in allowed:
+                continue
+            n = _step(ctx, arch_of(f))
+            if n is _NO:
+                continue
+            yield (w, n, f if self._static_in(w, f) else None)
+
+    def _ends(self, state: tuple, end_file: str, arch_of: Callable[[str], str | None]) -> bool:
+        target, ctx, here = state
+        if _step(ctx, arch_of(end_file)) is _NO:
+            return False
+        if here == "*" or not end_file:
+            return True
+        if here is not None:
+            return here == end_file
+        visible = self._visible_files(target)
+        return visible is None or end_file in visible
+
+    def one_build(self, path: list[str], end_file: str, arch_of: Callable[[str], str | None]) -> bool:
+        """Whether one build of the kernel can take this call path (see path_in_one_build)."""
+        states = {(path[0], None, "*")}
+        for w in path[1:]:
+            states = {n for st in states for n in self._steps(st, w, arch_of)}
+            if not states:
+                return False
+        return any(self._ends(st, end_file, arch_of) for st in states)
+
+    def path_in_one_build(self, source: str, target: str, end_file: str,
+                          arch_of: Callable[[str], str | None]) -> list[str]:
+        """A shortest call path source -> ... -> target (defined in end_file) that one build of the
+        kernel can take, [] if none.  Nodes are names, shared by every definition: a whole tree
+        joins them across architectures (another architecture's flush_icache_range calls its own
+        helpers) and across files (a static `start` here and one in a driver).  Breadth-first over
+        (name, architecture, file of the static definition the path is in), see _steps."""
+        if source not in self or target not in self:
+            return []
+        start = (source, None, "*")
+        parent: dict[tuple, tuple | None] = {start: None}
+        fringe = [start]
+        while fringe:
+            nxt = []
+            for state in fringe:
+                if state[0] == target and self._ends(state, end_file, arch_of):
+                    out = []
+                    cur: tuple | None = state
+                    while cur is not None:
+                        out.append(cur[0])
+                        cur = parent[cur]
+                    return out[::-1]
+                for w in self.succ.get(state[0], {}):
+                    for n in self._steps(state, w, arch_of):
+                        if n not in parent:
+                            parent[n] = state
+                            nxt.append(n)
+            fringe = nxt
+        return []
 
     def _meet(self, source: str, target: str
               ) -> tuple[dict[str, str | None], dict[str, str | None], str] | None:

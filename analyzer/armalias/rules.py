@@ -108,6 +108,14 @@ class Vocabulary:
     foreign_prefixes: tuple[str, ...] = ()
     native_prefixes: tuple[str, ...] = ()
 
+    def arch_of(self, path: str) -> str | None:
+        """The architecture a path belongs to (`arch/<name>/...`, from foreign_prefixes), or None
+        for generic code."""
+        for prefix in self.foreign_prefixes:
+            if path.startswith(prefix):
+                return path[len(prefix):].split("/", 1)[0]
+        return None
+
     def alias_rules_apply(self, rel: str) -> bool:
         """Whether ARM's alias vocabulary holds for code at this path."""
         if rel.startswith(self.native_prefixes):

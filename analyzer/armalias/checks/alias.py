@@ -35,11 +35,17 @@ class AliasChecks:
         self.graph = graph
         self.vivt = vocab.cache_predicates.get("vivt", {})
 
-    def chain(self, fn: str) -> tuple[str, ...]:
+    def chain(self, fn: str, file: str = "") -> tuple[str, ...]:
+        """The longest of the shortest call paths from an execution entry point to fn (defined in
+        file) that one build of the kernel can take (CallGraph.path_in_one_build): the graph's
+        nodes are names, joined across files and, in a whole tree, across architectures."""
         best: list[str] = []
         if self.graph is not None:
+            arch_of = self.vocab.arch_of
             for entry in sorted(self.vocab.exec_entries):
                 p = self.graph.path(entry, fn)
+                if p and not self.graph.one_build(p, file, arch_of):
+                    p = self.graph.path_in_one_build(entry, fn, file, arch_of)
                 if p and (not best or len(p) > len(best)):
                     best = p
         return tuple(best) if best else (fn,)
@@ -52,7 +58,7 @@ class AliasChecks:
             function=f.name, message=rule.message.format(**fmt),
             write=WriteEvidence(write.line, write.expr, "|".join(sorted({a.kind for a in write.aliases})) or "unknown")
             if write is not None else None,
-            maintenance=tuple(_evidence(m) for m in maint), chain=self.chain(f.name), guard=guard, key_exprs=key,
+            maintenance=tuple(_evidence(m) for m in maint), chain=self.chain(f.name, f.file), guard=guard, key_exprs=key,
         )
 
     def run(self, flows: list[FunctionFlow]) -> list[Finding]:

@@ -358,20 +358,12 @@ class FlowAnalysis:
         return frozenset()
 
     # which definitions of a macro hold where the function is
-    def _arch_of(self, path: str) -> str | None:
-        """The architecture a path belongs to (`arch/<name>/...`, from the vocabulary's
-        foreign_prefixes), or None for generic code."""
-        for prefix in self.vocab.foreign_prefixes:
-            if path.startswith(prefix):
-                return path[len(prefix):].split("/", 1)[0]
-        return None
-
     def _sees(self, path: str) -> bool:
         """Whether a macro defined in `path` is the one the function being analysed gets: its own
         architecture's, or generic code's; in generic code, the vocabulary's own architecture's
         (arch/arm).  A whole-tree scan holds every architecture's definitions of a name
         (kexec_flush_icache_page is a flush_icache_range on ia64 and empty for everyone else)."""
-        arch = self._arch_of(path)
+        arch = self.vocab.arch_of(path)
         if arch is None:
             return True
         if self._arch is not None:
@@ -383,7 +375,7 @@ class FlowAnalysis:
 
     # the walk
     def analyse(self, body: FunctionBody) -> FunctionFlow:
-        self._arch = self._arch_of(body.file)
+        self._arch = self.vocab.arch_of(body.file)
         exec_param = self.vocab.exec_entries.get(body.name) if self.vocab.alias_rules_apply(body.file) else None
         f = FunctionFlow(body.name, body.file, body.line, body.params, exec_param or None)
         assigned: dict[str, int] = defaultdict(int)

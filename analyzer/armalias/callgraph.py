@@ -316,6 +316,37 @@ class CallGraph:
             fringe = nxt
         return []
 
+    def reaching_in_one_build(self, roots, stop: frozenset[str], arch_of: Callable[[str], str | None]
+                              ) -> dict[str, set[str | None]]:
+        """Every name that calls one of roots, transitively, in some build of the kernel, not walking
+        up through the names in stop: name -> the architectures of those builds (None: generic code,
+        every build).  The walk up is path_in_one_build's, reversed: a call made in architecture
+        X's code only counts in X's build, and a caller in a file with its own static definition of
+        a name calls that one (a name's nodes are shared by every architecture and every file)."""
+        found: dict[str, set[str | None]] = {}
+        seen: set[tuple] = set()
+        stack = [(r, None, "*") for r in roots if r in self]
+        while stack:
+            state = stack.pop()
+            w, ctx, here = state
+            if w in stop and here != "*":
+                continue
+            for c, sites in self.pred.get(w, {}).items():
+                for x in (sites if isinstance(sites, list) else [sites]):
+                    f = site_file(x)
+                    static_here = self._static_in(w, f)
+                    if not (here == "*" or (here == f and static_here) or (here is None and not static_here)):
+                        continue
+                    n = _step(ctx, arch_of(f))
+                    if n is _NO:
+                        continue
+                    nxt = (c, n, f if self._static_in(c, f) else None)
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        found.setdefault(c, set()).add(n)
+                        stack.append(nxt)
+        return found
+
     def _meet(self, source: str, target: str
               ) -> tuple[dict[str, str | None], dict[str, str | None], str] | None:
         """Breadth-first from both ends, always growing the smaller fringe (networkx's

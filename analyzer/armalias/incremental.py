@@ -179,15 +179,17 @@ def _move_finding(f: Finding, m: _Moves) -> Finding:
 def head_state(state: ScanState, base: TreeSource, head: TreeSource, changed: list[str],
                renames: dict[str, str], options) -> ScanState | None:
     """The head's state when it follows from the base's (see the module's text), else None."""
-    from armalias.prefilter import matcher
+    from armalias.prefilter import file_matcher, matcher
     from armalias.source.directives import read_includes
 
     if renames or not isinstance(head, OverlaySource):
         return None
     selected = set(state.selected)
     skipped = {s[0] for s in state.skipped}
-    names_selected = matcher(frozenset(state.words)) if state.words else None
-    names_header = matcher(frozenset(state.all_words)) if state.all_words else None
+    names_selected = (file_matcher(frozenset(state.words), {w: frozenset(a) for w, a in state.restricted.items()})
+                      if state.words else None)
+    header_test = matcher(frozenset(state.all_words)) if state.all_words else None
+    names_header = (lambda rel, data: header_test(data)) if header_test is not None else None
     moved: dict[str, _Moves] = {}
     relevance = Relevance(state.relevant) if state.relevant else None
     try:
@@ -214,7 +216,7 @@ def head_state(state: ScanState, base: TreeSource, head: TreeSource, changed: li
                 raise Unsure("no prefilter")
             if not state.whole_tree and read_includes(old) != read_includes(new):
                 raise Unsure("the #include lines differ")
-            was, now = rel in selected, mentions(new)
+            was, now = rel in selected, mentions(rel, new)
             if was != now:
                 raise Unsure("the prefilter decides differently")
             if not was:

@@ -89,8 +89,10 @@ class SymbolIndex:
         self._reach[name] = result
         return result
 
-    def expand(self, name: str, args: tuple[str, ...] = ()) -> list[Expansion]:
-        """Every name a call of ``name`` reaches through macro bodies and aliases, with the path."""
+    def expand(self, name: str, args: tuple[str, ...] = (), visible: Callable[[str], bool] | None = None
+               ) -> list[Expansion]:
+        """Every name a call of ``name`` reaches through macro bodies and aliases, with the path;
+        `visible(file)`: whether a macro definition in that file holds (None: all do)."""
         out: list[Expansion] = []
         seen: set[tuple[str, tuple[str, ...]]] = set()
         stack: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [(name, (), args)]
@@ -105,18 +107,22 @@ class SymbolIndex:
                 out.append(Expansion(cur, via, cur_args))
             if cur not in self.macros:
                 continue
+            if visible is not None and not any(visible(m.file) for m in self.macros[cur]):
+                continue
             nvia = via + (cur,)
-            for target in self.alias_targets(cur):
+            for target in self.alias_targets(cur, visible):
                 stack.append((target, nvia, cur_args))
-            bindings = self._bindings(cur, cur_args)
+            bindings = self._bindings(cur, cur_args, visible)
             for c in self.macro_calls.get(cur, ()):
-                stack.append((c.callee, nvia, tuple(substitute(a, bindings) for a in c.args)))
+                if visible is None or visible(c.file):
+                    stack.append((c.callee, nvia, tuple(substitute(a, bindings) for a in c.args)))
         out.sort(key=lambda e: (len(e.via), e.via, e.name))
         return out
 
-    def _bindings(self, macro: str, args: tuple[str, ...]) -> dict[str, str]:
+    def _bindings(self, macro: str, args: tuple[str, ...], visible: Callable[[str], bool] | None = None
+                  ) -> dict[str, str]:
         for m in self.macros.get(macro, ()):
-            if m.params:
+            if m.params and (visible is None or visible(m.file)):
                 return {p: a for p, a in zip(m.params, args) if p != "..."}
         return {}
 

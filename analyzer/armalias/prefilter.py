@@ -97,7 +97,38 @@ def _bytes_matcher(bwords: tuple[bytes, ...]):
     return mentions_few
 
 
-def _decide(rels: list[str], read: Callable[[str], bytes], mentions: Callable[[bytes], bool]
+# word -> the architectures whose files it selects (with generic code's); a word not in it selects
+# every file.  A function found reaching a root only through architecture X's code (X's own
+# paging_init) is called by X's code and generic code, never by another architecture's.
+Restricted = dict[str, frozenset[str]]
+
+
+def _encode(words) -> tuple[bytes, ...]:
+    return tuple(sorted((w.encode() for w in words), key=len, reverse=True))
+
+
+def file_matcher(words: frozenset[str], restricted: Restricted | None = None) -> Callable[[str, bytes], bool]:
+    """A test `(rel, data) -> bool`: does the file at rel name a word that selects it (matcher's
+    test, over the words not restricted to other architectures than rel's)."""
+    everywhere = _bytes_matcher(_encode(words))
+    if not restricted:
+        return lambda rel, data: everywhere(data)
+    arch_of = load_vocabulary().arch_of
+    per_arch: dict[str, Callable[[bytes], bool]] = {}
+
+    def mentions(rel: str, data: bytes) -> bool:
+        arch = arch_of(rel)
+        if arch is None:
+            return everywhere(data)
+        test = per_arch.get(arch)
+        if test is None:
+            test = per_arch[arch] = _bytes_matcher(_encode(w for w in words if arch in restricted.get(w, (arch,))))
+        return test(data)
+
+    return mentions
+
+
+def _decide(rels: list[str], read: Callable[[str], bytes], mentions: Callable[[str, bytes], bool]
             ) -> tuple[list[str], list[tuple[str, str]]]:
     """The rels that mention a word, and those that are no C text, with the reason.  `read` raises
     OSError or Unreadable."""
@@ -113,30 +144,32 @@ def _decide(rels: list[str], read: Callable[[str], bytes], mentions: Callable[[b
         except Unreadable as exc:  # said once here, whether or not the file would have been parsed
             bad.append((rel, str(exc)))
             continue
-        if mentions(data):
+        if mentions(rel, data):
             out.append(rel)
     return out, bad
 
 
-def _mentions(args: tuple[str, list[str], tuple[bytes, ...]]) -> tuple[list[str], list[tuple[str, str]]]:
+def _mentions(args: tuple[str, list[str], frozenset[str], Restricted]) -> tuple[list[str], list[tuple[str, str]]]:
     """_decide on files of a directory (run in worker processes)."""
-    root, rels, words = args
+    root, rels, words, restricted = args
 
     def read(rel: str) -> bytes:
         with open(os.path.join(root, rel), "rb") as fh:
             return fh.read()
 
-    return _decide(rels, read, _bytes_matcher(words))
+    return _decide(rels, read, file_matcher(words, restricted))
 
 
 def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int,
-           cache_dir: Path | None = None, stamps: dict | None = None) -> tuple[list[str], list[Skipped]]:
+           cache_dir: Path | None = None, stamps: dict | None = None, restricted: Restricted | None = None
+           ) -> tuple[list[str], list[Skipped]]:
     """The rels whose bytes name any of the words as an identifier (anywhere: in code, a macro, a
     comment or a string, so never a miss of a call), and the files that are no C text at all, with the reason.
-    `stamps` receives the [size, mtime_ns] of the files of the directory the memo stat'ed."""
+    `stamps` receives the [size, mtime_ns] of the files of the directory the memo stat'ed.
+    `restricted`: the words that select only some architectures' files (file_matcher)."""
     if not rels or not words:
         return [], []
-    bwords = tuple(sorted((w.encode() for w in words), key=len, reverse=True))
+    restricted = {w: a for w, a in (restricted or {}).items() if w in words}
     local = source.local_path("")
     # files with no copy on disk (a git revision, a patch's changes held in memory) are read from the
     # source; the rest straight from the directory, in worker processes
@@ -145,12 +178,12 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
     out: list[str] = []
     bad: list[Skipped] = []
     if in_memory:
-        out, raw_bad = _decide(in_memory, source.read, _bytes_matcher(bwords))
+        out, raw_bad = _decide(in_memory, source.read, file_matcher(words, restricted))
         bad = [Skipped(r, why) for r, why in raw_bad]
         if local is None:
             return sorted(out), sorted(bad, key=lambda b: b.file)
         rels = [r for r in rels if r not in held]
-    memo = SelectionMemo.open(local, bwords, cache_dir.parent / "prefilter") if cache_dir is not None else None
+    memo = SelectionMemo.open(local, words, restricted, cache_dir.parent / "prefilter") if cache_dir is not None else None
     todo = rels
     if memo is not None:
         todo = []
@@ -162,7 +195,7 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
                 out.append(rel)
             elif known is not False:
                 bad.append(Skipped(rel, known))
-    found, raw_bad = _search(str(local), todo, bwords, jobs)
+    found, raw_bad = _search(str(local), todo, words, restricted, jobs)
     out.extend(found)
     bad.extend(Skipped(r, why) for r, why in raw_bad)
     if memo is not None:
@@ -173,11 +206,12 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
     return sorted(out), sorted(bad, key=lambda b: b.file)
 
 
-def _search(root: str, rels: list[str], bwords: tuple[bytes, ...], jobs: int) -> tuple[list[str], list[tuple[str, str]]]:
+def _search(root: str, rels: list[str], words: frozenset[str], restricted: Restricted, jobs: int
+            ) -> tuple[list[str], list[tuple[str, str]]]:
     if jobs <= 1 or len(rels) < 2000:
-        return _mentions((root, rels, bwords))
+        return _mentions((root, rels, words, restricted))
     size = max(500, len(rels) // (jobs * 4))
-    chunks = [(root, rels[i:i + size], bwords) for i in range(0, len(rels), size)]
+    chunks = [(root, rels[i:i + size], words, restricted) for i in range(0, len(rels), size)]
     out: list[str] = []
     bad: list[tuple[str, str]] = []
     with worker_pool(jobs) as pool:
@@ -201,12 +235,12 @@ class SelectionMemo:
         self.stamps: dict[str, list[int] | None] = {}  # each file stat'ed once per run (the scan's state reuses them)
 
     @classmethod
-    def open(cls, root: Path, bwords: tuple[bytes, ...], directory: Path) -> "SelectionMemo":
+    def open(cls, root: Path, words: frozenset[str], restricted: Restricted, directory: Path) -> "SelectionMemo":
         import hashlib
 
         h = hashlib.sha256(str(root.resolve()).encode() + b"\0identifiers, members as name ends\0")  # the test's semantics
-        for w in sorted(bwords):
-            h.update(w + b"\0")
+        for w in sorted(words):
+            h.update(w.encode() + b"\0" + ",".join(sorted(restricted.get(w, ()))).encode() + b"\0")
         key = h.hexdigest()[:32]
 
         def decode(raw: dict) -> dict[str, list]:

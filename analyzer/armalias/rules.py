@@ -116,6 +116,19 @@ class Vocabulary:
                 return path[len(prefix):].split("/", 1)[0]
         return None
 
+    def sees(self, code_file: str, def_file: str) -> bool:
+        """Whether a definition in def_file (a macro's) is the one code in code_file gets: its own
+        architecture's, or generic code's; in generic code, the vocabulary's own architecture's
+        (native_prefixes).  A whole tree holds every architecture's definitions of a name
+        (kexec_flush_icache_page is a flush_icache_range on ia64 and empty for everyone else)."""
+        arch = self.arch_of(def_file)
+        if arch is None:
+            return True
+        here = self.arch_of(code_file)
+        if here is not None:
+            return arch == here
+        return def_file.startswith(self.native_prefixes)
+
     def alias_rules_apply(self, rel: str) -> bool:
         """Whether ARM's alias vocabulary holds for code at this path."""
         if rel.startswith(self.native_prefixes):

@@ -123,6 +123,7 @@ class Scope:
     cache_dir: Path | None = None  # the content cache used (None: off, or it would be inside the tree)
     built: dict = field(default_factory=dict)  # the last index and graph the prefilter built, and on what
     stamps: dict = field(default_factory=dict)  # rel -> [size, mtime_ns] the prefilter took (armalias.state)
+    restricted: dict = field(default_factory=dict)  # of `words`: those selecting some architectures' files only
 
 
 # -- extraction -------------------------------------------------------------------------------
@@ -247,9 +248,12 @@ def _relevant_names(index: SymbolIndex, summarized: set[str], vocab) -> frozense
     return frozenset(seen)
 
 
-def _reaching_names(facts: list[FileFacts], words: frozenset[str], built: dict | None = None) -> set[str]:
+def _reaching_names(facts: list[FileFacts], words: frozenset[str], built: dict | None = None
+                    ) -> dict[str, set[str | None]]:
     """Functions and macros (visible outside their file) that reach a fixpoint root (rules/watched.toml
-    [prefilter]) or one of the words found so far that does."""
+    [prefilter]) in some build of the kernel (CallGraph.reaching_in_one_build), and macros that
+    expand to a watched name, with the architectures of those builds (None: every build; a macro's:
+    those of its definitions)."""
     from armalias.callgraph import CallGraph
     from armalias.index import SymbolIndex
 
@@ -259,18 +263,23 @@ def _reaching_names(facts: list[FileFacts], words: frozenset[str], built: dict |
     graph = CallGraph(index, watched.cache_fns_struct)
     if built is not None:  # the scan reuses them when its files are the same
         built.update(files=[f.file for f in facts], index=index, graph=graph)
-    found: set[str] = set()
     stop = frozenset(watched.names) - frozenset(watched.fixpoint_roots)
-    for w in watched.fixpoint_roots:
-        found |= graph.callers_stopping_at(w, stop)
-    found -= stop
+    reach = graph.reaching_in_one_build(watched.fixpoint_roots, stop, load_vocabulary().arch_of)
+    found = set(reach) - stop
     if built is not None:  # every name found reaching, in any round (armalias.incremental)
         built["found"] = built.get("found", frozenset()) | frozenset(found)
-    visible = set()
-    for name in found:
+    visible = {}
+    for name in sorted(found):
         defs = index.functions.get(name, ())
         if name in index.macros or any(not d.static or d.file.endswith(".h") for d in defs):
-            visible.add(name)
+            visible[name] = reach[name]
+    # a macro that expands to a watched name is another spelling of its call (ARM's
+    # gic_flush_dcache_to_poc is __cpuc_flush_dcache_area): the files calling it hold call sites
+    arch_of = load_vocabulary().arch_of
+    names = frozenset(watched.names)
+    for name, defs in index.macros.items():
+        if defs and name not in names and not names.isdisjoint(index.reachable_names(name)):
+            visible.setdefault(name, set()).update(arch_of(d.file) for d in defs)
     return visible
 
 
@@ -365,19 +374,26 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
 def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str], words: frozenset[str],
                  jobs: int, progress: Progress | None, scope: Scope
                  ) -> tuple[list[FileFacts], list[Skipped], frozenset[str], frozenset[str]]:
-    """Rounds of select-then-extract: files naming a word, then files naming their callers.
+    """Rounds of select-then-extract: files naming a word, then files naming their callers.  A caller
+    found reaching only in some architectures' builds selects only those architectures' files
+    (and generic code's): prefilter.Restricted.
     Returns the facts, the files that are no C text, every word found, and the words of the last
-    round searched (a file is selected exactly when it names one of those).  Leaves in `scope` the
-    last index and graph built (`built`) and the files' stamps the prefilter took (`stamps`)."""
+    round searched (a file is selected exactly when it names one of those, as restricted in
+    `scope.restricted`).  Leaves in `scope` the last index and graph built (`built`) and the files'
+    stamps the prefilter took (`stamps`)."""
     from armalias.prefilter import select
 
     facts: list[FileFacts] = []
     skipped: list[Skipped] = []
+    rule_words = words
+    restricted: dict[str, frozenset[str]] = {}
     searched = words
     for _ in range(1 + load_watched().fixpoint_levels):
         searched = words
+        scope.restricted = restricted
         chosen, bad = select(source, remaining, words, jobs,
-                             extractor.cache.directory if extractor.cache is not None else None, scope.stamps)
+                             extractor.cache.directory if extractor.cache is not None else None, scope.stamps,
+                             restricted)
         skipped.extend(bad)
         bad_set = {b.file for b in bad}
         remaining = [r for r in remaining if r not in bad_set]
@@ -388,23 +404,27 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str],
         got, sk = extractor.run(chosen, progress)
         facts.extend(got)
         skipped.extend(sk)
-        new_words = frozenset(_reaching_names(facts, words, scope.built)) - words
+        reach = _reaching_names(facts, words, scope.built)
+        new_words = frozenset(reach) - words
         if not new_words:
             break
         words = words | new_words
+        restricted = {n: frozenset(a) for n, a in reach.items() if n not in rule_words and None not in a}
     return facts, skipped, words, searched
 
 
 # -- call sites ---------------------------------------------------------------------------------
 def watched_callsites(index: SymbolIndex, watched: WatchedSpec) -> list[CallSite]:
-    """Every call in code of a watched name, directly or through macros (``via``)."""
+    """Every call in code of a watched name, directly or through macros (``via``): the macro
+    definitions of the calling code's architecture and generic code's (Vocabulary.sees)."""
     names = frozenset(watched.names)
+    sees = load_vocabulary().sees
     out: set[CallSite] = set()
     for c in index.code_calls:
         if c.callee in names:
             out.add(CallSite(c.callee, c.caller, c.file, c.line, c.column, (), c.args))
         if c.callee in index.macros and not names.isdisjoint(index.reachable_names(c.callee)):
-            for e in index.expand(c.callee, c.args):
+            for e in index.expand(c.callee, c.args, lambda path, here=c.file: sees(here, path)):
                 if e.name in names:
                     out.add(CallSite(e.name, c.caller, c.file, c.line, c.column, e.via, e.args))
     return sorted(out, key=lambda s: (s.file, s.line, s.column, s.callee, s.via))
@@ -621,7 +641,8 @@ def _remember(result: ScanResult, raw: list, scope: Scope, memo: Memo, options: 
     with_findings = {f.file for f in raw}
     state = ScanState(
         root=memo.key, started_ns=started_ns, deps=deps, dirs=dirs, selected=[f.file for f in scope.facts],
-        words=sorted(scope.words), all_words=sorted(scope.all_words), whole_tree=options.whole_tree, files=result.files, parsed=result.parsed,
+        words=sorted(scope.words), restricted={w: sorted(a) for w, a in sorted(scope.restricted.items())},
+        all_words=sorted(scope.all_words), whole_tree=options.whole_tree, files=result.files, parsed=result.parsed,
         functions=result.functions, error_files=result.error_files, error_functions=result.error_functions,
         skipped=[[s.file, s.reason] for s in result.skipped], callsites=[list(astuple(c)) for c in result.callsites],
         findings=finding_dicts(raw), modelled=finding_dicts(result.findings) if options.model else None,

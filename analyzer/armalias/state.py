@@ -75,6 +75,7 @@ class ScanState:
     dirs: dict[str, int] = field(default_factory=dict)  # rel directory -> mtime_ns
     selected: list[str] = field(default_factory=list)  # files parsed
     words: list[str] = field(default_factory=list)  # the words that selected them (last prefilter round)
+    restricted: dict[str, list[str]] = field(default_factory=dict)  # word -> the architectures it selects files of
     all_words: list[str] = field(default_factory=list)  # every word found (selects arch/arm's headers)
     # names whose calls can change the result (armalias.incremental); empty: not known
     relevant: list[str] = field(default_factory=list)

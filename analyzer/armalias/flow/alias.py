@@ -190,6 +190,7 @@ class FlowAnalysis:
         self._expansions: dict[tuple, list[tuple[str, tuple[str, ...]]]] = {}
         self._expanding: set[str] = set()  # macros being expanded in classify (never re-entered)
         self._arch: str | None = None  # the architecture of the function being analysed (None: generic)
+        self._file = ""  # the file of the function being analysed
         # names whose macro expansion is worth following inside a function
         self._interesting = frozenset(vocab.maintenance) | frozenset(vocab.write_sinks) | frozenset(vocab.alias_sources)
 
@@ -359,16 +360,9 @@ class FlowAnalysis:
 
     # which definitions of a macro hold where the function is
     def _sees(self, path: str) -> bool:
-        """Whether a macro defined in `path` is the one the function being analysed gets: its own
-        architecture's, or generic code's; in generic code, the vocabulary's own architecture's
-        (arch/arm).  A whole-tree scan holds every architecture's definitions of a name
-        (kexec_flush_icache_page is a flush_icache_range on ia64 and empty for everyone else)."""
-        arch = self.vocab.arch_of(path)
-        if arch is None:
-            return True
-        if self._arch is not None:
-            return arch == self._arch
-        return path.startswith(self.vocab.native_prefixes)
+        """Whether a macro defined in `path` is the one the function being analysed gets
+        (Vocabulary.sees)."""
+        return self.vocab.sees(self._file, path)
 
     def _defs(self, name: str) -> list:
         return [m for m in self.index.macros.get(name, ()) if self._sees(m.file)]
@@ -376,6 +370,7 @@ class FlowAnalysis:
     # the walk
     def analyse(self, body: FunctionBody) -> FunctionFlow:
         self._arch = self.vocab.arch_of(body.file)
+        self._file = body.file
         exec_param = self.vocab.exec_entries.get(body.name) if self.vocab.alias_rules_apply(body.file) else None
         f = FunctionFlow(body.name, body.file, body.line, body.params, exec_param or None)
         assigned: dict[str, int] = defaultdict(int)

@@ -1,0 +1,102 @@
+"""A whole-tree scan holds every architecture's code, and names are shared across them: ARM's
+flush_icache_range macro and m68k's, ARM's paging_init and powerpc's.  What it finds must be what some
+build of the kernel does: call sites through the macro definitions the calling code gets, and callers
+of callers selected only where a build can make that call.  And a macro that is only another spelling
+of a watched call (ARM's gic_flush_dcache_to_poc) brings the files calling it, whether or not they
+name a word of the rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from armalias.callgraph import CallGraph
+from armalias.facts import Call, FileFacts, FunctionDef
+from armalias.index import SymbolIndex
+from armalias.rules import load_vocabulary
+from armalias.scan import ScanOptions, scan
+
+WHOLE = ScanOptions(jobs=1, use_cache=False, whole_tree=True)
+
+
+def _tree(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+def _sites(result) -> set[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+    return {(c.file, c.callee, c.via, c.args) for c in result.callsites}
+
+
+def test_a_call_expands_through_its_own_architecture_s_macros(tmp_path: Path):
+    _tree(tmp_path, {
+        "arch/arm/include/asm/cacheflush.h": "#define flush_icache_range(s,e) __cpuc_coherent_kern_range(s,e)\n",
+        "arch/m68k/include/asm/cacheflush.h": "#define flush_icache_range(start, len) __flush_icache_all()\n",
+        "arch/arm/kernel/a.c": "void a(unsigned long x)\n{\n\tflush_icache_range(x, x + 4);\n}\n",
+        "arch/m68k/kernel/b.c": "void b(unsigned long p)\n{\n\tflush_icache_range(p, 4);\n}\n",
+        "kernel/c.c": "void c(unsigned long q)\n{\n\tflush_icache_range(q, q + 8);\n}\n",
+    })
+    sites = _sites(scan([tmp_path], WHOLE))
+    assert sites == {
+        ("arch/arm/kernel/a.c", "flush_icache_range", (), ("x", "x + 4")),
+        ("arch/arm/kernel/a.c", "__cpuc_coherent_kern_range", ("flush_icache_range",), ("x", "x + 4")),
+        ("arch/m68k/kernel/b.c", "flush_icache_range", (), ("p", "4")),
+        ("arch/m68k/kernel/b.c", "__flush_icache_all", ("flush_icache_range",), ()),
+        # generic code gets the vocabulary's architecture's definition (rules/vocabulary.toml [scope])
+        ("kernel/c.c", "flush_icache_range", (), ("q", "q + 8")),
+        ("kernel/c.c", "__cpuc_coherent_kern_range", ("flush_icache_range",), ("q", "q + 8")),
+    }
+
+
+def test_a_macro_spelling_a_watched_call_brings_its_callers(tmp_path: Path):
+    _tree(tmp_path, {
+        "arch/arm/include/asm/arch_gicv3.h":
+            "#define gic_flush_dcache_to_poc(a,l)\t__cpuc_flush_dcache_area((a), (l))\n",
+        "drivers/irqchip/its.c": "static void its_flush_cmd(void *cmd)\n{\n\tgic_flush_dcache_to_poc(cmd, 32);\n}\n",
+    })
+    result = scan([tmp_path], WHOLE)
+    assert "drivers/irqchip/its.c" in {f.file for f in result.facts}
+    assert ("drivers/irqchip/its.c", "__cpuc_flush_dcache_area", ("gic_flush_dcache_to_poc",),
+            ("(cmd)", "(32)")) in _sites(result)
+
+
+def test_callers_are_selected_where_a_build_can_make_the_call(tmp_path: Path):
+    _tree(tmp_path, {
+        # ARM's hook reaches flush_icache_range in ARM's code only; lib_sync in generic code
+        "arch/arm/kernel/hook.c": "void text_hook(unsigned long p)\n{\n\tflush_icache_range(p, p + 4);\n}\n",
+        "lib/sync.c": "void lib_sync(unsigned long p)\n{\n\tflush_icache_range(p, p + 4);\n}\n",
+        "arch/arm/kernel/user.c": "void arm_user(void)\n{\n\ttext_hook(0);\n}\n",
+        "kernel/user.c": "void generic_user(void)\n{\n\ttext_hook(0);\n}\n",
+        # x86 has a text_hook of its own: calling it reaches nothing in any build
+        "arch/x86/kernel/user.c": "void x86_user(void)\n{\n\ttext_hook(0);\n}\n",
+        "arch/x86/kernel/lib_user.c": "void x86_lib_user(void)\n{\n\tlib_sync(0);\n}\n",
+    })
+    parsed = {f.file for f in scan([tmp_path], WHOLE).facts}
+    assert parsed == {"arch/arm/kernel/hook.c", "lib/sync.c", "arch/arm/kernel/user.c", "kernel/user.c",
+                      "arch/x86/kernel/lib_user.c"}
+
+
+def _graph(spec: dict[str, list[tuple[str, bool, list[str]]]]) -> CallGraph:
+    facts = []
+    for rel, fns in sorted(spec.items()):
+        defs, calls = [], []
+        for i, (name, static, callees) in enumerate(fns):
+            defs.append(FunctionDef(name, rel, 10 * i + 1, 10 * i + 9, (), static))
+            calls.extend(Call(c, name, rel, 10 * i + 2 + j, 2) for j, c in enumerate(callees))
+        facts.append(FileFacts(rel, rel, functions=tuple(defs), calls=tuple(calls)))
+    return CallGraph(SymbolIndex(facts), "cpu_cache_fns")
+
+
+def test_reaching_callers_in_one_build():
+    g = _graph({
+        "arch/arm/kernel/a.c": [("arm_hook", False, ["flush_icache_range"]), ("start", True, ["arm_hook"]),
+                                ("a_user", False, ["start"])],
+        "drivers/b.c": [("start", True, []), ("b_user", False, ["start"])],  # b.c's own start
+        "arch/x86/kernel/c.c": [("x86_user", False, ["arm_hook"])],
+        "kernel/d.c": [("generic_user", False, ["arm_hook"]), ("generic_top", False, ["generic_user"])],
+        "arch/x86/kernel/e.c": [("x86_top", False, ["generic_user"])],
+    })
+    reach = g.reaching_in_one_build(["flush_icache_range"], frozenset(), load_vocabulary().arch_of)
+    assert reach == {"arm_hook": {"arm"}, "start": {"arm"}, "a_user": {"arm"},
+                     "generic_user": {"arm"}, "generic_top": {"arm"}}
+    # b_user calls b.c's start, not a.c's; x86 code calls x86's arm_hook and generic_user in x86's build

@@ -9,7 +9,6 @@ __patch_text_real ran through parisc, um and a USB driver's static start()."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from armalias.rules import load_vocabulary

@@ -191,6 +191,9 @@ class FlowAnalysis:
         self._expanding: set[str] = set()  # macros being expanded in classify (never re-entered)
         self._arch: str | None = None  # the architecture of the function being analysed (None: generic)
         self._file = ""  # the file of the function being analysed
+        self._callers: dict[str, set[str]] | None = None  # callee -> the functions calling it
+        self._fixed_interest: set[str] = set()
+        self._macro_callees: list[str] = []
         # names whose macro expansion is worth following inside a function
         self._interesting = frozenset(vocab.maintenance) | frozenset(vocab.write_sinks) | frozenset(vocab.alias_sources)
 
@@ -200,17 +203,26 @@ class FlowAnalysis:
         # Functions doing maintenance (directly, through macros or summarized wrappers), execution
         # entry points and users of alias globals: the only places a rule can fire.
         names = set(v.maintenance) | set(self.summaries)
-        wanted = set()
-        words = set(v.alias_globals) | {c for c in v.alias_constants if is_ident(c)}
-        global_ref = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words))) + r")\b") if words else None
-        for c in self.index.code_calls:
-            if not c.caller:
-                continue
-            if c.callee in names or (global_ref is not None and any(global_ref.search(a) for a in c.args)):
-                wanted.add(c.caller)
-            elif c.callee in self.index.macros and not names.isdisjoint(self.index.reachable_names(c.callee)):
-                wanted.add(c.caller)
-        wanted |= {f for f in v.exec_entries if f in self.index.functions}
+        if self._callers is None:  # what does not change from one round of summaries to the next
+            self._callers = defaultdict(set)
+            fixed = set()
+            words = set(v.alias_globals) | {c for c in v.alias_constants if is_ident(c)}
+            global_ref = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words))) + r")\b") if words else None
+            for c in self.index.code_calls:
+                if not c.caller:
+                    continue
+                self._callers[c.callee].add(c.caller)
+                if global_ref is not None and any(global_ref.search(a) for a in c.args):
+                    fixed.add(c.caller)
+            fixed |= {f for f in v.exec_entries if f in self.index.functions}
+            self._fixed_interest = fixed
+            self._macro_callees = [m for m in self._callers if m in self.index.macros]
+        wanted = set(self._fixed_interest)
+        for n in names:
+            wanted |= self._callers.get(n, set())
+        for m in self._macro_callees:
+            if not names.isdisjoint(self.index.reachable_names(m)):
+                wanted |= self._callers[m]
         return wanted
 
     def _bodies_of(self, names: set[str]) -> list[FunctionBody]:

@@ -51,7 +51,8 @@ def _row(obj) -> list:
 def facts_to_json(facts: FileFacts) -> dict:
     """Rows of positional values (field order of each dataclass): compact and quick to load."""
     out = {"file": facts.file, "digest": facts.digest, "includes": list(facts.includes),
-           "error_functions": facts.error_functions, "has_error": facts.has_error, "notes": list(facts.notes)}
+           "error_functions": facts.error_functions, "has_error": facts.has_error, "notes": list(facts.notes),
+           "error_lines": [list(x) for x in facts.error_lines]}
     for name, _ in _ROWS:
         out[name] = [_row(o) for o in getattr(facts, name)]
     return out
@@ -86,7 +87,8 @@ def facts_from_dict(raw: dict) -> FileFacts:
     parts = {name: tuple(load(r, file) for r in raw[name]) for name, load in _LOADERS}
     return FileFacts(file=file, digest=raw["digest"], includes=tuple(raw["includes"]),
                      error_functions=int(raw["error_functions"]), has_error=bool(raw["has_error"]),
-                     notes=tuple(raw["notes"]), **parts)
+                     notes=tuple(raw["notes"]), error_lines=tuple((int(a), int(b)) for a, b in raw["error_lines"]),
+                     **parts)
 
 
 class JsonEntries:

@@ -78,6 +78,9 @@ class FileFacts:
     error_functions: int = 0
     has_error: bool = False
     notes: tuple[str, ...] = field(default=())
+    # (first, last) lines of each top-level part of the file (a definition, a declaration, a
+    # preprocessor block) that tree-sitter parsed with an error
+    error_lines: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

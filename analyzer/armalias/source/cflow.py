@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from tree_sitter import Node
 
 from armalias.source.cparse import function_name, parser, squash
-from armalias.source.text import neutralize
+from armalias.source.text import COMMENT_OR_LITERAL, blank, neutralize
 
 LOOP = "<loop>"
 
@@ -180,6 +180,69 @@ class _Walker:
             return
         self.events.append(Event("store", left.start_point[0] + 1, left.start_point[1] + 1,
                                  _t(self.src, left), base, (), guards, width))
+
+
+def keep_lines(data: bytes, ranges: list[tuple[int, int]]) -> bytes:
+    """The text with the code of every line outside the (first, last) line ranges blanked:
+    preprocessor lines (with their continuations) and comments stay, so conditionals stay balanced
+    and a comment begun on a kept line still ends.  Offsets, lines and columns are unchanged."""
+    keep = sorted(ranges)
+    comments = [(m.start(), m.end()) for m in COMMENT_OR_LITERAL.finditer(data) if m.group(0)[:1] == b"/"]
+    out = bytearray(data)
+    pos, line, i, c = 0, 1, 0, 0
+    n = len(data)
+    continued = False  # the line before is a preprocessor line ending in a backslash
+    while pos < n:
+        end = data.find(b"\n", pos)
+        if end == -1:
+            end = n
+        while i < len(keep) and keep[i][1] < line:
+            i += 1
+        text = data[pos:end]
+        directive = continued or text.lstrip().startswith(b"#")
+        if not directive and not (i < len(keep) and keep[i][0] <= line):
+            start = pos
+            while c < len(comments) and comments[c][1] <= start:
+                c += 1
+            j = c
+            while j < len(comments) and comments[j][0] < end:  # the code around the comments
+                blank(out, start, comments[j][0])
+                start = max(start, comments[j][1])
+                j += 1
+            blank(out, start, end)
+        continued = directive and text.rstrip(b"\r").endswith(b"\\")
+        pos, line = end + 1, line + 1
+    return bytes(out)
+
+
+def body_ranges(functions, wanted: set[str], error_lines=()) -> list[tuple[int, int]] | None:
+    """The lines function_bodies needs for the functions named in wanted, from a file's facts
+    (FunctionDef: line of the name, end_line): each such function from just after the function
+    before it, so its return type and attributes come along.  None when the facts cannot say: spans
+    out of order, a function asked for, or the one before it, recovered from a parse error (its
+    span may be wrong), a name asked for defined more than once (a macro that defines functions,
+    whose parse depends on what surrounds it), or a part of the file parsed with an error
+    (`error_lines`, FileFacts) among the lines kept: tree-sitter's recovery from it depends on
+    what comes before.  Then the whole file is parsed."""
+    fns = sorted(functions, key=lambda f: (f.line, f.end_line))
+    defined = [f.name for f in fns if f.name in wanted]
+    if len(defined) != len(set(defined)):  # one name defined again and again: BPF_CALL_1(...) { }
+        return None
+    out = []
+    prev = None
+    for f in fns:
+        prev_end = prev.end_line if prev is not None else 0
+        if f.line <= prev_end or f.end_line < f.line:
+            return None
+        if f.name in wanted:
+            if f.has_error or (prev is not None and prev.has_error):
+                return None
+            first = prev_end + 1
+            if any(a <= f.end_line and b >= first for a, b in error_lines):
+                return None
+            out.append((first, f.end_line))
+        prev = f
+    return out
 
 
 def function_bodies(rel: str, data: bytes, wanted: set[str]) -> list[FunctionBody]:

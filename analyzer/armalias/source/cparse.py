@@ -181,8 +181,10 @@ def _recovered_functions(src: bytes, root: Node, rel: str, q_err: Query,
 
 
 def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[str, int]] | None = None,
-              ) -> tuple[tuple[FunctionDef, ...], tuple[Call, ...], tuple[Initializer, ...], bool]:
-    """Functions, calls and designated initializers of one C file (real and neutralized bytes)."""
+              ) -> tuple[tuple[FunctionDef, ...], tuple[Call, ...], tuple[Initializer, ...], bool,
+                         tuple[tuple[int, int], ...]]:
+    """Functions, calls and designated initializers of one C file (real and neutralized bytes),
+    whether it parsed with an error, and the lines of the top-level parts that did."""
     tree = parser().parse(neutral)
     root = tree.root_node
     q_fn, q_call, q_init, q_err = _queries()
@@ -255,4 +257,6 @@ def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[s
                     stack.append(child)
     inits.sort(key=lambda i: (i.line, i.member))
     functions = tuple(s[2] for s in spans)
-    return functions, tuple(calls), tuple(inits), root.has_error
+    error_lines = tuple((n.start_point[0] + 1, n.end_point[0] + 1) for n in root.children if n.has_error) \
+        if root.has_error else ()
+    return functions, tuple(calls), tuple(inits), root.has_error, error_lines

@@ -14,7 +14,7 @@ from armalias.source.directives import read_asm_symbols, read_defines, read_incl
 from armalias.source.text import neutralize
 
 # Bump when what extraction produces changes shape or meaning: it is part of every cache key.
-EXTRACTOR_VERSION = "3"
+EXTRACTOR_VERSION = "4"
 
 # `NAME(fn, ...) { body }` at file scope defines the function named (prefix + argument index).
 DEFINERS = {
@@ -51,10 +51,10 @@ def extract_bytes(rel: str, data: bytes, digest: str) -> FileFacts:
     if rel.endswith(".S"):
         return FileFacts(rel, digest, asm_symbols=read_asm_symbols(rel, data), includes=read_includes(data))
     macros, macro_calls = read_defines(rel, data)
-    functions, calls, inits, has_error = extract_c(rel, data, neutralize(data, load_neutralize()), DEFINERS)
+    functions, calls, inits, has_error, error_lines = extract_c(rel, data, neutralize(data, load_neutralize()), DEFINERS)
     return FileFacts(
         file=rel, digest=digest, functions=functions, calls=calls + macro_calls, macros=macros,
         initializers=inits, includes=read_includes(data),
         error_functions=sum(1 for f in functions if f.has_error), has_error=has_error,
-        notes=read_suppressions(data) if b"armalias:" in data else (),
+        notes=read_suppressions(data) if b"armalias:" in data else (), error_lines=error_lines,
     )

@@ -7,6 +7,7 @@ lines and columns found in the result are those of the real file.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from functools import lru_cache
 
 from armalias.rules import NeutralizeSpec, load_neutralize
@@ -51,7 +52,7 @@ def blank(buf: bytearray, start: int, end: int, keep_backslash_newline: bool = F
     buf[start:end] = out
 
 
-_COMMENT_OR_LITERAL = re.compile(
+COMMENT_OR_LITERAL = re.compile(
     rb'//(?:[^\n\\]|\\.)*|/\*.*?(?:\*/|\Z)|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'', re.S
 )
 
@@ -60,7 +61,7 @@ _COMMENT_OR_LITERAL = re.compile(
 def blank_comments(data: bytes) -> bytes:
     """Comments become spaces; string and character literals are kept as they are."""
     buf = bytearray(data)
-    for m in _COMMENT_OR_LITERAL.finditer(data):
+    for m in COMMENT_OR_LITERAL.finditer(data):
         if m.group(0)[:1] == b"/":
             blank(buf, m.start(), m.end(), keep_backslash_newline=True)
     return bytes(buf)
@@ -74,6 +75,34 @@ _DEFINE_START = re.compile(rb"[ \t]*#[ \t]*define\b")
 
 def directive_spans(data: bytes) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in _DIRECTIVE.finditer(data)]
+
+
+def code_directive_spans(data: bytes) -> list[tuple[int, int]]:
+    """The preprocessor lines of a file, as the compiler splits them: a comment begun on a
+    directive line carries the directive on to the end of the line the comment ends on (comments
+    become a space before lines are read as directives).  `#define X 0x02 /* a comment over two
+    lines */` is one directive; its second line is no code."""
+    spans = directive_spans(blank_comments(data))
+    if b"/*" not in data:
+        return spans
+    comments = [(m.start(), m.end()) for m in COMMENT_OR_LITERAL.finditer(data)
+                if m.group(0)[:2] == b"/*" and b"\n" in m.group(0)]
+    if not comments:
+        return spans
+    starts = [c[0] for c in comments]
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        while True:
+            i = bisect_right(starts, end) - 1
+            if i < 0 or not comments[i][0] < end < comments[i][1]:
+                break
+            nl = data.find(b"\n", comments[i][1])
+            end = len(data) if nl == -1 else nl
+        if out and start < out[-1][1]:  # a directive found inside the one just extended
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
+        else:
+            out.append((start, end))
+    return out
 
 
 def balanced_end(data: bytes, open_pos: int) -> int:
@@ -121,7 +150,7 @@ def neutralize(data: bytes, spec: NeutralizeSpec | None = None) -> bytes:
     spec = spec or load_neutralize()
     names, loops = _patterns(spec)
     buf = bytearray(data)
-    spans = directive_spans(blank_comments(data))
+    spans = code_directive_spans(data)
     for start, end in spans:
         if _DEFINE_START.match(data, start):
             blank(buf, start, end)  # macro bodies are read by directives.py, not parsed as code

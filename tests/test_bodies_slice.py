@@ -1,0 +1,103 @@
+"""The flow parses only the lines of the functions it asks for (cflow.keep_lines, body_ranges): the
+same function bodies as parsing the whole file, or the whole file when the facts cannot promise it.
+And a comment begun on a #define line carries the directive on to the line it ends on, as in the
+compiler (6.1's drivers/spi/spi-xilinx.c: `#define XSPI_INTR_SLAVE_MODE_FAULT 0x02 /* Selected as
+slave while` / `* disabled */` left `* disabled */` to be parsed as code)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from armalias.source.cflow import body_ranges, function_bodies, keep_lines
+from armalias.source.extract import extract_bytes
+from armalias.source.text import neutralize
+
+FILE = b"""#include <linux/kernel.h>
+#define FAULT\t0x02\t/* Selected as slave while
+\t\t\t * disabled */
+#define WIDE(a, b) \\
+\tdo { foo(a); } while (0)
+
+static inline unsigned long
+helper(unsigned long x)
+{
+\treturn x + 1;
+}
+
+#ifdef CONFIG_X
+static void noisy(void *p)
+{
+\tmemcpy(p, "{", 1);  /* a brace { in a string and a comment */
+}
+#else
+static void noisy(void *p)
+{
+}
+#endif
+
+void writer(void *dst, const void *src, int n)
+{
+\tmemcpy(dst, src, n);
+\tflush_icache_range((unsigned long)dst, (unsigned long)dst + n);
+}
+
+/* a comment over
+ * lines } { */
+int reader(int *p)
+{
+\treturn *p + FAULT;
+}
+"""
+
+
+def test_a_comment_on_a_define_line_is_part_of_the_directive():
+    neutral = neutralize(FILE)
+    assert b"disabled" not in neutral  # the directive, comment and all, is no code
+    facts = extract_bytes("drivers/x.c", FILE, "d")
+    assert not facts.has_error and facts.error_lines == ()
+    assert [f.name for f in facts.functions] == ["helper", "noisy", "noisy", "writer", "reader"]
+
+
+def test_the_lines_kept_give_the_same_bodies():
+    facts = extract_bytes("drivers/x.c", FILE, "d")
+    for wanted in ({"writer"}, {"reader"}, {"helper", "reader"}, {"writer", "reader", "helper"}):
+        ranges = body_ranges(facts.functions, wanted, facts.error_lines)
+        assert ranges is not None
+        sliced = keep_lines(FILE, ranges)
+        assert len(sliced) == len(FILE) and sliced.count(b"\n") == FILE.count(b"\n")
+        assert function_bodies("drivers/x.c", sliced, wanted) == function_bodies("drivers/x.c", FILE, wanted)
+    ranges = body_ranges(facts.functions, {"writer"}, facts.error_lines)
+    sliced = keep_lines(FILE, ranges)
+    assert b"return x + 1" not in sliced and b"return *p" not in sliced  # other functions are blanked
+    assert b"#ifdef CONFIG_X" in sliced and b"#endif" in sliced and b"do { foo(a); }" in sliced
+    assert b"lines } { */" in sliced  # a comment is kept whole
+
+
+def test_when_the_facts_cannot_promise_the_whole_file_is_parsed():
+    facts = extract_bytes("drivers/x.c", FILE, "d")
+    assert body_ranges(facts.functions, {"noisy"}, facts.error_lines) is None  # defined twice
+    assert body_ranges(facts.functions, {"reader"}, [(30, 31)]) is None  # a parse error among the lines kept
+    assert body_ranges(facts.functions, {"reader"}, [(1, 2)]) is not None  # one far from them
+    broken = FILE.replace(b"\treturn x + 1;", b"\treturn x + ;;) 1;")
+    facts = extract_bytes("drivers/x.c", broken, "d")
+    assert [f.name for f in facts.functions if f.has_error] == ["helper"] and facts.error_lines == ((7, 11),)
+    assert body_ranges(facts.functions, {"helper"}, facts.error_lines) is None  # asked for, and in error
+    assert body_ranges(facts.functions, {"noisy"}, ()) is None  # defined twice, anyway
+    # writer follows `noisy`, which parsed cleanly: helper's error is not among its lines
+    assert body_ranges(facts.functions, {"writer"}, facts.error_lines) == [(22, 28)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_random_choices_of_functions(seed: int):
+    rnd = random.Random(seed)
+    facts = extract_bytes("drivers/x.c", FILE, "d")
+    names = sorted({f.name for f in facts.functions})
+    wanted = set(rnd.sample(names, rnd.randint(1, len(names))))
+    ranges = body_ranges(facts.functions, wanted, facts.error_lines)
+    if ranges is not None:
+        assert function_bodies("drivers/x.c", keep_lines(FILE, ranges), wanted) == \
+            function_bodies("drivers/x.c", FILE, wanted)

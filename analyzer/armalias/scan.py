@@ -208,12 +208,17 @@ class Extractor:
         else:
             from armalias.workers import frozen_gc
 
-            chunk = max(1, min(32, total // (self.jobs * 8)))
+            # the largest files first, in small chunks: no worker is left with a big file at the end
+            order = sorted(range(total), key=lambda i: -len(work[i][1]))
+            chunk = max(1, min(8, total // (self.jobs * 16)))
+            placed: list[FileFacts | Skipped | None] = [None] * total
             with frozen_gc():  # the pool forks its workers on the first map
-                for i, r in enumerate(self._workers().map(_extract_one, work, chunksize=chunk)):
-                    results.append(r)
+                for i, (at, r) in enumerate(zip(order, self._workers().map(_extract_one, [work[j] for j in order],
+                                                                            chunksize=chunk))):
+                    placed[at] = r
                     if progress and (i % 16 == 0 or i + 1 == total):
                         progress(i + 1, total)
+            results = placed
         for r in results:
             (facts if isinstance(r, FileFacts) else skipped).append(r)
         return facts, skipped

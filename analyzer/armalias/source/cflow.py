@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from tree_sitter import Node
 
 from armalias.source.cparse import function_name, parser, squash
-from armalias.source.text import COMMENT_OR_LITERAL, blank, neutralize
+from armalias.source.text import blank, comment_spans, neutralize
 
 LOOP = "<loop>"
 
@@ -187,7 +187,7 @@ def keep_lines(data: bytes, ranges: list[tuple[int, int]]) -> bytes:
     preprocessor lines (with their continuations) and comments stay, so conditionals stay balanced
     and a comment begun on a kept line still ends.  Offsets, lines and columns are unchanged."""
     keep = sorted(ranges)
-    comments = [(m.start(), m.end()) for m in COMMENT_OR_LITERAL.finditer(data) if m.group(0)[:1] == b"/"]
+    comments = comment_spans(data)
     out = bytearray(data)
     pos, line, i, c = 0, 1, 0, 0
     n = len(data)

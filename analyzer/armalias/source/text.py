@@ -21,10 +21,12 @@ class Unreadable(Exception):
 
 def check_text(data: bytes) -> None:
     """Raise Unreadable with the reason when bytes are no C text to analyse."""
-    if not data.strip():
+    if not data or data.isspace():
         raise Unreadable("empty file")
     if b"\0" in data[:8192]:
         raise Unreadable("binary file (NUL bytes)")
+    if data.isascii():  # most of a kernel tree: valid UTF-8 without decoding it
+        return
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -58,12 +60,17 @@ COMMENT_OR_LITERAL = re.compile(
 
 
 @lru_cache(maxsize=4)  # neutralize and the directive reader ask for the same file's in turn
+def comment_spans(data: bytes) -> tuple[tuple[int, int], ...]:
+    """(start, end) of every comment (string and character literals are skipped over)."""
+    return tuple((m.start(), m.end()) for m in COMMENT_OR_LITERAL.finditer(data) if m.group(0)[:1] == b"/")
+
+
+@lru_cache(maxsize=4)
 def blank_comments(data: bytes) -> bytes:
     """Comments become spaces; string and character literals are kept as they are."""
     buf = bytearray(data)
-    for m in COMMENT_OR_LITERAL.finditer(data):
-        if m.group(0)[:1] == b"/":
-            blank(buf, m.start(), m.end(), keep_backslash_newline=True)
+    for start, end in comment_spans(data):
+        blank(buf, start, end, keep_backslash_newline=True)
     return bytes(buf)
 
 
@@ -85,8 +92,7 @@ def code_directive_spans(data: bytes) -> list[tuple[int, int]]:
     spans = directive_spans(blank_comments(data))
     if b"/*" not in data:
         return spans
-    comments = [(m.start(), m.end()) for m in COMMENT_OR_LITERAL.finditer(data)
-                if m.group(0)[:2] == b"/*" and b"\n" in m.group(0)]
+    comments = [(a, b) for a, b in comment_spans(data) if data[a + 1] == 0x2A and data.find(b"\n", a, b) != -1]
     if not comments:
         return spans
     starts = [c[0] for c in comments]
@@ -129,26 +135,40 @@ def _skip_ws(data: bytes, i: int) -> int:
     return i
 
 
-# an identifier: a maximal run of word characters that starts with a letter or underscore
-_IDENTIFIER = re.compile(rb"\b[A-Za-z_]\w*")
+_WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")  # regex \w, bytes
 
 
 @lru_cache(maxsize=4)
-def _patterns(spec: NeutralizeSpec) -> tuple[frozenset[bytes], re.Pattern[bytes] | None]:
-    # the names as a set the identifiers are looked up in: 3.5x quicker than one regular expression
-    # of all the names between word boundaries, with the same matches
-    names = frozenset(n.encode() for n in set(spec.annotations) | set(spec.annotations_with_args) | set(spec.statement_macros))
+def _patterns(spec: NeutralizeSpec):
+    """The names' occurrences as identifiers (maximal runs of word bytes), found by one
+    Aho-Corasick automaton over the bytes: leftmost-longest, so an identifier equal to a name is
+    never hidden by a match inside a longer one.  Before: every identifier of the file looked up in
+    a set from Python (1.3 s for the 811 files of a whole-tree scan; this takes a fifth of it)."""
+    import ahocorasick_rs
+
+    names = sorted({n.encode() for n in set(spec.annotations) | set(spec.annotations_with_args) | set(spec.statement_macros)})
+    automaton = ahocorasick_rs.BytesAhoCorasick(names, matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_LONGEST,
+                                                implementation=ahocorasick_rs.Implementation.DFA) if names else None
+
+    def occurrences(data: bytes):
+        if automaton is None:
+            return
+        n = len(data)
+        for _, start, end in automaton.find_matches_as_indexes(data):
+            if (start == 0 or data[start - 1] not in _WORD) and (end == n or data[end] not in _WORD):
+                yield start, end
+
     loops = None
     if spec.loop_macro_patterns:
         alts = b"|".join(p.strip("^$").encode() for p in spec.loop_macro_patterns)
         loops = re.compile(rb"\b(?:" + alts + rb")\b(?=\s*\()")
-    return names, loops
+    return occurrences, loops
 
 
 def neutralize(data: bytes, spec: NeutralizeSpec | None = None) -> bytes:
     """Blank kernel annotations and file-scope statement macros; turn loop macros into `while`."""
     spec = spec or load_neutralize()
-    names, loops = _patterns(spec)
+    occurrences, loops = _patterns(spec)
     buf = bytearray(data)
     spans = code_directive_spans(data)
     for start, end in spans:
@@ -166,15 +186,11 @@ def neutralize(data: bytes, spec: NeutralizeSpec | None = None) -> bytes:
     plain = set(spec.annotations)
     statements = set(spec.statement_macros)
     last_end = 0
-    for m in _IDENTIFIER.finditer(data):
-        token = m.group()
-        if token not in names:
-            continue
-        start = m.start()
+    for start, token_end in occurrences(data):
         if start < last_end or in_directive(start):
             continue
-        name = token.decode()
-        after = _skip_ws(data, m.end())
+        name = data[start:token_end].decode()
+        after = _skip_ws(data, token_end)
         has_args = after < len(data) and data[after] == 0x28
         if name in statements and has_args:
             line_start = data.rfind(b"\n", 0, start) + 1
@@ -194,8 +210,8 @@ def neutralize(data: bytes, spec: NeutralizeSpec | None = None) -> bytes:
                 last_end = end
                 continue
         if name in plain:
-            blank(buf, start, m.end())
-            last_end = m.end()
+            blank(buf, start, token_end)
+            last_end = token_end
     if loops is not None:
         span_i = 0
         for m in loops.finditer(data):

@@ -128,10 +128,12 @@ def file_matcher(words: frozenset[str], restricted: Restricted | None = None) ->
     return mentions
 
 
-def _decide(rels: list[str], read: Callable[[str], bytes], mentions: Callable[[str, bytes], bool]
-            ) -> tuple[list[str], list[tuple[str, str]]]:
+def _decide(rels: list[str], read: Callable[[str], bytes], mentions: Callable[[str, bytes], bool],
+            includes: dict[str, tuple[str, ...]] | None = None) -> tuple[list[str], list[tuple[str, str]]]:
     """The rels that mention a word, and those that are no C text, with the reason.  `read` raises
-    OSError or Unreadable."""
+    OSError or Unreadable.  `includes`, when given, receives the #include names of each file read."""
+    from armalias.source.directives import read_includes
+
     out: list[str] = []
     bad: list[tuple[str, str]] = []
     for rel in rels:
@@ -146,16 +148,19 @@ def _decide(rels: list[str], read: Callable[[str], bytes], mentions: Callable[[s
             continue
         if mentions(rel, data):
             out.append(rel)
+        if includes is not None:
+            includes[rel] = read_includes(data)
     return out, bad
 
 
-def _mentions(args: tuple[str, list[str], frozenset[str], Restricted]
-              ) -> tuple[list[str], list[tuple[str, str]], dict[str, list[int]]]:
+def _mentions(args: tuple[str, list[str], frozenset[str], Restricted, bool]
+              ) -> tuple[list[str], list[tuple[str, str]], dict[str, list[int]], dict[str, tuple[str, ...]] | None]:
     """_decide on files of a directory (run in worker processes), with the [size, mtime_ns] of
     each file read, taken from the open file (the memo and the state need them: stat'ing the
-    tree's 61,000 files again in the main process took 0.7 s)."""
-    root, rels, words, restricted = args
+    tree's 61,000 files again in the main process took 0.7 s), and their #include names if asked."""
+    root, rels, words, restricted, want_includes = args
     stamps: dict[str, list[int]] = {}
+    includes: dict[str, tuple[str, ...]] | None = {} if want_includes else None
 
     def read(rel: str) -> bytes:
         with open(os.path.join(root, rel), "rb") as fh:
@@ -163,17 +168,18 @@ def _mentions(args: tuple[str, list[str], frozenset[str], Restricted]
             stamps[rel] = [st.st_size, st.st_mtime_ns]
             return fh.read()
 
-    out, bad = _decide(rels, read, file_matcher(words, restricted))
-    return out, bad, stamps
+    out, bad = _decide(rels, read, file_matcher(words, restricted), includes)
+    return out, bad, stamps, includes
 
 
 def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int,
-           cache_dir: Path | None = None, stamps: dict | None = None, restricted: Restricted | None = None
-           ) -> tuple[list[str], list[Skipped]]:
+           cache_dir: Path | None = None, stamps: dict | None = None, restricted: Restricted | None = None,
+           includes: dict[str, tuple[str, ...]] | None = None) -> tuple[list[str], list[Skipped]]:
     """The rels whose bytes name any of the words as an identifier (anywhere: in code, a macro, a
     comment or a string, so never a miss of a call), and the files that are no C text at all, with the reason.
     `stamps` receives the [size, mtime_ns] of the files of the directory the memo stat'ed.
-    `restricted`: the words that select only some architectures' files (file_matcher)."""
+    `restricted`: the words that select only some architectures' files (file_matcher).  `includes`,
+    when given, receives the #include names of the files read (those the memo knows are not)."""
     if not rels or not words:
         return [], []
     restricted = {w: a for w, a in (restricted or {}).items() if w in words}
@@ -185,7 +191,7 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
     out: list[str] = []
     bad: list[Skipped] = []
     if in_memory:
-        out, raw_bad = _decide(in_memory, source.read, file_matcher(words, restricted))
+        out, raw_bad = _decide(in_memory, source.read, file_matcher(words, restricted), includes)
         bad = [Skipped(r, why) for r, why in raw_bad]
         if local is None:
             return sorted(out), sorted(bad, key=lambda b: b.file)
@@ -204,8 +210,11 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
                 out.append(rel)
             elif known is not False:
                 bad.append(Skipped(rel, known))
-    found, raw_bad, read_stamps = _search(str(local), todo, words, restricted, jobs)
+    found, raw_bad, read_stamps, found_includes = _search(str(local), todo, words, restricted, jobs,
+                                                         includes is not None)
     known_stamps.update(read_stamps)
+    if includes is not None and found_includes:
+        includes.update(found_includes)
     out.extend(found)
     bad.extend(Skipped(r, why) for r, why in raw_bad)
     if memo is not None:
@@ -214,21 +223,25 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
     return sorted(out), sorted(bad, key=lambda b: b.file)
 
 
-def _search(root: str, rels: list[str], words: frozenset[str], restricted: Restricted, jobs: int
-            ) -> tuple[list[str], list[tuple[str, str]], dict[str, list[int]]]:
+def _search(root: str, rels: list[str], words: frozenset[str], restricted: Restricted, jobs: int,
+            want_includes: bool = False
+            ) -> tuple[list[str], list[tuple[str, str]], dict[str, list[int]], dict[str, tuple[str, ...]] | None]:
     if jobs <= 1 or len(rels) < 2000:
-        return _mentions((root, rels, words, restricted))
+        return _mentions((root, rels, words, restricted, want_includes))
     size = max(500, len(rels) // (jobs * 4))
-    chunks = [(root, rels[i:i + size], words, restricted) for i in range(0, len(rels), size)]
+    chunks = [(root, rels[i:i + size], words, restricted, want_includes) for i in range(0, len(rels), size)]
     out: list[str] = []
     bad: list[tuple[str, str]] = []
     stamps: dict[str, list[int]] = {}
+    includes: dict[str, tuple[str, ...]] | None = {} if want_includes else None
     with worker_pool(jobs) as pool:
-        for part, part_bad, part_stamps in pool.map(_mentions, chunks):
+        for part, part_bad, part_stamps, part_includes in pool.map(_mentions, chunks):
             out.extend(part)
             bad.extend(part_bad)
             stamps.update(part_stamps)
-    return out, bad, stamps
+            if includes is not None and part_includes:
+                includes.update(part_includes)
+    return out, bad, stamps, includes
 
 
 class SelectionMemo:

@@ -124,6 +124,7 @@ class Scope:
     built: dict = field(default_factory=dict)  # the last index and graph the prefilter built, and on what
     stamps: dict = field(default_factory=dict)  # rel -> [size, mtime_ns] the prefilter took (armalias.state)
     restricted: dict = field(default_factory=dict)  # of `words`: those selecting some architectures' files only
+    includes: dict | None = None  # rel -> its #include names, for the files the prefilter read (when asked)
 
 
 # -- extraction -------------------------------------------------------------------------------
@@ -154,11 +155,9 @@ class Extractor:
         self.options = options
         self.key = extractor_key()
         self.cache: FactsCache | None = None
-        cdir = cache_dir_for(options)
+        cdir = _facts_cache_dir(source, options)  # never one inside the scanned tree
         if cdir is not None:
-            local = source.local_path("")
-            if local is None or not cdir.is_relative_to(local.resolve()):  # never write into the scanned tree
-                self.cache = FactsCache(cdir, self.key)
+            self.cache = FactsCache(cdir, self.key)
         self.jobs = options.jobs or available_cpus()
         self.directory = self.cache.directory if self.cache is not None else None
         self._pool = None
@@ -317,7 +316,7 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
     if is_kernel_root(source) and not options.whole_tree:
         found = source.discover("arch/arm")
         scope = Scope(skipped=list(found.skipped), read=list(found.files), dirs=set(found.dirs),
-                      cache_dir=extractor.directory)
+                      cache_dir=extractor.directory, includes={})
         seen = set(found.files)
         if options.prefilter:
             facts, sk, words, scope.words = _prefiltered(source, extractor, list(found.files), words, jobs,
@@ -332,10 +331,13 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
         parsed = {f.file for f in facts}
         for rel in found.files:  # files the prefilter passed over still pull in their headers
             if rel not in parsed:
-                try:
-                    frontier_includes.extend((rel, n) for n in read_includes(source.read(rel)))
-                except Unreadable:
-                    pass
+                names = scope.includes.get(rel)  # the prefilter's, when it read the file
+                if names is None:
+                    try:
+                        names = read_includes(source.read(rel))
+                    except Unreadable:
+                        continue
+                frontier_includes.extend((rel, n) for n in names)
         mentions = matcher(words)
         resolved: dict[tuple[str, str], str | None] = {}  # (includer's directory, name) -> file
         while frontier_includes:  # the headers arch/arm includes, transitively
@@ -398,7 +400,7 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str],
         scope.restricted = restricted
         chosen, bad = select(source, remaining, words, jobs,
                              extractor.cache.directory if extractor.cache is not None else None, scope.stamps,
-                             restricted)
+                             restricted, scope.includes)
         skipped.extend(bad)
         bad_set = {b.file for b in bad}
         remaining = [r for r in remaining if r not in bad_set]
@@ -540,6 +542,7 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     from armalias.callgraph import CallGraph
     from armalias.index import SymbolIndex
 
+    early = _model_early(sources, options, result.jobs)
     watched = load_watched()
     scopes = []
     for source, only in sources:
@@ -571,12 +574,68 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     if options.model and raw:
         from armalias.validate import implementations_for, validate
 
-        result.findings = validate(raw, implementations_for(sources[0][0], result.cache_dir))
+        impls = early.result(result.cache_dir) if early is not None else None
+        result.findings = validate(raw, impls if impls is not None else implementations_for(sources[0][0], result.cache_dir))
+    if early is not None:
+        early.close()
     result.skipped.sort(key=lambda s: s.file)
     if memo is not None:
         _remember(result, raw, scopes[0], memo, options, started_ns)
     result.seconds = time.perf_counter() - started
     return result
+
+
+class _ModelEarly:
+    """The cache model's implementations (validate.tree_implementations: decoding arch/arm/mm, 0.2 s
+    of a cold arch/arm scan) read in a process of its own from the start of the scan, on the CPU
+    the scan's main process leaves idle while it walks, selects and analyses."""
+
+    def __init__(self, root: Path, cache_dir: Path | None):
+        from concurrent.futures import ProcessPoolExecutor
+
+        from armalias.validate import tree_implementations
+
+        self.cache_dir = cache_dir
+        self.pool = ProcessPoolExecutor(max_workers=1)
+        self.future = self.pool.submit(tree_implementations, root, cache_dir)
+
+    def result(self, cache_dir: Path | None):
+        """The implementations, or None (asked for another cache, or the process failed)."""
+        if cache_dir != self.cache_dir:
+            return None
+        try:
+            return self.future.result()
+        except Exception:  # noqa: BLE001 - the caller decodes them itself
+            return None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _model_early(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions, jobs: int
+                 ) -> _ModelEarly | None:
+    """Start decoding the cache implementations now, when the scan is of one kernel directory, will
+    run the model, and may use more than one process."""
+    if not options.model or jobs <= 1 or len(sources) != 1 or sources[0][1] is not None:
+        return None
+    source = sources[0][0]
+    if type(source) is not DirectorySource:
+        return None
+    local = source.local_path("")
+    if local is None or not (local / "arch" / "arm" / "mm").is_dir() or not is_kernel_root(source):
+        return None
+    return _ModelEarly(local, _facts_cache_dir(source, options))
+
+
+def _facts_cache_dir(source: TreeSource, options: ScanOptions) -> Path | None:
+    """The facts cache directory a scan of this source uses: None with --no-cache or when it would
+    be inside the tree (never written into)."""
+    cdir = cache_dir_for(options)
+    if cdir is not None:
+        local = source.local_path("")
+        if local is not None and cdir.is_relative_to(local.resolve()):
+            return None
+    return cdir
 
 
 def cache_dir_for(options: ScanOptions) -> Path | None:

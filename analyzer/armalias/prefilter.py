@@ -163,10 +163,20 @@ def _mentions(args: tuple[str, list[str], frozenset[str], Restricted, bool]
     includes: dict[str, tuple[str, ...]] | None = {} if want_includes else None
 
     def read(rel: str) -> bytes:
-        with open(os.path.join(root, rel), "rb") as fh:
-            st = os.fstat(fh.fileno())
+        # os.open and os.read: no file object per file (a third of the time of open().read() here)
+        fd = os.open(os.path.join(root, rel), os.O_RDONLY)
+        try:
+            st = os.fstat(fd)
             stamps[rel] = [st.st_size, st.st_mtime_ns]
-            return fh.read()
+            data = os.read(fd, st.st_size + 1)
+            if len(data) != st.st_size:  # changed since, or a short read: read on to the end
+                parts = [data]
+                while chunk := os.read(fd, 1 << 20):
+                    parts.append(chunk)
+                data = b"".join(parts)
+            return data
+        finally:
+            os.close(fd)
 
     out, bad = _decide(rels, read, file_matcher(words, restricted), includes)
     return out, bad, stamps, includes

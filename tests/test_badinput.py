@@ -106,3 +106,32 @@ def test_a_single_file_that_is_not_c_is_skipped_with_its_reason(tmp_path: Path, 
     assert rc == 0 and "Traceback" not in err
     assert data["skipped"] == [{"file": "notes.txt", "reason": "not a C, header or assembly file"}]
     assert data["callsites"] == []
+
+
+def test_a_huge_file_is_skipped_with_its_size_unread(tmp_path: Path, monkeypatch):
+    """Generated register headers run to tens of MB (drivers/gpu/drm/amd/include/asic_reg: 11 files,
+    158 MB of 6.12 over MAX_FILE_BYTES).  They are never parsed; the prefilter says so from their
+    size and does not read them, whether or not they name a word of the rules."""
+    import armalias.prefilter
+    import armalias.source.tree
+    from armalias.scan import ScanOptions, scan
+
+    monkeypatch.setattr(armalias.prefilter, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(armalias.source.tree, "MAX_FILE_BYTES", 1000)
+    (tmp_path / "arch/arm/kernel").mkdir(parents=True)
+    (tmp_path / "include").mkdir()
+    (tmp_path / "arch/arm/kernel/good.c").write_text("void good(void) { flush_icache_range(1, 2); }\n")
+    regs = tmp_path / "drivers/gpu/asic_reg"
+    regs.mkdir(parents=True)
+    masks = "#define REG_A 0x1\n" * 200  # no word of the rules
+    (regs / "sh_mask.h").write_text(masks)
+    (regs / "named.h").write_text("#define F flush_icache_range\n" + "#define REG_B 0x2\n" * 100)
+    asked = []  # the sizes the prefilter's reads ask for
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: asked.append(n) or real_read(fd, n))
+    result = scan([tmp_path], ScanOptions(jobs=1, use_cache=False, whole_tree=True))
+    reasons = {s.file: s.reason for s in result.skipped}
+    assert reasons["drivers/gpu/asic_reg/sh_mask.h"] == f"too large ({len(masks)} bytes > 1000)"
+    assert reasons["drivers/gpu/asic_reg/named.h"].startswith("too large (")
+    assert asked and max(asked) <= 1001  # nothing larger than the limit was read
+    assert [c.file for c in result.callsites] == ["arch/arm/kernel/good.c"]

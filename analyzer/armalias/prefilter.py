@@ -15,7 +15,7 @@ from typing import Callable
 from armalias.cache import JsonEntries
 from armalias.facts import Skipped
 from armalias.rules import load_vocabulary, load_watched
-from armalias.source.text import Unreadable, check_text
+from armalias.source.text import MAX_FILE_BYTES, Unreadable, check_text
 from armalias.source.tree import TreeSource
 from armalias.state import stamp
 from armalias.workers import worker_pool
@@ -168,6 +168,8 @@ def _mentions(args: tuple[str, list[str], frozenset[str], Restricted, bool]
         try:
             st = os.fstat(fd)
             stamps[rel] = [st.st_size, st.st_mtime_ns]
+            if st.st_size > MAX_FILE_BYTES:  # never parsed: said so, not read (11 files, 158 MB of 6.12)
+                raise Unreadable(f"too large ({st.st_size} bytes > {MAX_FILE_BYTES})")
             data = os.read(fd, st.st_size + 1)
             if len(data) != st.st_size:  # changed since, or a short read: read on to the end
                 parts = [data]

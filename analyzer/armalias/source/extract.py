@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from armalias.cache import code_digest
 from armalias.facts import FileFacts
-from armalias.rules import load_neutralize, rules_dir
+from armalias.rules import load_neutralize, load_watched, rules_dir
 from armalias.source.cparse import extract_c
 from armalias.source.directives import read_asm_symbols, read_defines, read_includes
 from armalias.source.text import neutralize
@@ -26,9 +26,11 @@ DEFINERS = {
 
 @lru_cache(maxsize=1)
 def extractor_key() -> str:
-    """What, besides a file's bytes, decides its facts: the extractor and the neutralize data."""
+    """What, besides a file's bytes, decides its facts: the extractor, the neutralize data and the
+    cpu_cache_fns members."""
     h = hashlib.sha256(EXTRACTOR_VERSION.encode())
     h.update((rules_dir() / "neutralize.toml").read_bytes())
+    h.update("\0".join(load_watched().cache_fns_members).encode())  # whose initializers are read
     h.update(code_digest("facts.py", "source/extract.py", "source/cparse.py", "source/directives.py",
                          "source/text.py").encode())
     return h.hexdigest()[:16]
@@ -51,7 +53,8 @@ def extract_bytes(rel: str, data: bytes, digest: str) -> FileFacts:
     if rel.endswith(".S"):
         return FileFacts(rel, digest, asm_symbols=read_asm_symbols(rel, data), includes=read_includes(data))
     macros, macro_calls = read_defines(rel, data)
-    functions, calls, inits, has_error, error_lines = extract_c(rel, data, neutralize(data, load_neutralize()), DEFINERS)
+    functions, calls, inits, has_error, error_lines = extract_c(rel, data, neutralize(data, load_neutralize()), DEFINERS,
+                                                                load_watched().cache_fns_members)
     return FileFacts(
         file=rel, digest=digest, functions=functions, calls=calls + macro_calls, macros=macros,
         initializers=inits, includes=read_includes(data),

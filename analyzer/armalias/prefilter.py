@@ -15,7 +15,7 @@ from typing import Callable
 from armalias.cache import JsonEntries
 from armalias.facts import Skipped
 from armalias.rules import load_vocabulary, load_watched
-from armalias.source.text import MAX_FILE_BYTES, Unreadable, check_text
+from armalias.source.text import IDENTIFIER_BYTES, MAX_FILE_BYTES, Unreadable, check_text, multi_find, whole_identifier
 from armalias.source.tree import TreeSource
 from armalias.state import stamp
 from armalias.workers import worker_pool
@@ -39,54 +39,37 @@ def matcher(words: frozenset[str]):
     return _bytes_matcher(tuple(sorted((w.encode() for w in words), key=len, reverse=True)))
 
 
-# bytes that continue an identifier: a match next to one of these is part of a longer name
-_WORD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
-
-
-def _whole(data: bytes, start: int, end: int) -> bool:
-    return (start == 0 or data[start - 1] not in _WORD_BYTES) and (end == len(data) or data[end] not in _WORD_BYTES)
-
-
 def _name_end(data: bytes, start: int, end: int) -> bool:
     """The match ends a name and starts it or follows its `_`."""
-    return ((start == 0 or data[start - 1] not in _WORD_BYTES or data[start - 1] == 0x5F)
-            and (end == len(data) or data[end] not in _WORD_BYTES))
+    return ((start == 0 or data[start - 1] not in IDENTIFIER_BYTES or data[start - 1] == 0x5F)
+            and (end == len(data) or data[end] not in IDENTIFIER_BYTES))
 
 
 def _bytes_matcher(bwords: tuple[bytes, ...]):
-    """Few words: bytes.find each.  More: one Aho-Corasick automaton (a DFA, from ahocorasick-rs)
-    over the bytes: measured on 320 MB of 6.12 with the 289 words of the whole tree's last round,
-    0.48 s against 4.7 s for one regular expression of all the words.  The automaton reports the
-    leftmost-longest matches, none overlapping: a whole-identifier occurrence is never hidden by
-    another match (that one would have to run through the non-identifier byte before it, or be
-    longer at the same start and so run through the one after it).  A member's `_member` end can be
-    hidden by a match starting earlier in the same name; but then some match was reported, so the
-    members are searched for again, overlapping, in the (few) texts with a match that is no name."""
+    """Few words: bytes.find each.  More: one Aho-Corasick automaton over the bytes (text.multi_find):
+    measured on 320 MB of 6.12 with the 289 words of the whole tree's last round, 0.48 s against
+    4.7 s for one regular expression of all the words.  A member's `_member` end can be hidden by a
+    match starting earlier in the same name; but then some match was reported, so the members are
+    searched for again, overlapping, in the (few) texts with a match that is no name."""
     members = frozenset(m.encode() for m in load_watched().cache_fns_members)
-    suffixes = tuple(w for w in bwords if w in members)
+    suffixes = [w for w in bwords if w in members]
     if len(bwords) > 8:
-        import ahocorasick_rs
-
-        automaton = ahocorasick_rs.BytesAhoCorasick(bwords, matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_LONGEST,
-                                                    implementation=ahocorasick_rs.Implementation.DFA)
-        find = automaton.find_matches_as_indexes
-        find_suffix = None
-        if suffixes:
-            find_suffix = ahocorasick_rs.BytesAhoCorasick(suffixes).find_matches_as_indexes
+        find = multi_find(list(bwords))
+        find_suffix = multi_find(suffixes, overlapping=True) if suffixes else None
 
         def mentions(data: bytes) -> bool:
             found = find(data)
             if not found:
                 return False
-            if any(_whole(data, s, e) for _, s, e in found):
+            if any(whole_identifier(data, s, e) for _, s, e in found):
                 return True
-            return find_suffix is not None and any(_name_end(data, s, e) for _, s, e in find_suffix(data, overlapping=True))
+            return find_suffix is not None and any(_name_end(data, s, e) for _, s, e in find_suffix(data))
 
         return mentions
 
     def mentions_few(data: bytes) -> bool:
         for w in bwords:
-            test = _name_end if w in members else _whole
+            test = _name_end if w in members else whole_identifier
             i = data.find(w)
             while i != -1:
                 if test(data, i, i + len(w)):

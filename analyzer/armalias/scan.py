@@ -624,7 +624,10 @@ def _model_early(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     local = source.local_path("")
     if local is None or not (local / "arch" / "arm" / "mm").is_dir() or not is_kernel_root(source):
         return None
-    return _ModelEarly(local, _facts_cache_dir(source, options))
+    try:
+        return _ModelEarly(local, _facts_cache_dir(source, options))
+    except (OSError, RuntimeError):  # no process to be had: the scan decodes them itself, later
+        return None
 
 
 def _facts_cache_dir(source: TreeSource, options: ScanOptions) -> Path | None:

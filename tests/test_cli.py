@@ -119,3 +119,26 @@ def test_inline_suppression_baseline_and_unused(tmp_path: Path, capsys):
     assert main(["scan", str(path), "--format", "json", "--baseline", str(base)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["findings"] == [] and data["stats"]["baselined"] >= 3
+
+
+def test_the_model_is_decoded_alongside_the_scan_or_by_it(demo_tree: Path, monkeypatch):
+    """The cache model's implementations are decoded in a process of their own while the scan runs;
+    when no process can be started the scan decodes them itself: the same findings either way."""
+    import concurrent.futures
+
+    import armalias.scan as scan_module
+    from armalias.scan import ScanOptions, scan
+
+    started = []
+    real_early = scan_module._ModelEarly
+    monkeypatch.setattr(scan_module, "_ModelEarly", lambda *a: started.append(a) or real_early(*a))
+    alongside = scan([demo_tree], ScanOptions(jobs=2, use_cache=False)).findings
+    assert len(started) == 1 and alongside and all(f.model.verdict != "not-run" for f in alongside)
+
+    class NoProcesses:
+        def __init__(self, *args, **kwargs):
+            raise OSError("no processes left")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", NoProcesses)
+    by_itself = scan([demo_tree], ScanOptions(jobs=2, use_cache=False)).findings
+    assert len(started) == 2 and by_itself == alongside

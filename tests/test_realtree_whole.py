@@ -9,6 +9,8 @@ __patch_text_real ran through parisc, um and a USB driver's static start()."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from armalias.rules import load_vocabulary
@@ -67,3 +69,16 @@ def test_generic_and_arm_code_get_arm_s_flush_icache_range(whole):
                    for f, callee, _ in sites)  # ARM's, in another architecture's code
     patch = next(c for c in whole.callsites if c.file == "arch/arm/kernel/patch.c" and c.via == via)
     assert patch.args != ("s", "e")  # the macro's parameters are bound to the call's arguments
+
+
+def test_arch_arm_s_call_sites_are_the_same_in_both_scopes(whole, tmp_path):
+    """The whole tree holds every architecture's headers; code under arch/arm must still get what
+    the arch/arm scan gives it.  On 6.12 the whole tree added 10 sites through asm-generic's
+    `#ifndef flush_icache_user_range` fallback, which ARM never sees (it defines its own)."""
+    arm = scan([Path(whole.root)], ScanOptions(cache_dir=tmp_path / "facts"))
+    key = lambda c: (c.file, c.line, c.column, c.callee, c.via, c.args)  # noqa: E731
+    in_whole = {key(c) for c in whole.callsites if c.file.startswith("arch/arm/")}
+    in_arm = {key(c) for c in arm.callsites if c.file.startswith("arch/arm/")}
+    assert len(in_arm) > 150 and in_whole == in_arm
+    found = lambda r: {(f.rule, f.file, f.line, f.function, f.chain) for f in r.findings}  # noqa: E731
+    assert found(whole) == found(arm)

@@ -100,3 +100,24 @@ def test_reaching_callers_in_one_build():
     assert reach == {"arm_hook": {"arm"}, "start": {"arm"}, "a_user": {"arm"},
                      "generic_user": {"arm"}, "generic_top": {"arm"}}
     # b_user calls b.c's start, not a.c's; x86 code calls x86's arm_hook and generic_user in x86's build
+
+
+def test_an_architecture_s_own_definition_over_the_generic_fallback(tmp_path: Path):
+    """asm-generic/cacheflush.h: `#ifndef flush_icache_user_range` / `#define flush_icache_user_range
+    flush_icache_range`.  ARM defines its own (__cpuc_coherent_user_range); code built for ARM, and
+    generic code (which gets ARM's), never sees the fallback.  An architecture without one does."""
+    _tree(tmp_path, {
+        "include/asm-generic/cacheflush.h":
+            "#ifndef flush_icache_user_range\n#define flush_icache_user_range flush_icache_range\n#endif\n",
+        "arch/arm/include/asm/cacheflush.h":
+            "#define flush_icache_user_range(s,e)\t__cpuc_coherent_user_range(s,e)\n",
+        "arch/arm/kernel/traps.c": "int op(unsigned long s)\n{\n\treturn flush_icache_user_range(s, s + 4);\n}\n",
+        "fs/exec.c": "void run(unsigned long a)\n{\n\tflush_icache_user_range(a, a + 8);\n}\n",
+        "arch/m68k/kernel/cache.c": "void m(unsigned long a)\n{\n\tflush_icache_user_range(a, a + 2);\n}\n",
+    })
+    sites = {(f, callee, via) for f, callee, via, _ in _sites(scan([tmp_path], WHOLE))}
+    for f in ("arch/arm/kernel/traps.c", "fs/exec.c"):
+        assert (f, "__cpuc_coherent_user_range", ("flush_icache_user_range",)) in sites
+        assert (f, "flush_icache_range", ("flush_icache_user_range",)) not in sites
+    assert ("arch/m68k/kernel/cache.c", "flush_icache_range", ("flush_icache_user_range",)) in sites
+    assert ("arch/m68k/kernel/cache.c", "__cpuc_coherent_user_range", ("flush_icache_user_range",)) not in sites

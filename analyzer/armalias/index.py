@@ -89,10 +89,10 @@ class SymbolIndex:
         self._reach[name] = result
         return result
 
-    def expand(self, name: str, args: tuple[str, ...] = (), visible: Callable[[str], bool] | None = None
-               ) -> list[Expansion]:
+    def expand(self, name: str, args: tuple[str, ...] = (),
+               choose: Callable[[list[MacroDef]], list[MacroDef]] | None = None) -> list[Expansion]:
         """Every name a call of ``name`` reaches through macro bodies and aliases, with the path;
-        `visible(file)`: whether a macro definition in that file holds (None: all do)."""
+        `choose(definitions)`: those of a macro's definitions that hold (None: all do)."""
         out: list[Expansion] = []
         seen: set[tuple[str, tuple[str, ...]]] = set()
         stack: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [(name, (), args)]
@@ -107,8 +107,12 @@ class SymbolIndex:
                 out.append(Expansion(cur, via, cur_args))
             if cur not in self.macros:
                 continue
-            if visible is not None and not any(visible(m.file) for m in self.macros[cur]):
-                continue
+            visible = None
+            if choose is not None:
+                files = frozenset(m.file for m in choose(self.macros[cur]))
+                if not files:
+                    continue
+                visible = files.__contains__
             nvia = via + (cur,)
             for target in self.alias_targets(cur, visible):
                 stack.append((target, nvia, cur_args))

@@ -129,6 +129,14 @@ class Vocabulary:
             return arch == here
         return def_file.startswith(self.native_prefixes)
 
+    def macro_definitions(self, code_file: str, defs: list) -> list:
+        """The definitions of one macro (MacroDef) that hold for code in code_file: those it sees
+        (sees), and of those the architecture's own over generic code's, which are fallbacks
+        (`#ifndef flush_icache_user_range` in asm-generic/cacheflush.h, where ARM has its own)."""
+        seen = [d for d in defs if self.sees(code_file, d.file)]
+        own = [d for d in seen if self.arch_of(d.file) is not None]
+        return own or seen
+
     def alias_rules_apply(self, rel: str) -> bool:
         """Whether ARM's alias vocabulary holds for code at this path."""
         if rel.startswith(self.native_prefixes):

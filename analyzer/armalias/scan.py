@@ -423,15 +423,15 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str],
 # -- call sites ---------------------------------------------------------------------------------
 def watched_callsites(index: SymbolIndex, watched: WatchedSpec) -> list[CallSite]:
     """Every call in code of a watched name, directly or through macros (``via``): the macro
-    definitions of the calling code's architecture and generic code's (Vocabulary.sees)."""
+    definitions that hold for the calling code (Vocabulary.macro_definitions)."""
     names = frozenset(watched.names)
-    sees = load_vocabulary().sees
+    definitions = load_vocabulary().macro_definitions
     out: set[CallSite] = set()
     for c in index.code_calls:
         if c.callee in names:
             out.add(CallSite(c.callee, c.caller, c.file, c.line, c.column, (), c.args))
         if c.callee in index.macros and not names.isdisjoint(index.reachable_names(c.callee)):
-            for e in index.expand(c.callee, c.args, lambda path, here=c.file: sees(here, path)):
+            for e in index.expand(c.callee, c.args, lambda defs, here=c.file: definitions(here, defs)):
                 if e.name in names:
                     out.add(CallSite(e.name, c.caller, c.file, c.line, c.column, e.via, e.args))
     return sorted(out, key=lambda s: (s.file, s.line, s.column, s.callee, s.via))

@@ -371,13 +371,13 @@ class FlowAnalysis:
         return frozenset()
 
     # which definitions of a macro hold where the function is
-    def _sees(self, path: str) -> bool:
-        """Whether a macro defined in `path` is the one the function being analysed gets
-        (Vocabulary.sees)."""
-        return self.vocab.sees(self._file, path)
-
     def _defs(self, name: str) -> list:
-        return [m for m in self.index.macros.get(name, ()) if self._sees(m.file)]
+        """The definitions of a macro that hold for the function being analysed
+        (Vocabulary.macro_definitions)."""
+        return self.vocab.macro_definitions(self._file, self.index.macros.get(name) or [])
+
+    def _def_files(self, name: str) -> frozenset[str]:
+        return frozenset(m.file for m in self._defs(name))
 
     # the walk
     def analyse(self, body: FunctionBody) -> FunctionFlow:
@@ -450,7 +450,7 @@ class FlowAnalysis:
                 for name, sub_args in self._expansion(callee, macro.params, args):
                     order = self._call(name, sub_args, ev, f, order, via + (callee,), depth + 1)
             else:
-                for target in self.index.alias_targets(callee, self._sees):
+                for target in self.index.alias_targets(callee, self._def_files(callee).__contains__):
                     order = self._call(target, args, ev, f, order, via + (callee,), depth + 1)
         return order
 
@@ -463,8 +463,9 @@ class FlowAnalysis:
             return hit
         bindings = {p: a for p, a in zip(params, args) if p != "..."}
         out = []
+        files = self._def_files(macro)
         for c in self.index.macro_calls.get(macro, ()):
-            if not self._sees(c.file):
+            if c.file not in files:
                 continue
             name = c.callee
             if name in self._interesting or (name in self.index.macros and not self._interesting.isdisjoint(

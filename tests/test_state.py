@@ -268,3 +268,44 @@ def test_check_in_a_git_tree_derives_the_head_from_the_state_of_head(tmp_path: P
     assert second == full and rc == rc_full
     assert [c for c in second["callsites"] if c["file"] == POKE][0]["line"] > 2  # moved by the two comments
     assert snapshot(root) == before  # nothing written into the repository, its index or refs
+
+
+def test_whole_tree_check_keeps_the_prefilter_s_architectures(tmp_path: Path):
+    """--whole-tree: ARM's text_hook reaches flush_icache_range in ARM's code only, so it selects ARM's
+    files and generic code's, not x86's (prefilter.Restricted, kept in the state).  A patch that makes
+    an x86 file call a text_hook leaves the result as it was (derived); the same call added to a
+    generic file selects it (scanned).  Both answer as a check without the state does."""
+    root = tmp_path / "linux"
+    files = {
+        "include/linux/types.h": "typedef unsigned long ulong;\n",
+        "arch/arm/kernel/hook.c": "void text_hook(unsigned long p)\n{\n\tflush_icache_range(p, p + 4);\n}\n",
+        "arch/arm/kernel/user.c": "void arm_user(void)\n{\n\ttext_hook(0);\n}\n",
+        "arch/x86/kernel/user.c": "void x86_user(void)\n{\n\tcpu_relax();\n}\n",
+        "kernel/generic.c": "void generic_user(void)\n{\n\tcpu_relax();\n}\n",
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    age(root)
+    whole = ScanOptions(jobs=1, cache_dir=tmp_path / "cache" / "facts", reuse=True, whole_tree=True)
+    first = scan([root], whole)
+    assert {f.file for f in first.facts} == {"arch/arm/kernel/hook.c", "arch/arm/kernel/user.c"}
+
+    def check(rel: str, use_cache: bool = True):
+        patch = tmp_path / "p.diff"
+        old = files[rel]
+        patch.write_text(_diff(rel, old, old.replace("cpu_relax();", "text_hook(0);")))
+        change = patch_change(root, patch)
+        o = CheckOptions(ScanOptions(jobs=1, cache_dir=tmp_path / "cache" / "facts", use_cache=use_cache,
+                                     whole_tree=True))
+        try:
+            return run_check(change, o)
+        finally:
+            change.close()
+
+    x86 = check("arch/x86/kernel/user.c")
+    assert (x86.base_from, x86.head_from) == ("state", "state")
+    _same(x86, check("arch/x86/kernel/user.c", use_cache=False))
+    generic = check("kernel/generic.c")
+    assert generic.head_from == "scan" and "kernel/generic.c" in {f.file for f in generic.head.facts}
+    _same(generic, check("kernel/generic.c", use_cache=False))

@@ -77,7 +77,7 @@ class Relevance:
 
         vocab = load_vocabulary()
         self.names = frozenset(names)
-        self.words = frozenset(vocab.alias_globals) | frozenset(c for c in vocab.alias_constants if _IDENT.fullmatch(c))
+        self.words = vocab.alias_words()
 
     def call(self, callee: str, args: tuple[str, ...]) -> bool:
         if callee in self.names:

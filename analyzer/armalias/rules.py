@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -95,6 +96,9 @@ class MaintenanceSpec:
     point: str = "pou"
 
 
+_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     alias_sources: dict[str, tuple[str, int]]  # call name -> (alias kind, origin argument)
@@ -107,6 +111,11 @@ class Vocabulary:
     alias_rules: tuple[str, ...] = ()  # rules that need ARM's vocabulary
     foreign_prefixes: tuple[str, ...] = ()
     native_prefixes: tuple[str, ...] = ()
+
+    def alias_words(self) -> frozenset[str]:
+        """The alias globals, and those alias constants that are names rather than numbers: a call
+        whose arguments name one can matter to the rules, whatever it calls."""
+        return frozenset(self.alias_globals) | frozenset(c for c in self.alias_constants if _NAME.fullmatch(c))
 
     def arch_of(self, path: str) -> str | None:
         """The architecture a path belongs to (`arch/<name>/...`, from foreign_prefixes), or None

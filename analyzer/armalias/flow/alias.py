@@ -206,7 +206,7 @@ class FlowAnalysis:
         if self._callers is None:  # what does not change from one round of summaries to the next
             self._callers = defaultdict(set)
             fixed = set()
-            words = set(v.alias_globals) | {c for c in v.alias_constants if is_ident(c)}
+            words = v.alias_words()
             global_ref = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words))) + r")\b") if words else None
             for c in self.index.code_calls:
                 if not c.caller:

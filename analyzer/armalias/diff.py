@@ -791,7 +791,7 @@ def _side_findings(result: ScanResult, options: CheckOptions) -> tuple[list[Find
     """The findings of one side before the model, suppressions applied: (kept, suppressed count)."""
     findings = list(result.findings)
     if options.vocab is not None:
-        findings = find_alias_bugs(result, model=False, vocab=options.vocab)
+        findings = find_alias_bugs(result, vocab=options.vocab)
     kept, suppressed, _ = apply_suppressions(findings, result.facts)
     return kept, len(suppressed)
 

@@ -252,8 +252,7 @@ def _relevant_names(index: SymbolIndex, summarized: set[str], vocab) -> frozense
     return frozenset(seen)
 
 
-def _reaching_names(facts: list[FileFacts], words: frozenset[str], built: dict | None = None
-                    ) -> dict[str, set[str | None]]:
+def _reaching_names(facts: list[FileFacts], built: dict | None = None) -> dict[str, set[str | None]]:
     """Functions and macros (visible outside their file) that reach a fixpoint root (rules/watched.toml
     [prefilter]) in some build of the kernel (CallGraph.reaching_in_one_build), and macros that
     expand to a watched name, with the architectures of those builds (None: every build; a macro's:
@@ -267,8 +266,9 @@ def _reaching_names(facts: list[FileFacts], words: frozenset[str], built: dict |
     graph = CallGraph(index, watched.cache_fns_struct)
     if built is not None:  # the scan reuses them when its files are the same
         built.update(files=[f.file for f in facts], index=index, graph=graph)
+    arch_of = load_vocabulary().arch_of
     stop = frozenset(watched.names) - frozenset(watched.fixpoint_roots)
-    reach = graph.reaching_in_one_build(watched.fixpoint_roots, stop, load_vocabulary().arch_of)
+    reach = graph.reaching_in_one_build(watched.fixpoint_roots, stop, arch_of)
     found = set(reach) - stop
     if built is not None:  # every name found reaching, in any round (armalias.incremental)
         built["found"] = built.get("found", frozenset()) | frozenset(found)
@@ -279,7 +279,6 @@ def _reaching_names(facts: list[FileFacts], words: frozenset[str], built: dict |
             visible[name] = reach[name]
     # a macro that expands to a watched name is another spelling of its call (ARM's
     # gic_flush_dcache_to_poc is __cpuc_flush_dcache_area): the files calling it hold call sites
-    arch_of = load_vocabulary().arch_of
     names = frozenset(watched.names)
     for name, defs in index.macros.items():
         if defs and name not in names and not names.isdisjoint(index.reachable_names(name)):
@@ -323,7 +322,7 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
                                                          progress, scope)
         else:
             facts, sk = extractor.run(found.files, progress)
-            words = words | frozenset(_reaching_names(facts, words))
+            words = words | frozenset(_reaching_names(facts))
         scope.facts = facts
         scope.all_words = words
         scope.skipped.extend(sk)
@@ -411,7 +410,7 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str],
         got, sk = extractor.run(chosen, progress)
         facts.extend(got)
         skipped.extend(sk)
-        reach = _reaching_names(facts, words, scope.built)
+        reach = _reaching_names(facts, scope.built)
         new_words = frozenset(reach) - words
         if not new_words:
             break
@@ -437,24 +436,20 @@ def watched_callsites(index: SymbolIndex, watched: WatchedSpec) -> list[CallSite
     return sorted(out, key=lambda s: (s.file, s.line, s.column, s.callee, s.via))
 
 
-def find_alias_bugs(result: ScanResult, model: bool = True, vocab=None) -> list:
-    """The alias analysis and its rules over a scanned tree (findings as plain data).  `vocab`: a
-    Vocabulary extended by a tree's .armalias.toml (armalias.config.merge_vocabulary); None: rules/."""
+def find_alias_bugs(result: ScanResult, vocab=None) -> list:
+    """The alias analysis and its rules over a scanned tree (findings as plain data, before the
+    cache model: the scan and the check replay on it what they report).  `vocab`: a Vocabulary
+    extended by a tree's .armalias.toml (armalias.config.merge_vocabulary); None: rules/."""
     from armalias.checks.alias import AliasChecks
     from armalias.flow.alias import FlowAnalysis
     from armalias.rules import load_rules
-    from armalias.validate import implementations_for, validate
 
     vocab = load_vocabulary() if vocab is None else vocab
     read = lambda rel: result.sources[rel].read(rel)  # noqa: E731
     analysis = FlowAnalysis(result.index, vocab, _bodies_reader(result, read, result.jobs))
     flows = analysis.run()
     result.summarized = frozenset(analysis.summaries)
-    findings = AliasChecks(load_rules(), vocab, result.graph).run(flows)
-    if not findings or not model:
-        return findings
-    sources = list(dict.fromkeys(result.sources.values()))
-    return validate(findings, implementations_for(sources[0], result.cache_dir) if sources else ())
+    return AliasChecks(load_rules(), vocab, result.graph).run(flows)
 
 
 def _bodies_one(args: tuple[str, bytes, set[str], list[tuple[int, int]] | None]):
@@ -569,7 +564,7 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
         result.index = SymbolIndex(result.facts, watched.cache_fns_members)
         result.graph = CallGraph(result.index, watched.cache_fns_struct)
     result.callsites = watched_callsites(result.index, watched)
-    raw = find_alias_bugs(result, model=False)
+    raw = find_alias_bugs(result)
     result.findings = raw
     if options.model and raw:
         from armalias.validate import implementations_for, validate
@@ -742,7 +737,7 @@ def _from_state(result: ScanResult, state, options: ScanOptions, source: TreeSou
     if options.model and state.modelled is None and state.findings:
         from armalias.validate import implementations_for, validate
 
-        impls = implementations_for(source, cache_dir_for(options))
+        impls = implementations_for(source, _facts_cache_dir(source, options))
         result.findings = validate(state.finding_objects(False), impls)
     else:
         result.findings = state.finding_objects(options.model)

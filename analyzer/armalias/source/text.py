@@ -54,7 +54,7 @@ def blank(buf: bytearray, start: int, end: int, keep_backslash_newline: bool = F
     buf[start:end] = out
 
 
-COMMENT_OR_LITERAL = re.compile(
+_COMMENT_OR_LITERAL = re.compile(
     rb'//(?:[^\n\\]|\\.)*|/\*.*?(?:\*/|\Z)|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'', re.S
 )
 
@@ -62,7 +62,7 @@ COMMENT_OR_LITERAL = re.compile(
 @lru_cache(maxsize=4)  # neutralize and the directive reader ask for the same file's in turn
 def comment_spans(data: bytes) -> tuple[tuple[int, int], ...]:
     """(start, end) of every comment (string and character literals are skipped over)."""
-    return tuple((m.start(), m.end()) for m in COMMENT_OR_LITERAL.finditer(data) if m.group(0)[:1] == b"/")
+    return tuple((m.start(), m.end()) for m in _COMMENT_OR_LITERAL.finditer(data) if m.group(0)[:1] == b"/")
 
 
 @lru_cache(maxsize=4)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 
 from armalias.facts import AsmSymbol, Call, MacroDef
-from armalias.source.text import blank_comments
+from armalias.source.text import at_line_start, blank_comments
 
-_DEFINE = re.compile(rb"(?m)^[ \t]*#[ \t]*define[ \t]+([A-Za-z_]\w*)(\([^)]*\))?((?:[^\n]*\\\n)*[^\n]*)")
-_INCLUDE = re.compile(rb'(?m)^[ \t]*#[ \t]*include[ \t]*[<"]([^>"\n]+)[>"]')
+_DEFINE = re.compile(rb"#[ \t]*define[ \t]+([A-Za-z_]\w*)(\([^)]*\))?((?:[^\n]*\\\n)*[^\n]*)")
+_INCLUDE = re.compile(rb'#[ \t]*include[ \t]*[<"]([^>"\n]+)[>"]')
 _CALL_IN_BODY = re.compile(r"(?<![\w#])(\.|->)?\s*([A-Za-z_]\w*)\s*\(")
 
 NOT_CALLS = frozenset(
@@ -24,13 +24,13 @@ def read_defines(rel: str, data: bytes) -> tuple[tuple[MacroDef, ...], tuple[Cal
     clean = blank_comments(data)
     macros: list[MacroDef] = []
     calls: list[Call] = []
-    for m in _DEFINE.finditer(clean):
+    for start, m in at_line_start(_DEFINE, clean):
         name = m.group(1).decode()
         params = None
         if m.group(2) is not None:
             params = tuple(p.strip() for p in m.group(2)[1:-1].decode("utf-8", "replace").split(",") if p.strip())
         raw_body = m.group(3).decode("utf-8", "replace")
-        line = clean.count(b"\n", 0, m.start()) + 1
+        line = clean.count(b"\n", 0, start) + 1
         end_line = line + raw_body.count("\n")
         body = " ".join(raw_body.replace("\\\n", " ").split())
         macros.append(MacroDef(name, rel, line, end_line, params, body))
@@ -68,7 +68,7 @@ def _macro_call_args(body: str, open_pos: int) -> tuple[str, ...]:
 
 
 def read_includes(data: bytes) -> tuple[str, ...]:
-    return tuple(m.group(1).decode("utf-8", "replace").strip() for m in _INCLUDE.finditer(data))
+    return tuple(m.group(1).decode("utf-8", "replace").strip() for _, m in at_line_start(_INCLUDE, data))
 
 
 _ASM_SYMBOL = re.compile(

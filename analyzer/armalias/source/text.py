@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Iterator
 from functools import lru_cache
 
 from armalias.rules import NeutralizeSpec, load_neutralize
@@ -74,14 +75,32 @@ def blank_comments(data: bytes) -> bytes:
     return bytes(buf)
 
 
-_DIRECTIVE = re.compile(rb"(?m)^[ \t]*#(?:[^\n]*\\\n)*[^\n]*")
+def at_line_start(pattern: re.Pattern[bytes], data: bytes) -> Iterator[tuple[int, re.Match[bytes]]]:
+    """What `(?m)^[ \t]*` followed by `pattern` finds, as (start of the line, match of `pattern`).
+    `pattern` begins with a literal (`#`), which re looks for with a quick scan; a line-anchored
+    pattern is tried at every line start instead, five times slower on kernel C.  A match with
+    something else than blanks before it on its line is passed over, and the search goes on one
+    byte after its start, so the matches are those of the anchored pattern."""
+    pos = 0
+    search = pattern.search
+    while (m := search(data, pos)) is not None:
+        start = m.start()
+        line = data.rfind(b"\n", 0, start) + 1
+        if line < start and data[line:start].strip(b" \t"):
+            pos = start + 1
+            continue
+        yield line, m
+        pos = max(m.end(), start + 1)
+
+
+_DIRECTIVE = re.compile(rb"#(?:[^\n]*\\\n)*[^\n]*")
 
 
 _DEFINE_START = re.compile(rb"[ \t]*#[ \t]*define\b")
 
 
 def directive_spans(data: bytes) -> list[tuple[int, int]]:
-    return [(m.start(), m.end()) for m in _DIRECTIVE.finditer(data)]
+    return [(line, m.end()) for line, m in at_line_start(_DIRECTIVE, data)]
 
 
 def code_directive_spans(data: bytes) -> list[tuple[int, int]]:

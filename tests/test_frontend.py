@@ -182,3 +182,27 @@ def test_self_referential_macros_do_not_recurse_forever(tmp_path):
         "\tflush_icache_range((unsigned long)q, (unsigned long)q + 4);\n}\n")
     result = scan([tmp_path], ScanOptions(jobs=1, use_cache=False))
     assert [(c.callee, c.caller, c.line) for c in result.callsites] == [("flush_icache_range", "f", 8)]
+
+
+def test_facts_and_bodies_pickle_as_their_fields_in_order():
+    """What the worker processes send back (facts, skipped files, function bodies) is pickled as
+    the class and its fields, and comes back equal."""
+    import pickle
+    from dataclasses import fields
+
+    from armalias.facts import Skipped
+    from armalias.source.cflow import function_bodies
+    from armalias.source.extract import extract_bytes
+
+    src = (b"#define W(x) flush_icache_range(x, x + 4)\n"
+           b"static void f(char *p) { if (p) memcpy(p, q, 4); W((unsigned long)p); }\n"
+           b"struct cpu_cache_fns t = { .coherent_kern_range = v4_coherent_kern_range };\n")
+    facts = extract_bytes("a.c", src, "d")
+    bodies = function_bodies("a.c", src, {"f"})
+    objs = [facts, Skipped("b.c", "empty file"), *facts.functions, *facts.calls, *facts.macros,
+            *facts.initializers, *bodies, *bodies[0].events, *[g for e in bodies[0].events for g in e.guards]]
+    assert facts.calls and facts.macros and facts.initializers and any(e.guards for e in bodies[0].events)
+    for obj in objs:
+        cls, args = obj.__reduce__()
+        assert cls is type(obj) and args == tuple(getattr(obj, f.name) for f in fields(obj))
+    assert pickle.loads(pickle.dumps(objs)) == objs

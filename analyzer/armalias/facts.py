@@ -6,9 +6,26 @@ and free of tree-sitter objects.  Lines and columns are 1-based and refer to the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 
 
+def positional_pickle(cls):
+    """Pickled as the class and its fields in order, rebuilt by calling the class.  The frozen,
+    slotted dataclasses' own __getstate__/__setstate__ look the fields up again for every object:
+    the facts of the 811 files of a whole-tree scan, sent back by the worker processes, took the
+    main process 0.7 s to unpickle that way, twice what this takes."""
+    get = attrgetter(*(f.name for f in fields(cls)))
+    single = len(fields(cls)) == 1
+
+    def __reduce__(self):
+        return (cls, (get(self),) if single else get(self))
+
+    cls.__reduce__ = __reduce__
+    return cls
+
+
+@positional_pickle
 @dataclass(frozen=True, slots=True)
 class FunctionDef:
     name: str
@@ -20,6 +37,7 @@ class FunctionDef:
     has_error: bool = False  # tree-sitter recovered from an error inside the body
 
 
+@positional_pickle
 @dataclass(frozen=True, slots=True)
 class Call:
     """A call in code.  ``callee`` is the identifier called, or ``.member`` for a call through a
@@ -34,6 +52,7 @@ class Call:
     in_macro: bool = False  # found in the body of #define ``caller``
 
 
+@positional_pickle
 @dataclass(frozen=True, slots=True)
 class MacroDef:
     name: str
@@ -44,6 +63,7 @@ class MacroDef:
     body: str  # continuation lines joined, comments blanked, original line breaks kept as spaces
 
 
+@positional_pickle
 @dataclass(frozen=True, slots=True)
 class Initializer:
     """A designated initializer ``.member = value`` inside the initializer of ``variable``."""
@@ -56,6 +76,7 @@ class Initializer:
     line: int
 
 
+@positional_pickle
 @dataclass(frozen=True, slots=True)
 class AsmSymbol:
     """A global symbol defined in an assembly file (ENTRY(x), SYM_FUNC_START(x), .globl x; x:)."""
@@ -65,6 +86,7 @@ class AsmSymbol:
     line: int
 
 
+@positional_pickle
 @dataclass(frozen=True, slots=True)
 class FileFacts:
     file: str  # relative to the scanned root, with '/'
@@ -83,6 +105,7 @@ class FileFacts:
     error_lines: tuple[tuple[int, int], ...] = ()
 
 
+@positional_pickle
 @dataclass(frozen=True, slots=True)
 class Skipped:
     file: str

@@ -10,18 +10,21 @@ from dataclasses import dataclass
 
 from tree_sitter import Node
 
+from armalias.facts import positional_pickle
 from armalias.source.cparse import function_name, parser, squash
 from armalias.source.text import blank, comment_spans, neutralize
 
 LOOP = "<loop>"
 
 
+@positional_pickle
 @dataclass(frozen=True, slots=True)
 class Guard:
     cond: str  # the condition text, squashed; LOOP for a loop body
     holds: bool  # True: inside the then-branch / loop body; False: the else-branch
 
 
+@positional_pickle
 @dataclass(frozen=True, slots=True)
 class Event:
     kind: str  # "assign" | "store" | "call" | "return"
@@ -34,6 +37,7 @@ class Event:
     width: str = ""  # store: the type written when a cast states it
 
 
+@positional_pickle
 @dataclass(frozen=True, slots=True)
 class FunctionBody:
     name: str

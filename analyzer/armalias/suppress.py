@@ -33,7 +33,10 @@ def apply_suppressions(findings: list[Finding], facts: list[FileFacts]
                        ) -> tuple[list[Finding], list[Finding], list[Suppression]]:
     """(kept, suppressed, unused suppressions)."""
     sups = suppressions(facts)
-    fn_lines = {(fn.file, fn.name): (fn.line, fn.end_line) for f in facts for fn in f.functions}
+    if not sups:
+        return list(findings), [], []
+    with_notes = {s.file for s in sups}  # only a function of a file with a suppression comment can match
+    fn_lines = {(fn.file, fn.name): (fn.line, fn.end_line) for f in facts if f.file in with_notes for fn in f.functions}
     used: set[Suppression] = set()
     kept, suppressed = [], []
     for finding in findings:

@@ -212,7 +212,8 @@ class FlowAnalysis:
                 if not c.caller:
                     continue
                 self._callers[c.callee].add(c.caller)
-                if global_ref is not None and any(global_ref.search(a) for a in c.args):
+                # the arguments joined by a byte no identifier holds: one search per call, not per argument
+                if global_ref is not None and c.args and global_ref.search("\0".join(c.args)):
                     fixed.add(c.caller)
             fixed |= {f for f in v.exec_entries if f in self.index.functions}
             self._fixed_interest = fixed

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -45,7 +44,7 @@ _ROWS = (("functions", FunctionDef), ("calls", Call), ("macros", MacroDef), ("in
 
 
 def _row(obj) -> list:
-    return [getattr(obj, f.name) for f in fields(obj)]
+    return list(obj.__reduce__()[1])  # the fields in order (facts.positional_pickle)
 
 
 def facts_to_json(facts: FileFacts) -> dict:
@@ -144,17 +143,36 @@ class FactsCache(JsonEntries):
         self.write((self.extractor_key, facts.file, facts.digest), {"facts": facts_to_json(facts)})
 
 
+_MADE: set[str] = set()  # directories this process made or found: one mkdir each, not one per entry
+_TEMP = iter(range(1 << 62))
+
+
 def write_atomic(path: Path, data) -> bool:
     """JSON to a temporary file renamed into place: a reader sees the old entry or the new one.
-    False when it could not be written (a cache that cannot be written only costs time)."""
+    False when it could not be written (a cache that cannot be written only costs time).  The
+    temporary file is named by the process and a count, made with O_EXCL: no two writers share one."""
+    parent = str(path.parent)
+    tmp = os.path.join(parent, f".tmp-{os.getpid()}-{next(_TEMP)}.json")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            # dumps, not dump: json.dump to a file runs the pure-Python encoder, dumps the C one
-            fh.write(json.dumps(data, separators=(",", ":")))
+        # dumps, not dump: json.dump to a file runs the pure-Python encoder, dumps the C one
+        text = json.dumps(data, separators=(",", ":")).encode("utf-8")
+        if parent not in _MADE:
+            os.makedirs(parent, exist_ok=True)
+            _MADE.add(parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(text)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError:
+        _MADE.discard(parent)  # made again next time, should it have gone meanwhile
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         return False
     return True
 

@@ -122,3 +122,22 @@ def test_directives_found_as_the_line_anchored_patterns_find_them(data: bytes):
                      (directives._INCLUDE, rb'(?m)^[ \t]*#[ \t]*include[ \t]*[<"]([^>"\n]+)[>"]')):
         assert [(line, m.groups()) for line, m in at_line_start(new, data)] == \
             [(m.start(), m.groups()) for m in re.finditer(old, data)]
+
+
+_LOOP_PIECES = [b"list_for_each_entry", b"for_each", b"hlist_for_each", b"while_each_thread", b"for_x_in",
+                b"for_", b"_in", b"wait_for_completion", b"x", b"_", b"0", b" ", b"\n", b"(", b")", b";", b"{"]
+
+
+@given(st.lists(st.sampled_from(_LOOP_PIECES), max_size=30).map(b"".join),
+       st.sampled_from([None, (r"^\w*for_each|x\w*$",)]))
+def test_loop_macros_found_as_the_word_pattern_finds_them(data: bytes, other):
+    """The loop macros (rules/neutralize.toml loop_macro_patterns) looked for by a literal part of
+    each pattern are the identifiers `\\b(?:patterns)\\b(?=\\s*\\()` finds; a pattern with no literal
+    part this can read is searched for with that expression."""
+    from armalias.rules import load_neutralize
+    from armalias.source.text import _loop_macros
+
+    patterns = load_neutralize().loop_macro_patterns if other is None else other
+    alts = b"|".join(p.strip("^$").encode() for p in patterns)
+    slow = re.compile(rb"\b(?:" + alts + rb")\b(?=\s*\()")
+    assert _loop_macros(tuple(patterns))(data) == [m.span() for m in slow.finditer(data)]

@@ -195,11 +195,55 @@ def _patterns(spec: NeutralizeSpec):
             if whole_identifier(data, start, end):
                 yield start, end
 
-    loops = None
-    if spec.loop_macro_patterns:
-        alts = b"|".join(p.strip("^$").encode() for p in spec.loop_macro_patterns)
-        loops = re.compile(rb"\b(?:" + alts + rb")\b(?=\s*\()")
+    loops = _loop_macros(spec.loop_macro_patterns) if spec.loop_macro_patterns else None
     return occurrences, loops
+
+
+_FRAGMENT = re.compile(r"(?<!\\)[A-Za-z0-9_]+")
+_OPEN_PAREN = re.compile(rb"\s*\(")
+
+
+def _anchor(pattern: str) -> bytes | None:
+    r"""The longest run of plain identifier characters that every identifier a pattern of
+    loop_macro_patterns (`^\w*for_each\w*$`) matches holds; None when the pattern has more than
+    escapes and quantified escapes (alternatives, groups, classes, a quantified letter)."""
+    body = pattern.strip("^$")
+    if any(c in body for c in "|()[]{}.?"):
+        return None
+    runs = [m.group(0) for m in _FRAGMENT.finditer(body) if body[m.end():m.end() + 1] not in ("*", "+")]
+    return max(runs, key=len).encode() if runs else None
+
+
+def _loop_macros(patterns: tuple[str, ...]):
+    r"""`data -> [(start, end), ...]`: the identifiers that match one of the patterns whole and are
+    followed by `(`, what `\b(?:patterns)\b(?=\s*\()` finds.  That expression tries every word
+    start of the file (0.29 s of the 0.64 s neutralize takes over the 811 files of a whole-tree
+    scan); this looks for a literal part of each pattern (multi_find) and tries only the identifiers
+    holding one."""
+    alts = b"|".join(p.strip("^$").encode() for p in patterns)
+    slow = re.compile(rb"\b(?:" + alts + rb")\b(?=\s*\()")
+    anchors = [_anchor(p) for p in patterns]
+    if None in anchors:
+        return lambda data: [m.span() for m in slow.finditer(data)]
+    whole = re.compile(rb"(?:" + alts + rb")")
+    find = multi_find(sorted(set(anchors)))
+
+    def macros(data: bytes) -> list[tuple[int, int]]:
+        out = []
+        last = -1
+        for _, s, e in find(data):
+            while s > 0 and data[s - 1] in IDENTIFIER_BYTES:
+                s -= 1
+            if s == last:  # another part of the identifier just tried
+                continue
+            last = s
+            while e < len(data) and data[e] in IDENTIFIER_BYTES:
+                e += 1
+            if whole.fullmatch(data, s, e) and _OPEN_PAREN.match(data, e):
+                out.append((s, e))
+        return out
+
+    return macros
 
 
 def neutralize(data: bytes, spec: NeutralizeSpec | None = None) -> bytes:
@@ -251,12 +295,12 @@ def neutralize(data: bytes, spec: NeutralizeSpec | None = None) -> bytes:
             last_end = token_end
     if loops is not None:
         span_i = 0
-        for m in loops.finditer(data):
-            if in_directive(m.start()) or not _loop_position(data, m.start(), m.end()):
+        for start, end in loops(data):
+            if in_directive(start) or not _loop_position(data, start, end):
                 continue
-            width = m.end() - m.start()
+            width = end - start
             if width >= 5:
-                buf[m.start() : m.end()] = b"while" + b" " * (width - 5)
+                buf[start:end] = b"while" + b" " * (width - 5)
     _blank_if0(data, buf, spans)
     return bytes(buf)
 

@@ -187,6 +187,27 @@ def test_check_of_a_real_change_is_scanned_and_agrees(tmp_path: Path, edit):
     _same(fast, full)
 
 
+def test_the_head_side_takes_no_stamp_the_base_state_took(tmp_path: Path, monkeypatch):
+    """check stats the directory's files once: the base's state is checked against them, and the
+    prefilter of the head side's scan takes their [size, mtime] from there."""
+    import armalias.prefilter as prefilter
+
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    scan([root], options(tmp_path))
+    old = (root / POKE).read_text()
+    patch = tmp_path / "p.diff"
+    patch.write_text(_diff(POKE, old, old.replace("\tpoke_clean(waddr, 4);\n", "", 1)))
+    taken: list[str] = []
+    real = prefilter.stamp
+    monkeypatch.setattr(prefilter, "stamp", lambda path: taken.append(path) or real(path))
+    fast = _check(root, patch, tmp_path)
+    assert (fast.base_from, fast.head_from) == ("state", "scan")
+    assert taken == []
+    monkeypatch.undo()
+    _same(fast, _check(root, patch, tmp_path, use_cache=False))
+
+
 def test_change_to_a_file_the_prefilter_passes_over(tmp_path: Path):
     root = make_tree(tmp_path / "linux")
     age(root)

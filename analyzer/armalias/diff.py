@@ -819,11 +819,12 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     label = root_label if root_label is not None else change.head.label
     cache_dir = cache_dir_for(options.scan)
     cache = FindingsCache(cache_dir.parent / "check") if cache_dir is not None else None
-    base_state = remembered_state(change.base, scan_options) if options.vocab is None else None
+    seen: dict[str, list[int]] = {}  # the files the base's state was checked against, as they are
+    base_state = remembered_state(change.base, scan_options, seen) if options.vocab is None else None
     head = _head_from_state(change, base_state, scan_options, label) if base_state is not None else None
     head_from = "state" if head is not None else "scan"
     if head is None:
-        head = scan_sources([(change.head, None)], scan_options, progress, label)
+        head = scan_sources([(change.head, None)], scan_options, progress, label, seen)
     head_findings, suppressed = _side_findings(head, options)
     head_id = tree_identity(change.head) if cache is not None else None
     if cache is not None and head_id is not None:  # the index checked now is the HEAD of the next check

@@ -287,23 +287,24 @@ def _reaching_names(facts: list[FileFacts], built: dict | None = None) -> dict[s
 
 
 def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress | None = None,
-                  only: list[str] | None = None) -> Scope:
+                  only: list[str] | None = None, stamps: dict[str, list[int]] | None = None) -> Scope:
     """The files in scope, extracted, with what the result depends on.
 
     Kernel root: the files of arch/arm (C, headers, assembly) and the headers arch/arm includes
     (transitively) that mention a word of the rules or a function reaching one (every file of arch/arm
     with `prefilter=False`).  --whole-tree: the
-    identifier prefilter over the whole tree, in rounds until no new file is selected.
+    identifier prefilter over the whole tree, in rounds until no new file is selected.  `stamps`:
+    [size, mtime_ns] of files taken in this run already (rel -> stamp), not taken again.
     """
     extractor = Extractor(source, options)
     try:
-        return _extract_scope(source, options, extractor, progress, only)
+        return _extract_scope(source, options, extractor, progress, only, stamps or {})
     finally:
         extractor.close()
 
 
 def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extractor, progress: Progress | None,
-                   only: list[str] | None) -> Scope:
+                   only: list[str] | None, stamps: dict[str, list[int]]) -> Scope:
     from armalias.prefilter import matcher, rule_words
     from armalias.source.directives import read_includes
 
@@ -315,7 +316,7 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
     if is_kernel_root(source) and not options.whole_tree:
         found = source.discover("arch/arm")
         scope = Scope(skipped=list(found.skipped), read=list(found.files), dirs=set(found.dirs),
-                      cache_dir=extractor.directory, includes={})
+                      cache_dir=extractor.directory, includes={}, stamps=dict(stamps))
         seen = set(found.files)
         if options.prefilter:
             facts, sk, words, scope.words = _prefiltered(source, extractor, list(found.files), words, jobs,
@@ -367,7 +368,7 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
         return scope
     found = source.discover("")
     scope = Scope(skipped=list(found.skipped), considered=len(found.files), read=list(found.files),
-                  dirs=set(found.dirs), cache_dir=extractor.directory)
+                  dirs=set(found.dirs), cache_dir=extractor.directory, stamps=dict(stamps))
     if not options.whole_tree and len(found.files) <= 5000:
         scope.facts, sk = extractor.run(found.files, progress)
     else:
@@ -524,7 +525,10 @@ def source_for(path: Path, label: str | None = None) -> tuple[TreeSource, list[s
 
 
 def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions = ScanOptions(),
-                 progress: Progress | None = None, root_label: str | None = None) -> ScanResult:
+                 progress: Progress | None = None, root_label: str | None = None,
+                 stamps: dict[str, list[int]] | None = None) -> ScanResult:
+    """`stamps`: [size, mtime_ns] of files of the first source's directory taken in this run
+    already (remembered_state's), so the prefilter does not stat them again."""
     started = time.perf_counter()
     started_ns = time.time_ns()
     result = ScanResult(root=root_label if root_label is not None else sources[0][0].label,
@@ -545,7 +549,7 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
             bad = [r for r in only if not r.endswith(C_SUFFIXES + ASM_SUFFIXES)]
             result.skipped.extend(Skipped(r, "not a C, header or assembly file") for r in bad)
             only = [r for r in only if r not in bad]
-        scope = extract_scope(source, options, progress, only)
+        scope = extract_scope(source, options, progress, only, stamps if source is sources[0][0] else None)
         scopes.append(scope)
         result.files += scope.considered
         result.facts.extend(scope.facts)
@@ -676,9 +680,9 @@ def _memo_of(source: TreeSource) -> Memo | None:
     return None
 
 
-def remembered_state(source: TreeSource, options: ScanOptions):
+def remembered_state(source: TreeSource, options: ScanOptions, seen: dict[str, list[int]] | None = None):
     """The remembered state of a directory or git revision when nothing it depends on changed
-    (armalias.state), else None."""
+    (armalias.state), else None.  `seen` receives the stamps of the files found unchanged."""
     from armalias.state import load_state
 
     cache_dir = cache_dir_for(options)
@@ -686,7 +690,7 @@ def remembered_state(source: TreeSource, options: ScanOptions):
     if memo is None:
         return None
     state = load_state(cache_dir, memo.key, options.whole_tree, options.prefilter)
-    return state if state is not None and state.unchanged() else None
+    return state if state is not None and state.unchanged(seen) else None
 
 
 def _remember(result: ScanResult, raw: list, scope: Scope, memo: Memo, options: ScanOptions,

@@ -93,9 +93,11 @@ class ScanState:
     spans: dict[str, list[list]] = field(default_factory=dict)  # file -> [[function, line, end_line], ...]
 
     # -- validity --------------------------------------------------------------------------------
-    def unchanged(self) -> bool:
+    def unchanged(self, seen: dict[str, list[int]] | None = None) -> bool:
         """Every file and directory the scan depended on is as it was (a git revision's state has
-        none to stat: its key is the digest of the revision's blob ids)."""
+        none to stat: its key is the digest of the revision's blob ids).  `seen`, when given and the
+        answer is yes, receives the [size, mtime_ns] of every file (a scan of the same directory in
+        the same run, check's head side, need not stat them again)."""
         root = self.root
         join = os.path.join
         for rel, mtime in self.dirs.items():  # -1: a directory looked for that was not there
@@ -112,6 +114,8 @@ class ScanState:
                 return False
             if st.st_mtime_ns != mtime or st.st_size != size:
                 return False
+        if seen is not None:
+            seen.update(self.deps)
         return True
 
     def racy(self) -> bool:

@@ -234,11 +234,12 @@ class FlowAnalysis:
         todo = []
         for rel, wanted in sorted(by_file.items()):
             cached = self._bodies.get(rel)
-            if cached is None or not wanted <= {b.name for b in cached}:
-                todo.append((rel, wanted | ({b.name for b in cached} if cached else set())))
+            missing = wanted - {b.name for b in cached} if cached is not None else wanted
+            if missing:  # only those: a function's body does not depend on which others are parsed
+                todo.append((rel, missing))
         for (rel, _), found in zip(todo, self.bodies(todo)):
             if found is not None:  # None: the file could not be read
-                self._bodies[rel] = found
+                self._bodies[rel] = self._bodies.get(rel, []) + found
         out = []
         for rel, wanted in sorted(by_file.items()):
             out.extend(b for b in self._bodies.get(rel, ()) if b.name in wanted)

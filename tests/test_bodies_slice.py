@@ -141,3 +141,27 @@ def test_loop_macros_found_as_the_word_pattern_finds_them(data: bytes, other):
     alts = b"|".join(p.strip("^$").encode() for p in patterns)
     slow = re.compile(rb"\b(?:" + alts + rb")\b(?=\s*\()")
     assert _loop_macros(tuple(patterns))(data) == [m.span() for m in slow.finditer(data)]
+
+
+def test_the_flow_asks_a_file_again_only_for_the_bodies_it_lacks():
+    """A later summary round that wants another function of a file parses that function alone and
+    keeps the bodies it has: the same bodies as parsing the file again for all of them."""
+    from armalias.flow.alias import FlowAnalysis
+    from armalias.index import SymbolIndex
+    from armalias.rules import load_vocabulary
+
+    src = b"static int f(char *p) { return p[0]; }\nstatic int g(char *q) { q[1] = 2; return 0; }\n"
+    facts = extract_bytes("a.c", src, "d")
+    asked: list[tuple[str, set[str]]] = []
+
+    def bodies(items):
+        asked.extend(items)
+        return [function_bodies(rel, src, names) for rel, names in items]
+
+    flow = FlowAnalysis(SymbolIndex([facts], ()), load_vocabulary(), bodies)
+    assert [b.name for b in flow._bodies_of({"f"})] == ["f"]
+    both = flow._bodies_of({"f", "g"})
+    assert asked == [("a.c", {"f"}), ("a.c", {"g"})]
+    assert sorted(both, key=lambda b: b.name) == sorted(function_bodies("a.c", src, {"f", "g"}), key=lambda b: b.name)
+    flow._bodies_of({"g"})
+    assert len(asked) == 2

@@ -453,11 +453,17 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     return AliasChecks(load_rules(), vocab, result.graph).run(flows)
 
 
-def _bodies_one(args: tuple[str, bytes, set[str], list[tuple[int, int]] | None]):
+def _bodies_one(args: tuple[str, bytes, set[str], list[tuple[int, int]] | None, str, tuple[Path, str] | None]):
+    """One file's bodies of the functions named, written to the bodies cache (directory, key) by
+    the process that parsed them, as extraction does."""
+    from armalias.cache import BodiesCache
     from armalias.source.cflow import function_bodies, keep_lines
 
-    rel, data, names, ranges = args
-    return function_bodies(rel, keep_lines(data, ranges) if ranges is not None else data, names)
+    rel, data, names, ranges, bid, cache = args
+    found = function_bodies(rel, keep_lines(data, ranges) if ranges is not None else data, names)
+    if cache is not None:
+        BodiesCache(*cache).put(rel, bid, sorted(names), found)
+    return found
 
 
 def _bodies_reader(result: ScanResult, read: Callable[[str], bytes], jobs: int):
@@ -467,8 +473,9 @@ def _bodies_reader(result: ScanResult, read: Callable[[str], bytes], jobs: int):
     from armalias.source.extract import extractor_key
 
     cache = None
+    key = extractor_key() + code_digest("source/cflow.py")
     if result.cache_dir is not None:
-        cache = BodiesCache(result.cache_dir, extractor_key() + code_digest("source/cflow.py"))
+        cache = BodiesCache(result.cache_dir, key)
     by_file = {f.file: f for f in result.facts}
 
     def bodies(items: list[tuple[str, set[str]]]):
@@ -495,8 +502,8 @@ def _bodies_reader(result: ScanResult, read: Callable[[str], bytes], jobs: int):
             bid = blob_id(data)
             if facts is not None and bid == facts.digest:
                 ranges = body_ranges(facts.functions, names, facts.error_lines)
-            work.append((i, bid, (rel, data, names, ranges)))
-        args = [w for _, _, w in work]
+            work.append((i, (rel, data, names, ranges, bid, (result.cache_dir, key) if cache is not None else None)))
+        args = [w for _, w in work]
         if jobs > 1 and len(args) >= 16 and sum(len(a[1]) for a in args) >= IN_PROCESS_BYTES:
             from armalias.workers import worker_pool
 
@@ -504,10 +511,8 @@ def _bodies_reader(result: ScanResult, read: Callable[[str], bytes], jobs: int):
                 found = list(pool.map(_bodies_one, args, chunksize=max(1, min(16, len(args) // (jobs * 4)))))
         else:
             found = [_bodies_one(a) for a in args]
-        for (i, bid, (rel, _, names, _)), f in zip(work, found):
+        for (i, _), f in zip(work, found):
             out[i] = f
-            if cache is not None:
-                cache.put(rel, bid, sorted(names), f)
         return out
 
     return bodies

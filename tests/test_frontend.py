@@ -129,6 +129,11 @@ def test_cache_round_trip_and_corrupt_entries(demo_tree: Path, tmp_path: Path):
     assert warm.facts == cold.facts and warm.callsites == cold.callsites
     entries = sorted((tmp_path / "c").rglob("*.json"))
     assert len(entries) == cold.parsed
+    import json
+
+    raw = [json.loads(e.read_text())["facts"] for e in entries]
+    # the path is in the entry once, not in each of its rows
+    assert sum(len(r["calls"]) for r in raw) > 10 and all(row[2] == 0 for r in raw for row in r["calls"])
     entries[0].write_text("{not json")
     entries[1].write_text('{"key": "wrong", "facts": {}}')
     cache = FactsCache(tmp_path / "c", extractor_key())

@@ -211,3 +211,20 @@ def test_facts_and_bodies_pickle_as_their_fields_in_order():
         cls, args = obj.__reduce__()
         assert cls is type(obj) and args == tuple(getattr(obj, f.name) for f in fields(obj))
     assert pickle.loads(pickle.dumps(objs)) == objs
+
+
+def test_function_bodies_come_from_their_cache_the_second_time(demo_tree: Path, tmp_path: Path, monkeypatch):
+    """The flow's function bodies are cached by content: a second scan (not answered from its
+    remembered state) parses none, and finds the same."""
+    import armalias.source.cflow as cflow
+
+    opts = ScanOptions(jobs=1, cache_dir=tmp_path / "c" / "facts", reuse=False)
+    cold = scan([demo_tree], opts)
+    assert cold.findings and sorted((tmp_path / "c" / "bodies").rglob("*.json"))
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("parsed for bodies again")
+
+    monkeypatch.setattr(cflow, "function_bodies", no_parse)
+    warm = scan([demo_tree], opts)
+    assert [f.fingerprint for f in warm.findings] == [f.fingerprint for f in cold.findings]

@@ -133,3 +133,55 @@ def test_a_huge_file_is_skipped_with_its_size_unread(tmp_path: Path, monkeypatch
     assert reasons["drivers/gpu/asic_reg/named.h"].startswith("too large (")
     assert asked and max(asked) <= 1001  # nothing larger than the limit was read
     assert [c.file for c in result.callsites] == ["arch/arm/kernel/good.c"]
+
+
+def test_a_file_past_its_time_bound_is_skipped_with_the_reason(tmp_path: Path, monkeypatch):
+    """A pathological file never hangs the run: past --file-timeout, tree-sitter stops (its
+    progress callback says so) and the file is skipped with the reason; the other files are
+    analysed.  The clock here is one of the test's own, moving a millisecond each time it is read,
+    so the large file is past its bound whatever the machine."""
+    import armalias.source.cparse as cparse
+    from armalias.scan import ScanOptions, scan
+
+    (tmp_path / "arch/arm/kernel").mkdir(parents=True)
+    (tmp_path / "include").mkdir()
+    (tmp_path / "arch/arm/kernel/good.c").write_text("void good(void) { flush_icache_range(1, 2); }\n")
+    slow = "".join(f"int f{i}(int x) {{ return g(x, {i}) + h(x); }}\n" for i in range(4000))
+    (tmp_path / "arch/arm/kernel/slow.c").write_text("void s(void) { flush_icache_range(3, 4); }\n" + slow)
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.001
+        return now[0]
+
+    monkeypatch.setattr(cparse, "monotonic", clock)
+    opts = ScanOptions(jobs=1, cache_dir=tmp_path.parent / "cache" / "facts", reuse=True, file_timeout=1.0)
+    result = scan([tmp_path], opts)
+    assert {s.file: s.reason for s in result.skipped} == {
+        "arch/arm/kernel/slow.c": "took longer than 1 s to parse (--file-timeout)"}
+    assert [c.file for c in result.callsites] == ["arch/arm/kernel/good.c"]
+    # a result that depends on the machine's speed is not remembered: the next scan parses again
+    again = scan([tmp_path], opts)
+    assert not again.reused and [s.file for s in again.skipped] == ["arch/arm/kernel/slow.c"]
+    monkeypatch.undo()
+    result = scan([tmp_path], ScanOptions(jobs=1, use_cache=False))
+    assert not result.skipped and {c.file for c in result.callsites} == {"arch/arm/kernel/good.c", "arch/arm/kernel/slow.c"}
+
+
+def test_file_timeout_must_be_a_positive_number(tmp_path: Path, capsys):
+    for bad in ("0", "-1", "soon", "nan", "inf"):
+        with pytest.raises(SystemExit) as exc:
+            main(["scan", str(tmp_path), "--file-timeout", bad])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--file-timeout" in err and "seconds" in err
+
+
+def test_extraction_stops_at_its_deadline():
+    from armalias.source.cparse import TooSlow, monotonic
+    from armalias.source.extract import extract_bytes
+
+    src = b"void f(void) { flush_icache_range(1, 2); }\n"
+    assert extract_bytes("a.c", src, "d", monotonic() + 60).calls
+    with pytest.raises(TooSlow):
+        extract_bytes("a.c", src, "d", monotonic() - 1)

@@ -20,6 +20,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"armalias: error: {message}\n")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
+def _file_timeout(args: argparse.Namespace) -> dict:
+    """ScanOptions' file_timeout, when the flag was given."""
+    seconds = getattr(args, "file_timeout", None)
+    return {"file_timeout": seconds} if seconds is not None else {}
+
+
 def _common(p: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
     p.add_argument("--format", choices=formats, default=formats[0], help="output format")
     p.add_argument("--output", "-o", type=Path, help="write the report to FILE instead of stdout")
@@ -29,6 +45,8 @@ def _common(p: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="list every skipped file")
     p.add_argument("--no-prefilter", action="store_true",
                    help="parse every file in scope, not only those that mention a word of the rules")
+    p.add_argument("--file-timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="skip, with the reason, a file that takes longer to parse (default 30)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,7 +159,7 @@ def _run_scan(args: argparse.Namespace, reuse: bool = False):
     from armalias.scan import ScanOptions, scan
 
     options = ScanOptions(whole_tree=args.whole_tree, jobs=args.jobs, use_cache=not args.no_cache,
-                          prefilter=not getattr(args, "no_prefilter", False), reuse=reuse)
+                          prefilter=not getattr(args, "no_prefilter", False), reuse=reuse, **_file_timeout(args))
     with progress_bar("parsing", enabled=True) as update:
         return scan(list(args.paths), options, update, root_label=str(args.paths[0]))
 
@@ -205,7 +223,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             path = Path(opts.baseline) if args.baseline else root / opts.baseline
             baseline = frozenset(load_baseline(path))
         vocab = merge_vocabulary(load_vocabulary(), config) if config.extends_vocabulary else None
-        options = CheckOptions(ScanOptions(whole_tree=args.whole_tree, jobs=args.jobs, use_cache=not args.no_cache),
+        options = CheckOptions(ScanOptions(whole_tree=args.whole_tree, jobs=args.jobs, use_cache=not args.no_cache,
+                                           **_file_timeout(args)),
                                opts.codes, baseline, vocab)
         with progress_bar("parsing", enabled=True) as update:
             result = run_check(change, options, update, root_label)

@@ -32,7 +32,7 @@ from armalias.errors import InputError
 from armalias.findings import Finding, severity_rank
 from armalias.rules import Vocabulary
 from armalias.scan import (Progress, ScanOptions, ScanResult, cache_dir_for, find_alias_bugs, remembered_state,
-                           scan_sources)
+                           scan_sources, timed_out)
 from armalias.source.tree import (SOURCE_SUFFIXES, DirectorySource, GitSource, OverlaySource, TreeSource, blob_id,
                                   tree_identity)
 from armalias.source.text import Unreadable
@@ -826,6 +826,8 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     if head is None:
         head = scan_sources([(change.head, None)], scan_options, progress, label, seen)
     head_findings, suppressed = _side_findings(head, options)
+    if head_from == "scan" and timed_out(head.skipped):
+        cache = None  # a file skipped for its time bound: this answer depends on the machine's speed
     head_id = tree_identity(change.head) if cache is not None else None
     if cache is not None and head_id is not None:  # the index checked now is the HEAD of the next check
         cache.put(cache.key(head_id, options.scan, options.vocab), head_findings, suppressed)
@@ -847,7 +849,7 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
             base = scan_sources([(change.base, None)], base_options, progress, label)
             base_findings, base_suppressed = _side_findings(base, options)
             base_from = "scan"
-            if cache is not None and key is not None:
+            if cache is not None and key is not None and not timed_out(base.skipped):
                 cache.put(key, base_findings, base_suppressed)
     if options.codes is not None:
         head_findings = [f for f in head_findings if f.rule in options.codes]

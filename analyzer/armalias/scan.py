@@ -53,6 +53,9 @@ class ScanOptions:
     # answer from the remembered state of an unchanged directory (armalias.state): no facts, index
     # or graph then, only counts, call sites, findings and what suppressions need
     reuse: bool = False
+    # a file whose extraction takes longer is skipped, with the reason (none of 6.1's or 6.12's
+    # 8,440 selected files takes a second)
+    file_timeout: float = 30.0
 
 
 @dataclass
@@ -130,12 +133,24 @@ class Scope:
 # -- extraction -------------------------------------------------------------------------------
 IN_PROCESS_BYTES = 1_000_000  # less than this to parse (~0.15 s) is not worth starting worker processes
 
-def _extract_one(args: tuple[str, bytes, str, str | None, str]) -> FileFacts | Skipped:
+TOO_SLOW = "took longer than"  # how a reason for skipping a file past its time bound begins
+
+
+def timed_out(skipped: list[Skipped]) -> bool:
+    """A file was skipped for its time bound: the result depends on the machine's speed, and is
+    neither remembered (armalias.state) nor cached (check's findings)."""
+    return any(s.reason.startswith(TOO_SLOW) for s in skipped)
+
+
+def _extract_one(args: tuple[str, bytes, str, str | None, str, float | None]) -> FileFacts | Skipped:
+    from armalias.source.cparse import TooSlow, monotonic
     from armalias.source.extract import extract_bytes
 
-    rel, data, digest, cache_dir, key = args
+    rel, data, digest, cache_dir, key, seconds = args
     try:
-        facts = extract_bytes(rel, data, digest)
+        facts = extract_bytes(rel, data, digest, monotonic() + seconds if seconds else None)
+    except TooSlow:
+        return Skipped(rel, f"{TOO_SLOW} {seconds:g} s to parse (--file-timeout)")
     except RecursionError:
         return Skipped(rel, "too deeply nested to parse")
     except Exception as exc:  # one bad file never stops the scan; the reason is shown
@@ -194,7 +209,8 @@ class Extractor:
             if hit is not None:
                 facts.append(hit)
                 continue
-            work.append((rel, data, digest, str(self.cache.directory) if self.cache else None, self.key))
+            work.append((rel, data, digest, str(self.cache.directory) if self.cache else None, self.key,
+                         self.options.file_timeout))
         total = len(work)
         if progress:
             progress(0, total)
@@ -583,7 +599,7 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     if early is not None:
         early.close()
     result.skipped.sort(key=lambda s: s.file)
-    if memo is not None:
+    if memo is not None and not timed_out(result.skipped):
         _remember(result, raw, scopes[0], memo, options, started_ns)
     result.seconds = time.perf_counter() - started
     return result

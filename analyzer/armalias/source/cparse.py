@@ -8,6 +8,7 @@ the real text; tree-sitter sees the neutralized text (same offsets).
 from __future__ import annotations
 
 import sys
+import time
 from bisect import bisect_right
 from functools import lru_cache
 
@@ -47,6 +48,34 @@ def _queries() -> tuple[Query, Query]:
 
 def parser() -> Parser:
     return Parser(_language())
+
+
+class TooSlow(Exception):
+    """A file took longer than its time bound to parse (see extract_c)."""
+
+
+monotonic = time.monotonic  # the clock of the time bound (a test drives one of its own)
+
+
+def _parse(neutral: bytes, deadline: float | None):
+    """The tree of the text; TooSlow when the deadline (a `monotonic()` time) passes first.
+    tree-sitter asks a progress callback, every few hundred steps, whether to stop; it takes one
+    only when it reads through a callback, which hands it the rest of the text in one piece."""
+    if deadline is None:
+        return parser().parse(neutral)
+    view = memoryview(neutral)
+    try:
+        return parser().parse(lambda offset, _point: view[offset:],
+                              progress_callback=lambda _offset, _error: monotonic() > deadline)
+    except ValueError:  # "Parsing failed": halted by the callback
+        if monotonic() > deadline:
+            raise TooSlow() from None
+        raise
+
+
+def check_deadline(deadline: float | None) -> None:
+    if deadline is not None and monotonic() > deadline:
+        raise TooSlow()
 
 
 def _text(src: bytes, node: Node) -> str:
@@ -187,20 +216,26 @@ def _recovered_functions(src: bytes, root: Node, rel: str,
 
 
 def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[str, int]] | None = None,
-              members: tuple[str, ...] | None = None,
+              members: tuple[str, ...] | None = None, deadline: float | None = None,
               ) -> tuple[tuple[FunctionDef, ...], tuple[Call, ...], tuple[Initializer, ...], bool,
                          tuple[tuple[int, int], ...]]:
     """Functions, calls and designated initializers of one C file (real and neutralized bytes),
     whether it parsed with an error, and the lines of the top-level parts that did.  `members`: the
     designated initializers are read only from a file that names one of these (the index reads
-    initializers for the cpu_cache_fns members only); None: from every file."""
-    tree = parser().parse(neutral)
+    initializers for the cpu_cache_fns members only); None: from every file.  `deadline`: a
+    `monotonic()` time past which TooSlow is raised (tree-sitter stops parsing there)."""
+    tree = _parse(neutral, deadline)
     root = tree.root_node
     q_main, q_init = _queries()
 
     spans: list[tuple[int, int, FunctionDef]] = []
     call_caps = []
-    for _, caps in QueryCursor(q_main).matches(root):
+    # The match is not given the deadline: py-tree-sitter 0.26.1 crashes (SIGSEGV) in a match
+    # with a progress callback over a tree with parse errors.  It takes a fraction of the parse's
+    # time, linear in the tree's size; the deadline is checked when it is done.
+    found = QueryCursor(q_main).matches(root)
+    check_deadline(deadline)
+    for _, caps in found:
         if "fn" not in caps:
             call_caps.append(caps)
             continue

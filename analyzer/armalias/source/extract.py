@@ -9,7 +9,7 @@ from functools import lru_cache
 from armalias.cache import code_digest
 from armalias.facts import FileFacts
 from armalias.rules import load_neutralize, load_watched, rules_dir
-from armalias.source.cparse import extract_c
+from armalias.source.cparse import check_deadline, extract_c
 from armalias.source.directives import read_asm_symbols, read_defines, read_includes
 from armalias.source.text import neutralize
 
@@ -49,12 +49,19 @@ def read_suppressions(data: bytes) -> tuple[str, ...]:
     return tuple(out)
 
 
-def extract_bytes(rel: str, data: bytes, digest: str) -> FileFacts:
+def extract_bytes(rel: str, data: bytes, digest: str, deadline: float | None = None) -> FileFacts:
+    """The facts of one file.  `deadline`: a cparse.monotonic() time past which cparse.TooSlow is
+    raised (a per-file time bound: tree-sitter's parse stops there, and each step after another
+    checks it)."""
     if rel.endswith(".S"):
         return FileFacts(rel, digest, asm_symbols=read_asm_symbols(rel, data), includes=read_includes(data))
     macros, macro_calls = read_defines(rel, data)
-    functions, calls, inits, has_error, error_lines = extract_c(rel, data, neutralize(data, load_neutralize()), DEFINERS,
-                                                                load_watched().cache_fns_members)
+    check_deadline(deadline)
+    neutral = neutralize(data, load_neutralize())
+    check_deadline(deadline)
+    functions, calls, inits, has_error, error_lines = extract_c(rel, data, neutral, DEFINERS,
+                                                                load_watched().cache_fns_members, deadline)
+    check_deadline(deadline)
     return FileFacts(
         file=rel, digest=digest, functions=functions, calls=calls + macro_calls, macros=macros,
         initializers=inits, includes=read_includes(data),

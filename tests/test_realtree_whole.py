@@ -82,3 +82,19 @@ def test_arch_arm_s_call_sites_are_the_same_in_both_scopes(whole, tmp_path):
     assert len(in_arm) > 150 and in_whole == in_arm
     found = lambda r: {(f.rule, f.file, f.line, f.function, f.chain) for f in r.findings}  # noqa: E731
     assert found(whole) == found(arm)
+
+
+def test_the_output_is_the_same_for_any_jobs(whole):
+    """Extraction, the prefilter's rounds and the function bodies run in worker processes; with
+    another number of them the scan reports exactly the same.  (The module's scan used the CPUs
+    available; this one another count.)"""
+    from armalias.scan import available_cpus
+
+    if whole.root.endswith("6.1"):
+        pytest.skip("one tree is enough: a whole-tree scan in one process takes 20 s on 6.1")
+    jobs = 1 if available_cpus() > 1 else 3
+    other = scan([Path(whole.root)], ScanOptions(whole_tree=True, use_cache=False, jobs=jobs))
+    assert other.jobs != whole.jobs
+    assert (other.files, other.parsed, other.functions) == (whole.files, whole.parsed, whole.functions)
+    assert other.callsites == whole.callsites and other.skipped == whole.skipped
+    assert other.findings == whole.findings

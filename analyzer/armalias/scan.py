@@ -53,8 +53,8 @@ class ScanOptions:
     # answer from the remembered state of an unchanged directory (armalias.state): no facts, index
     # or graph then, only counts, call sites, findings and what suppressions need
     reuse: bool = False
-    # a file whose extraction takes longer is skipped, with the reason (none of 6.1's or 6.12's
-    # 8,440 selected files takes a second)
+    # a file whose extraction takes longer is skipped, with the reason (the slowest of the 811
+    # files of a whole 6.12 scan takes 0.13 s, of 7,629 files of 6.1 0.18 s)
     file_timeout: float = 30.0
 
 

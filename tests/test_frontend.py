@@ -228,3 +228,26 @@ def test_function_bodies_come_from_their_cache_the_second_time(demo_tree: Path, 
     monkeypatch.setattr(cflow, "function_bodies", no_parse)
     warm = scan([demo_tree], opts)
     assert [f.fingerprint for f in warm.findings] == [f.fingerprint for f in cold.findings]
+
+
+def _scan_for_test(args: tuple[str, str]) -> tuple[list[str], int]:
+    root, cache = args
+    result = scan([Path(root)], ScanOptions(jobs=1, cache_dir=Path(cache)))
+    return sorted(f.fingerprint for f in result.findings), result.parsed
+
+
+def test_concurrent_scans_share_one_cache(demo_tree: Path, tmp_path: Path):
+    """Runs at once over one cache directory: each entry is written under a name of its own and
+    renamed into place, so every run gets the same answer and every entry left is whole."""
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+
+    cache = tmp_path / "c" / "facts"
+    with ProcessPoolExecutor(4) as pool:
+        results = list(pool.map(_scan_for_test, [(str(demo_tree), str(cache))] * 8))
+    assert results[0][0] and all(r == results[0] for r in results)
+    entries = list((tmp_path / "c").rglob("*.json"))
+    assert entries and not list((tmp_path / "c").rglob(".tmp-*"))
+    for e in entries:
+        json.loads(e.read_text())
+    assert _scan_for_test((str(demo_tree), str(cache))) == results[0]

@@ -165,3 +165,16 @@ def test_the_flow_asks_a_file_again_only_for_the_bodies_it_lacks():
     assert sorted(both, key=lambda b: b.name) == sorted(function_bodies("a.c", src, {"f", "g"}), key=lambda b: b.name)
     flow._bodies_of({"g"})
     assert len(asked) == 2
+
+
+def test_facts_carry_the_bodies_of_the_functions_calling_a_rule_word():
+    """Extraction reads, from the tree it parsed, the bodies of the functions that call a word of
+    the prefilter's first round directly: the same bodies function_bodies gives."""
+    src = (b"static void w(char *p)\n{\n\t*p = 1;\n\tif (p)\n\t\tflush_icache_range((unsigned long)p, (unsigned long)p + 4);\n}\n"
+           b"static int other(int x) { return x + 1; }\n"
+           b"static void m(struct cpu_cache_fns *c) { c->coherent_kern_range(1, 2); }\n")
+    facts = extract_bytes("arch/arm/kernel/w.c", src, "d")
+    assert sorted(b.name for b in facts.bodies) == ["m", "w"]
+    assert sorted(facts.bodies, key=lambda b: b.name) == sorted(
+        function_bodies("arch/arm/kernel/w.c", src, {"w", "m"}), key=lambda b: b.name)
+    assert any(e.guards for e in facts.bodies[[b.name for b in facts.bodies].index("w")].events)

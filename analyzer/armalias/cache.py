@@ -61,7 +61,23 @@ def facts_to_json(facts: FileFacts) -> dict:
            "error_lines": [list(x) for x in facts.error_lines]}
     for name, cls in _ROWS:
         out[name] = _rows(getattr(facts, name), [f.name for f in fields(cls)].index("file"))
+    out["bodies"] = _body_rows(facts.bodies)
     return out
+
+
+def _body_rows(bodies) -> list:
+    return [[b.name, b.line, list(b.params),
+             [[e.kind, e.line, e.column, e.target, e.expr, list(e.args), [[g.cond, g.holds] for g in e.guards],
+               e.width] for e in b.events]] for b in bodies]
+
+
+def _bodies_from_rows(rows: list, rel: str) -> list:
+    from armalias.source.cflow import Event, FunctionBody, Guard
+
+    return [FunctionBody(n, rel, int(line), tuple(params),
+                         tuple(Event(k, el, ec, t, x, tuple(a), tuple(Guard(c, bool(h)) for c, h in g), w)
+                               for k, el, ec, t, x, a, g, w in events))
+            for n, line, params, events in rows]
 
 
 def _loader(cls):
@@ -94,7 +110,7 @@ def facts_from_dict(raw: dict) -> FileFacts:
     return FileFacts(file=file, digest=raw["digest"], includes=tuple(raw["includes"]),
                      error_functions=int(raw["error_functions"]), has_error=bool(raw["has_error"]),
                      notes=tuple(raw["notes"]), error_lines=tuple((int(a), int(b)) for a, b in raw["error_lines"]),
-                     **parts)
+                     bodies=tuple(_bodies_from_rows(raw["bodies"], file)) if raw["bodies"] else (), **parts)
 
 
 class JsonEntries:
@@ -194,18 +210,7 @@ class BodiesCache(JsonEntries):
         self.key = key
 
     def get(self, rel: str, digest: str, names: list[str]):
-        from armalias.source.cflow import Event, FunctionBody, Guard
-
-        def decode(raw: dict):
-            return [FunctionBody(n, rel, int(line), tuple(params),
-                                 tuple(Event(k, el, ec, t, x, tuple(a), tuple(Guard(c, bool(h)) for c, h in g), w)
-                                       for k, el, ec, t, x, a, g, w in events))
-                    for n, line, params, events in raw["bodies"]]
-
-        return self.read((self.key, rel, digest, ",".join(names)), decode)
+        return self.read((self.key, rel, digest, ",".join(names)), lambda raw: _bodies_from_rows(raw["bodies"], rel))
 
     def put(self, rel: str, digest: str, names: list[str], bodies) -> None:
-        rows = [[b.name, b.line, list(b.params),
-                 [[e.kind, e.line, e.column, e.target, e.expr, list(e.args), [[g.cond, g.holds] for g in e.guards],
-                   e.width] for e in b.events]] for b in bodies]
-        self.write((self.key, rel, digest, ",".join(names)), {"bodies": rows})
+        self.write((self.key, rel, digest, ",".join(names)), {"bodies": _body_rows(bodies)})

@@ -103,6 +103,9 @@ class FileFacts:
     # (first, last) lines of each top-level part of the file (a definition, a declaration, a
     # preprocessor block) that tree-sitter parsed with an error
     error_lines: tuple[tuple[int, int], ...] = ()
+    # the statement events (armalias.source.cflow.FunctionBody) of the functions that call a word
+    # of extract.body_words directly, read from the tree the facts came from
+    bodies: tuple = ()
 
 
 @positional_pickle

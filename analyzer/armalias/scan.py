@@ -501,10 +501,17 @@ def _bodies_reader(result: ScanResult, read: Callable[[str], bytes], jobs: int):
         work = []
         for i, (rel, names) in enumerate(items):
             facts = by_file.get(rel)
+            # the bodies read with the facts, from the same tree (FileFacts.bodies); the rest parsed
+            known = [b for b in facts.bodies if b.name in names] if facts is not None else []
+            if known:
+                names = names - {b.name for b in known}
+                out[i] = known
+                if not names:
+                    continue
             digest = facts.digest if facts is not None else None
             hit = cache.get(rel, digest, sorted(names)) if cache is not None and digest else None
             if hit is not None:
-                out[i] = hit
+                out[i] = known + hit
                 continue
             try:
                 data = read(rel)
@@ -528,7 +535,7 @@ def _bodies_reader(result: ScanResult, read: Callable[[str], bytes], jobs: int):
         else:
             found = [_bodies_one(a) for a in args]
         for (i, _), f in zip(work, found):
-            out[i] = f
+            out[i] = (out[i] or []) + f
         return out
 
     return bodies

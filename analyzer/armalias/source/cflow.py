@@ -252,7 +252,11 @@ def body_ranges(functions, wanted: set[str], error_lines=()) -> list[tuple[int, 
 def function_bodies(rel: str, data: bytes, wanted: set[str]) -> list[FunctionBody]:
     """Events of the functions named in wanted that this file defines."""
     neutral = neutralize(data)
-    root = parser().parse(neutral).root_node
+    return bodies_in_tree(rel, neutral, parser().parse(neutral).root_node, wanted)
+
+
+def bodies_in_tree(rel: str, neutral: bytes, root: Node, wanted: set[str]) -> list[FunctionBody]:
+    """function_bodies over a tree parsed already (extraction's: armalias.source.extract)."""
     out = []
     stack = [root]
     while stack:

@@ -13,7 +13,7 @@ from bisect import bisect_right
 from functools import lru_cache
 
 import tree_sitter_c
-from tree_sitter import Language, Node, Parser, Query, QueryCursor
+from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
 from armalias.facts import Call, FunctionDef, Initializer
 
@@ -218,9 +218,9 @@ def _recovered_functions(src: bytes, root: Node, rel: str,
 def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[str, int]] | None = None,
               members: tuple[str, ...] | None = None, deadline: float | None = None,
               ) -> tuple[tuple[FunctionDef, ...], tuple[Call, ...], tuple[Initializer, ...], bool,
-                         tuple[tuple[int, int], ...]]:
+                         tuple[tuple[int, int], ...], Tree]:
     """Functions, calls and designated initializers of one C file (real and neutralized bytes),
-    whether it parsed with an error, and the lines of the top-level parts that did.  `members`: the
+    whether it parsed with an error, the lines of the top-level parts that did, and the tree.  `members`: the
     designated initializers are read only from a file that names one of these (the index reads
     initializers for the cpu_cache_fns members only); None: from every file.  `deadline`: a
     `monotonic()` time past which TooSlow is raised (tree-sitter stops parsing there)."""
@@ -308,4 +308,4 @@ def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[s
     functions = tuple(s[2] for s in spans)
     error_lines = tuple((n.start_point[0] + 1, n.end_point[0] + 1) for n in root.children if n.has_error) \
         if root.has_error else ()
-    return functions, tuple(calls), tuple(inits), root.has_error, error_lines
+    return functions, tuple(calls), tuple(inits), root.has_error, error_lines, tree

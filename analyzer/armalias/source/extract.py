@@ -9,12 +9,13 @@ from functools import lru_cache
 from armalias.cache import code_digest
 from armalias.facts import FileFacts
 from armalias.rules import load_neutralize, load_watched, rules_dir
+from armalias.source.cflow import bodies_in_tree
 from armalias.source.cparse import check_deadline, extract_c
 from armalias.source.directives import read_asm_symbols, read_defines, read_includes
 from armalias.source.text import neutralize
 
 # Bump when what extraction produces changes shape or meaning: it is part of every cache key.
-EXTRACTOR_VERSION = "4"
+EXTRACTOR_VERSION = "5"
 
 # `NAME(fn, ...) { body }` at file scope defines the function named (prefix + argument index).
 DEFINERS = {
@@ -25,14 +26,26 @@ DEFINERS = {
 
 
 @lru_cache(maxsize=1)
+def body_words() -> frozenset[str]:
+    """A function calling one of these directly has its body read with its facts (FileFacts.bodies):
+    the prefilter's first-round words (the maintenance calls, the watched functions, the alias
+    globals, the entry points, the cpu_cache_fns members).  The flow analysis asks for the bodies of
+    those functions and of few others, and gets them without parsing the file again."""
+    from armalias.prefilter import rule_words
+
+    return rule_words()
+
+
+@lru_cache(maxsize=1)
 def extractor_key() -> str:
-    """What, besides a file's bytes, decides its facts: the extractor, the neutralize data and the
-    cpu_cache_fns members."""
+    """What, besides a file's bytes, decides its facts: the extractor, the neutralize data, the
+    cpu_cache_fns members and the words whose callers' bodies are read."""
     h = hashlib.sha256(EXTRACTOR_VERSION.encode())
     h.update((rules_dir() / "neutralize.toml").read_bytes())
     h.update("\0".join(load_watched().cache_fns_members).encode())  # whose initializers are read
+    h.update("\0".join(sorted(body_words())).encode())
     h.update(code_digest("facts.py", "source/extract.py", "source/cparse.py", "source/directives.py",
-                         "source/text.py").encode())
+                         "source/text.py", "source/cflow.py").encode())
     return h.hexdigest()[:16]
 
 
@@ -59,12 +72,15 @@ def extract_bytes(rel: str, data: bytes, digest: str, deadline: float | None = N
     check_deadline(deadline)
     neutral = neutralize(data, load_neutralize())
     check_deadline(deadline)
-    functions, calls, inits, has_error, error_lines = extract_c(rel, data, neutral, DEFINERS,
-                                                                load_watched().cache_fns_members, deadline)
+    functions, calls, inits, has_error, error_lines, tree = extract_c(rel, data, neutral, DEFINERS,
+                                                                      load_watched().cache_fns_members, deadline)
+    words = body_words()
+    callers = {c.caller for c in calls if c.caller and (c.callee in words or c.callee[1:] in words)}
+    bodies = tuple(bodies_in_tree(rel, neutral, tree.root_node, callers)) if callers else ()
     check_deadline(deadline)
     return FileFacts(
         file=rel, digest=digest, functions=functions, calls=calls + macro_calls, macros=macros,
         initializers=inits, includes=read_includes(data),
         error_functions=sum(1 for f in functions if f.has_error), has_error=has_error,
-        notes=read_suppressions(data) if b"armalias:" in data else (), error_lines=error_lines,
+        notes=read_suppressions(data) if b"armalias:" in data else (), error_lines=error_lines, bodies=bodies,
     )

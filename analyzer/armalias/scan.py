@@ -91,21 +91,35 @@ def available_cpus() -> int:
 INCLUDE_DIRS = ("arch/arm/include", "arch/arm/include/uapi", "include", "include/uapi")
 
 
-def resolve_include(source: TreeSource, includer: str, name: str, probed: set[str] | None = None) -> str | None:
-    """The file an `#include` names: next to the includer, then the kernel's include paths.
-    `probed` collects the directories looked in (a file added there could change the answer)."""
-    candidates = [posixpath.normpath(posixpath.join(posixpath.dirname(includer), name))]
-    candidates.extend(f"{d}/{name}" for d in INCLUDE_DIRS)
+def resolve_include(source: TreeSource, directory: str, name: str, probed: set[str] | None = None,
+                    paths: dict[str, str | None] | None = None) -> str | None:
+    """The file an `#include` names: next to the includer (in `directory`), then the kernel's
+    include paths.  `probed` collects the directories looked in (a file added there could change
+    the answer).  `paths`: name -> what the include paths give, shared by the calls of one scan
+    (it does not depend on the includer: 4,711 includes of arch/arm look up 1,100 names)."""
+    near = posixpath.normpath(posixpath.join(directory, name))
+    if not near.startswith("../"):
+        if probed is not None:
+            probed.add(posixpath.dirname(near))
+        if source.is_file(near):
+            return near
+    if paths is not None and name in paths:
+        return paths[name]
+    candidates = [f"{d}/{name}" for d in INCLUDE_DIRS]
     if name.startswith("asm/"):
         candidates.append(f"include/asm-generic/{name[4:]}")
+    hit = None
     for c in candidates:
         if c.startswith("../"):
             continue
         if probed is not None:
             probed.add(posixpath.dirname(c))
         if source.is_file(c):
-            return c
-    return None
+            hit = c
+            break
+    if paths is not None:
+        paths[name] = hit
+    return hit
 
 
 def is_kernel_root(source: TreeSource) -> bool:
@@ -346,7 +360,9 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
         scope.facts = facts
         scope.all_words = words
         scope.skipped.extend(sk)
-        frontier_includes = [(f.file, name) for f in facts for name in f.includes]
+        dirname = posixpath.dirname
+        # (the including file's directory, the name it includes): what an include resolves by
+        frontier_includes = [(dirname(f.file), name) for f in facts for name in f.includes]
         parsed = {f.file for f in facts}
         for rel in found.files:  # files the prefilter passed over still pull in their headers
             if rel not in parsed:
@@ -356,16 +372,17 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
                         names = read_includes(source.read(rel))
                     except Unreadable:
                         continue
-                frontier_includes.extend((rel, n) for n in names)
+                here = dirname(rel)
+                frontier_includes.extend((here, n) for n in names)
         mentions = matcher(words)
         resolved: dict[tuple[str, str], str | None] = {}  # (includer's directory, name) -> file
+        paths: dict[str, str | None] = {}  # name -> what the include paths give (resolve_include)
         while frontier_includes:  # the headers arch/arm includes, transitively
             new = []
-            for includer, name in frontier_includes:
-                key = (posixpath.dirname(includer), name)
-                if key not in resolved:
-                    resolved[key] = resolve_include(source, includer, name, scope.dirs)
-                target = resolved[key]
+            for key in frontier_includes:
+                target = resolved.get(key, resolved)
+                if target is resolved:
+                    target = resolved[key] = resolve_include(source, key[0], key[1], scope.dirs, paths)
                 if target is not None and target not in seen and target.endswith(".h"):
                     seen.add(target)
                     new.append(target)
@@ -377,7 +394,8 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
                 except Unreadable:
                     continue
                 scope.read.append(rel)
-                frontier_includes.extend((rel, n) for n in read_includes(data))
+                here = dirname(rel)
+                frontier_includes.extend((here, n) for n in read_includes(data))
                 if mentions(data):
                     wanted.append(rel)
             got, sk = extractor.run(wanted, progress)

@@ -264,3 +264,16 @@ def test_the_flow_takes_the_bodies_the_facts_carry(demo_tree: Path, tmp_path: Pa
     carried = {(f.file, b.name) for f in result.facts for b in f.bodies}
     assert carried and result.findings
     assert not any((rel, name) in carried for rel, names in asked for name in names)
+
+
+def test_a_cache_directory_removed_during_a_run_is_made_again(tmp_path: Path):
+    """Entries are written into directories this process made once; one removed since is made
+    again, not left unwritten."""
+    import shutil
+
+    from armalias.cache import JsonEntries
+
+    cache = JsonEntries(tmp_path / "c")
+    assert cache.write(("a",), {"x": 1}) and cache.read(("a",), lambda raw: raw["x"]) == 1
+    shutil.rmtree(tmp_path / "c")
+    assert cache.write(("a",), {"x": 2}) and cache.read(("a",), lambda raw: raw["x"]) == 2

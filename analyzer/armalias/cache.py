@@ -182,7 +182,12 @@ def write_atomic(path: Path, data) -> bool:
         if parent not in _MADE:
             os.makedirs(parent, exist_ok=True)
             _MADE.add(parent)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except FileNotFoundError:  # the directory was removed since this process made it
+            os.makedirs(parent, exist_ok=True)
+            fd = os.open(tmp, flags, 0o600)
         try:
             view = memoryview(text)
             while view:
@@ -191,7 +196,6 @@ def write_atomic(path: Path, data) -> bool:
             os.close(fd)
         os.replace(tmp, path)
     except OSError:
-        _MADE.discard(parent)  # made again next time, should it have gone meanwhile
         try:
             os.unlink(tmp)
         except OSError:

@@ -178,3 +178,22 @@ def test_facts_carry_the_bodies_of_the_functions_calling_a_rule_word():
     assert sorted(facts.bodies, key=lambda b: b.name) == sorted(
         function_bodies("arch/arm/kernel/w.c", src, {"w", "m"}), key=lambda b: b.name)
     assert any(e.guards for e in facts.bodies[[b.name for b in facts.bodies].index("w")].events)
+
+
+def test_the_flow_does_not_ask_again_for_a_body_the_file_did_not_give():
+    """A name the index places in a file whose parse gives no body for it (a function recovered
+    from a parse error) is asked for once, not in every summary round."""
+    from armalias.flow.alias import FlowAnalysis
+    from armalias.index import SymbolIndex
+    from armalias.rules import load_vocabulary
+
+    src = b"static int f(char *p) { return p[0]; }\nstatic int g(char *q) { q[1] = 2; return 0; }\n"
+    asked: list[tuple[str, set[str]]] = []
+
+    def bodies(items):
+        asked.extend(items)
+        return [[b for b in function_bodies(rel, src, names) if b.name != "g"] for rel, names in items]
+
+    flow = FlowAnalysis(SymbolIndex([extract_bytes("a.c", src, "d")], ()), load_vocabulary(), bodies)
+    assert flow._bodies_of({"g"}) == [] and flow._bodies_of({"g"}) == []
+    assert asked == [("a.c", {"g"})]

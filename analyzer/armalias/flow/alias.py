@@ -187,6 +187,7 @@ class FlowAnalysis:
         self.summaries: dict[str, Summary] = {}
         self.flows: dict[tuple[str, str, int], FunctionFlow] = {}
         self._bodies: dict[str, list[FunctionBody]] = {}
+        self._asked: dict[str, set[str]] = defaultdict(set)  # file -> the names its bodies were read for
         self._expansions: dict[tuple, list[tuple[str, tuple[str, ...]]]] = {}
         self._expanding: set[str] = set()  # macros being expanded in classify (never re-entered)
         self._arch: str | None = None  # the architecture of the function being analysed (None: generic)
@@ -233,13 +234,16 @@ class FlowAnalysis:
                 by_file[d.file].add(n)
         todo = []
         for rel, wanted in sorted(by_file.items()):
-            cached = self._bodies.get(rel)
-            missing = wanted - {b.name for b in cached} if cached is not None else wanted
-            if missing:  # only those: a function's body does not depend on which others are parsed
+            # only those not asked for before (one the index places here that has no body here, a
+            # function recovered from a parse error, is not asked for again each round): a
+            # function's body does not depend on which others are parsed
+            missing = wanted - self._asked[rel]
+            if missing:
                 todo.append((rel, missing))
-        for (rel, _), found in zip(todo, self.bodies(todo)):
+        for (rel, names), found in zip(todo, self.bodies(todo)):
             if found is not None:  # None: the file could not be read
                 self._bodies[rel] = self._bodies.get(rel, []) + found
+                self._asked[rel] |= names
         out = []
         for rel, wanted in sorted(by_file.items()):
             out.extend(b for b in self._bodies.get(rel, ()) if b.name in wanted)

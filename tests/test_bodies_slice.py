@@ -129,7 +129,8 @@ _LOOP_PIECES = [b"list_for_each_entry", b"for_each", b"hlist_for_each", b"while_
 
 
 @given(st.lists(st.sampled_from(_LOOP_PIECES), max_size=30).map(b"".join),
-       st.sampled_from([None, (r"^\w*for_each|x\w*$",)]))
+       st.sampled_from([None, (r"^\w*for_each|x\w*$",), (r"^\x66or_\w*$",), (r"^\w*_f+or_each$", r"^for_\w+_in\w*$"),
+                        (r"^\d*for_\w*$", r"^\bwhile_each_\w+$")]))
 def test_loop_macros_found_as_the_word_pattern_finds_them(data: bytes, other):
     """The loop macros (rules/neutralize.toml loop_macro_patterns) looked for by a literal part of
     each pattern are the identifiers `\\b(?:patterns)\\b(?=\\s*\\()` finds; a pattern with no literal

@@ -199,19 +199,40 @@ def _patterns(spec: NeutralizeSpec):
     return occurrences, loops
 
 
-_FRAGMENT = re.compile(r"(?<!\\)[A-Za-z0-9_]+")
 _OPEN_PAREN = re.compile(rb"\s*\(")
+_IDENT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 def _anchor(pattern: str) -> bytes | None:
-    r"""The longest run of plain identifier characters that every identifier a pattern of
-    loop_macro_patterns (`^\w*for_each\w*$`) matches holds; None when the pattern has more than
-    escapes and quantified escapes (alternatives, groups, classes, a quantified letter)."""
+    r"""The longest run of literal identifier characters that every identifier a pattern of
+    loop_macro_patterns (`^\w*for_each\w*$`) matches holds.  The pattern is read as letters,
+    digits and `_`, the escapes `\w` and `\d` (one character of a run that is not literal) and `\b`,
+    and `*` or `+` after one of those (a quantified letter ends the run before it); anything else
+    (another escape, an alternative, a group, a class, `.`, `?`) gives None."""
+    runs, run, i = [], "", 0
     body = pattern.strip("^$")
-    if any(c in body for c in "|()[]{}.?"):
-        return None
-    runs = [m.group(0) for m in _FRAGMENT.finditer(body) if body[m.end():m.end() + 1] not in ("*", "+")]
-    return max(runs, key=len).encode() if runs else None
+    while i < len(body):
+        c = body[i]
+        if c == "\\":
+            if body[i + 1:i + 2] not in ("w", "d", "b"):
+                return None
+            runs.append(run)
+            run, i = "", i + 2
+        elif c in "*+":
+            if i == 0 or body[i - 1] in "*+":
+                return None
+            if body[i - 2:i - 1] != "\\":  # a quantified letter: the run ends before it
+                runs.append(run[:-1])
+                run = ""
+            i += 1
+        elif c in _IDENT_CHARS:
+            run += c
+            i += 1
+        else:
+            return None
+    runs.append(run)
+    best = max(runs, key=len)
+    return best.encode() if best else None
 
 
 def _loop_macros(patterns: tuple[str, ...]):

@@ -168,6 +168,8 @@ class FactsCache(JsonEntries):
 
 _MADE: set[str] = set()  # directories this process made or found: one mkdir each, not one per entry
 _TEMP = iter(range(1 << 62))
+_RUN = os.urandom(6).hex()  # with the process id: no two writers' temporary files share a name,
+# even in two PID namespaces over one cache directory
 
 
 def write_atomic(path: Path, data) -> bool:
@@ -175,7 +177,8 @@ def write_atomic(path: Path, data) -> bool:
     False when it could not be written (a cache that cannot be written only costs time).  The
     temporary file is named by the process and a count, made with O_EXCL: no two writers share one."""
     parent = str(path.parent)
-    tmp = os.path.join(parent, f".tmp-{os.getpid()}-{next(_TEMP)}.json")
+    tmp = os.path.join(parent, f".tmp-{os.getpid()}-{_RUN}-{next(_TEMP)}.json")
+    made = False
     try:
         # dumps, not dump: json.dump to a file runs the pure-Python encoder, dumps the C one
         text = json.dumps(data, separators=(",", ":")).encode("utf-8")
@@ -188,6 +191,7 @@ def write_atomic(path: Path, data) -> bool:
         except FileNotFoundError:  # the directory was removed since this process made it
             os.makedirs(parent, exist_ok=True)
             fd = os.open(tmp, flags, 0o600)
+        made = True
         try:
             view = memoryview(text)
             while view:
@@ -196,10 +200,11 @@ def write_atomic(path: Path, data) -> bool:
             os.close(fd)
         os.replace(tmp, path)
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if made:  # never another writer's file
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         return False
     return True
 

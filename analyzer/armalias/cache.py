@@ -41,6 +41,7 @@ def default_cache_dir() -> Path:
 
 _ROWS = (("functions", FunctionDef), ("calls", Call), ("macros", MacroDef), ("initializers", Initializer),
          ("asm_symbols", AsmSymbol))
+_FILE_AT = {cls: [f.name for f in fields(cls)].index("file") for _, cls in _ROWS}  # where a row holds the path
 
 
 def _rows(objs, file_at: int) -> list[list]:
@@ -60,7 +61,7 @@ def facts_to_json(facts: FileFacts) -> dict:
            "error_functions": facts.error_functions, "has_error": facts.has_error, "notes": list(facts.notes),
            "error_lines": [list(x) for x in facts.error_lines]}
     for name, cls in _ROWS:
-        out[name] = _rows(getattr(facts, name), [f.name for f in fields(cls)].index("file"))
+        out[name] = _rows(getattr(facts, name), _FILE_AT[cls])
     out["bodies"] = _body_rows(facts.bodies)
     return out
 
@@ -84,7 +85,7 @@ def _loader(cls):
     """Row -> object for one class: lists back to tuples, the file path shared, names interned (a
     whole-tree scan holds millions of calls: one string per distinct name, not one per call)."""
     names = [f.name for f in fields(cls)]
-    file_at = names.index("file")
+    file_at = _FILE_AT[cls]
     interned = [i for i, n in enumerate(names) if n in ("name", "callee", "caller", "struct", "variable", "member")]
     tuples = [i for i, n in enumerate(names) if n in ("params", "args")]
     intern = sys.intern

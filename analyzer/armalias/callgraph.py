@@ -45,6 +45,11 @@ def site_file(site: Site) -> str:
     return site.rsplit(":", 1)[0] if isinstance(site, str) else site.file
 
 
+def _site_list(found: Site | list[Site]) -> list[Site]:
+    """An edge's sites as stored (one Site, or a list of them when there are several), as a list."""
+    return found if isinstance(found, list) else [found]
+
+
 _NO = object()  # no build takes this step
 
 
@@ -118,8 +123,7 @@ class CallGraph:
 
     def sites(self, a: str, b: str) -> list[str]:
         """The sites of the edge a -> b as "file:line", in the order found."""
-        found = self.succ[a][b]
-        return [site_text(s) for s in found] if isinstance(found, list) else [site_text(found)]
+        return [site_text(s) for s in self._sites_of(a, b)]
 
     def node(self, name: str) -> tuple[str, tuple[str, ...]]:
         """(kind, defs) of a node, read from the index once."""
@@ -228,8 +232,7 @@ class CallGraph:
         return path
 
     def _sites_of(self, a: str, b: str) -> list[Site]:
-        found = self.succ[a][b]
-        return found if isinstance(found, list) else [found]
+        return _site_list(self.succ[a][b])
 
     def _visible_files(self, name: str) -> frozenset[str] | None:
         """The files whose calls are name's own code when it is called from another file: those of
@@ -332,7 +335,7 @@ class CallGraph:
             if w in stop and here != "*":
                 continue
             for c, sites in self.pred.get(w, {}).items():
-                for x in (sites if isinstance(sites, list) else [sites]):
+                for x in _site_list(sites):
                     f = site_file(x)
                     static_here = self._static_in(w, f)
                     if not (here == "*" or (here == f and static_here) or (here is None and not static_here)):

@@ -36,7 +36,7 @@ def matcher(words: frozenset[str]):
     a substring test selected 392 of 1,797 files for such coincidences alone.  The cpu_cache_fns
     members (rules/watched.toml [cache_fns]) also match as the `_member` end of a name: their
     implementations are the symbols so named (v4wb_coherent_kern_range)."""
-    return _bytes_matcher(tuple(sorted((w.encode() for w in words), key=len, reverse=True)))
+    return _bytes_matcher(_encode(words))
 
 
 def _name_end(data: bytes, start: int, end: int) -> bool:

@@ -416,7 +416,7 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
 
 
 def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str], words: frozenset[str],
-                 jobs: int, progress: Progress | None, scope: Scope, extracted: Callable[[], None] = lambda: None
+                 jobs: int, progress: Progress | None, scope: Scope, extracted: Callable[[], None]
                  ) -> tuple[list[FileFacts], list[Skipped], frozenset[str], frozenset[str]]:
     """Rounds of select-then-extract: files naming a word, then files naming their callers.  A caller
     found reaching only in some architectures' builds selects only those architectures' files

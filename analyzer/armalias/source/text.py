@@ -200,7 +200,6 @@ def _patterns(spec: NeutralizeSpec):
 
 
 _OPEN_PAREN = re.compile(rb"\s*\(")
-_IDENT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 def _anchor(pattern: str) -> bytes | None:
@@ -225,7 +224,7 @@ def _anchor(pattern: str) -> bytes | None:
                 runs.append(run[:-1])
                 run = ""
             i += 1
-        elif c in _IDENT_CHARS:
+        elif ord(c) in IDENTIFIER_BYTES:
             run += c
             i += 1
         else:

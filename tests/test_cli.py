@@ -131,14 +131,16 @@ def test_the_model_is_decoded_alongside_the_scan_or_by_it(demo_tree: Path, monke
 
     started = []
     events = []  # the model is started once the first round of files is extracted, not before
-    real_early, real_run = scan_module._ModelEarly, scan_module.Extractor.run
+    real_early, real_start = scan_module._ModelEarly, scan_module.Extractor.start
     monkeypatch.setattr(scan_module, "_ModelEarly",
                         lambda *a: started.append(a) or events.append("model") or real_early(*a))
-    monkeypatch.setattr(scan_module.Extractor, "run",
-                        lambda self, rels, progress=None: events.append("extract") or real_run(self, rels, progress))
+    monkeypatch.setattr(scan_module.Extractor, "start",
+                        lambda self, rels, progress=None: events.append("extract") or real_start(self, rels, progress))
+    real_flow = scan_module.find_alias_bugs
+    monkeypatch.setattr(scan_module, "find_alias_bugs", lambda *a: events.append("flow") or real_flow(*a))
     alongside = scan([demo_tree], ScanOptions(jobs=2, use_cache=False)).findings
     assert len(started) == 1 and alongside and all(f.model.verdict != "not-run" for f in alongside)
-    assert events[:2] == ["extract", "model"] and events.count("extract") > 1
+    assert events[:2] == ["extract", "model"] and events[-1] == "flow"
 
     class NoProcesses:
         def __init__(self, *args, **kwargs):

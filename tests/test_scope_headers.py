@@ -1,0 +1,79 @@
+"""The headers an arch/arm scan extracts: those arch/arm includes, transitively, that mention a word
+of the last prefilter round, each once, whether the extraction runs in this process or in workers,
+whether the prefilter read the files or its memo passed over them, and with the prefilter off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import armalias.prefilter as prefilter
+import armalias.scan as scan_module
+from armalias.scan import ScanOptions, extract_scope, source_for
+
+HEADERS = {
+    # a word of the rules: taken in the first round
+    "include/linux/first.h": "#include <linux/second.h>\nstatic inline void f1(void) { flush_icache_range(0, 4); }\n",
+    # only a function found reaching a root in the first round (wrap_flush): taken with the last words
+    "include/linux/second.h": "static inline void f2(unsigned long a) { wrap_flush(a); }\n",
+    # no word: not extracted, but what it includes is followed
+    "include/linux/plain.h": "#include <linux/third.h>\nextern int plain;\n",
+    "include/linux/third.h": "void wrap_flush(unsigned long a);\n",
+    # a word, but included by nothing
+    "include/linux/orphan.h": "static inline void o(void) { flush_icache_range(0, 8); }\n",
+}
+EXPECTED_HEADERS = ["include/linux/first.h", "include/linux/second.h", "include/linux/third.h"]
+
+
+def _tree(root: Path, callers: int) -> Path:
+    files = {
+        "arch/arm/kernel/a.c": "#include <linux/first.h>\n#include <linux/plain.h>\n"
+                               "void wrap_flush(unsigned long a) { flush_icache_range(a, a + 4); }\n",
+        # names no word: not parsed, but it includes first.h too (taken once)
+        "arch/arm/kernel/b.c": "#include <linux/first.h>\nint b(void) { return 0; }\n",
+        **HEADERS,
+    }
+    for i in range(callers):  # enough files for the first round to go to worker processes
+        files[f"arch/arm/kernel/u{i}.c"] = f"void u{i}(unsigned long a) {{ flush_icache_range(a, a + {i}); }}\n"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def _files(root: Path, **options) -> list[str]:
+    source, _ = source_for(root)
+    scope = extract_scope(source, ScanOptions(**options))
+    files = [f.file for f in scope.facts]
+    assert len(files) == len(set(files)), "a file extracted twice"
+    return sorted(files)
+
+
+@pytest.mark.parametrize("callers, jobs", [(0, 1), (20, 2)])
+def test_included_headers_mentioning_a_word_are_extracted_once(tmp_path: Path, monkeypatch, callers, jobs):
+    root = _tree(tmp_path / "tree", callers)
+    started = []
+    real_workers = scan_module.Extractor._workers
+    monkeypatch.setattr(scan_module, "IN_PROCESS_BYTES", 0)
+    monkeypatch.setattr(scan_module.Extractor, "_workers", lambda self: started.append(1) or real_workers(self))
+    files = _files(root, jobs=jobs, use_cache=False)
+    assert bool(started) == (jobs > 1)  # the second case runs the rounds and the headers in workers
+    headers = [f for f in files if f.startswith("include/")]
+    assert headers == EXPECTED_HEADERS
+    assert "arch/arm/kernel/a.c" in files and "arch/arm/kernel/b.c" not in files
+    assert _files(root, jobs=jobs, use_cache=False, prefilter=False) == sorted(set(files) | {"arch/arm/kernel/b.c"})
+
+
+def test_headers_when_the_prefilter_memo_reads_nothing(tmp_path: Path, monkeypatch):
+    """A second scan with the cache: the prefilter's memo answers without reading the files, so their
+    #include names come from their facts (parsed files) or are read (the others)."""
+    root = _tree(tmp_path / "tree", 0)
+    monkeypatch.setenv("ARMALIAS_CACHE_DIR", str(tmp_path / "cache"))
+    first = _files(root, jobs=1, reuse=False)
+    read_by_prefilter: list[str] = []
+    real = prefilter._decide
+    monkeypatch.setattr(prefilter, "_decide", lambda rels, *a, **k: read_by_prefilter.extend(rels) or real(rels, *a, **k))
+    assert _files(root, jobs=1, reuse=False) == first
+    assert not read_by_prefilter
+    assert [f for f in first if f.startswith("include/")] == EXPECTED_HEADERS

@@ -141,7 +141,7 @@ class Scope:
     built: dict = field(default_factory=dict)  # the last index and graph the prefilter built, and on what
     stamps: dict = field(default_factory=dict)  # rel -> [size, mtime_ns] the prefilter took (armalias.state)
     restricted: dict = field(default_factory=dict)  # of `words`: those selecting some architectures' files only
-    includes: dict | None = None  # rel -> its #include names, for the files the prefilter read (when asked)
+    includes: dict | None = None  # rel -> its #include names, of the files the first prefilter round read (when asked)
 
 
 # -- extraction -------------------------------------------------------------------------------
@@ -516,12 +516,14 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str],
     rule_words = words
     restricted: dict[str, frozenset[str]] = {}
     searched = words
-    for _ in range(1 + load_watched().fixpoint_levels):
+    for level in range(1 + load_watched().fixpoint_levels):
         searched = words
         scope.restricted = restricted
+        # the #include names (when asked) from the first round's reading: the later rounds read the
+        # same files again (0.01 s of arch/arm's second round), or, with the memo, a few
         chosen, bad = select(source, remaining, words, jobs,
                              extractor.cache.directory if extractor.cache is not None else None, scope.stamps,
-                             restricted, scope.includes)
+                             restricted, scope.includes if level == 0 else None)
         skipped.extend(bad)
         bad_set = {b.file for b in bad}
         remaining = [r for r in remaining if r not in bad_set]

@@ -77,3 +77,36 @@ def test_headers_when_the_prefilter_memo_reads_nothing(tmp_path: Path, monkeypat
     assert _files(root, jobs=1, reuse=False) == first
     assert not read_by_prefilter
     assert [f for f in first if f.startswith("include/")] == EXPECTED_HEADERS
+
+
+def test_workers_write_every_cache_entry_before_the_scan_returns(tmp_path: Path, monkeypatch):
+    """The worker processes hold their cache entries back until the last round is extracted
+    (Extractor.finish) and write them while the flow runs; the scan returns once they are written,
+    and a worker closed without being asked writes what it holds as it exits."""
+    from armalias.scan import Extractor, scan
+
+    import time
+
+    from armalias.cache import FactsCache
+
+    root = _tree(tmp_path / "tree", 20)
+    monkeypatch.setattr(scan_module, "IN_PROCESS_BYTES", 0)
+    put = FactsCache.put  # slow writes (the workers are forked with this): the scan must wait for them
+    monkeypatch.setattr(FactsCache, "put", lambda self, facts: time.sleep(0.02) or put(self, facts))
+    cache = tmp_path / "cache"
+    result = scan([root], ScanOptions(jobs=2, cache_dir=cache / "facts"))
+    entries = list((cache / "facts").glob("*.json"))
+    assert result.parsed > 16 and len(entries) == result.parsed
+
+    other = tmp_path / "cache2" / "facts"
+    source, _ = source_for(root)
+    extractor = Extractor(source, ScanOptions(jobs=2, cache_dir=other))
+    rels = [f.file for f in result.facts]
+    facts, skipped = extractor.run(rels)  # in the workers, held back
+    assert extractor._pool is not None and not skipped and len(facts) == len(rels)
+    extractor.close()  # never finished: the workers write as they exit
+    assert len(list(other.glob("*.json"))) == len(rels)
+    warm = Extractor(source, ScanOptions(jobs=2, cache_dir=other))
+    monkeypatch.setattr(scan_module, "_extract_one", lambda args: pytest.fail(f"{args[0]} extracted again"))
+    again, _ = warm.run(rels)
+    assert sorted(f.file for f in again) == sorted(rels)

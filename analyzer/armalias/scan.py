@@ -156,11 +156,15 @@ def timed_out(skipped: list[Skipped]) -> bool:
     return any(s.reason.startswith(TOO_SLOW) for s in skipped)
 
 
-def _extract_one(args: tuple[str, bytes, str, str | None, str, float | None]) -> FileFacts | Skipped:
+# in a worker process: the cache entries of the files it extracted, not written yet (Extractor.finish)
+_DEFERRED: list[tuple[str, str, FileFacts]] = []
+
+
+def _extract_one(args: tuple[str, bytes, str, str | None, str, float | None, bool]) -> FileFacts | Skipped:
     from armalias.source.cparse import TooSlow, monotonic
     from armalias.source.extract import extract_bytes
 
-    rel, data, digest, cache_dir, key, seconds = args
+    rel, data, digest, cache_dir, key, seconds, defer = args
     try:
         facts = extract_bytes(rel, data, digest, monotonic() + seconds if seconds else None)
     except TooSlow:
@@ -170,8 +174,21 @@ def _extract_one(args: tuple[str, bytes, str, str | None, str, float | None]) ->
     except Exception as exc:  # one bad file never stops the scan; the reason is shown
         return Skipped(rel, f"internal error while extracting: {type(exc).__name__}: {exc}")
     if cache_dir:
-        FactsCache(Path(cache_dir), key).put(facts)
+        if defer:
+            if not _DEFERRED:  # whatever is left when the worker exits is written then
+                from multiprocessing.util import Finalize
+
+                Finalize(None, _write_deferred, exitpriority=0)
+            _DEFERRED.append((cache_dir, key, facts))
+        else:
+            FactsCache(Path(cache_dir), key).put(facts)
     return facts
+
+
+def _write_deferred(_: object = None) -> None:
+    while _DEFERRED:
+        cache_dir, key, facts = _DEFERRED.pop()
+        FactsCache(Path(cache_dir), key).put(facts)
 
 
 class Extractor:
@@ -198,6 +215,16 @@ class Extractor:
 
             self._pool = ProcessPoolExecutor(max_workers=self.jobs)
         return self._pool
+
+    def finish(self) -> None:
+        """No more files to extract: the worker processes write the cache entries they held back
+        while the caller goes on (the scan's flow, on the CPUs extraction leaves idle).  Encoding
+        and writing an entry took as long as a third of extracting it (whole 6.12: 0.6 CPU-s of
+        JSON, and creating a file cost 0.05-0.8 ms of system time on the shared machine measured);
+        held back, it is off the rounds' path.  `close` waits for the writes."""
+        if self._pool is not None and self.cache is not None:
+            for _ in range(self.jobs):  # one each, as a rule; a worker exiting writes what it still holds
+                self._pool.submit(_write_deferred)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -231,8 +258,8 @@ class Extractor:
             if hit is not None:
                 facts.append(hit)
                 continue
-            work.append((rel, data, digest, str(self.cache.directory) if self.cache else None, self.key,
-                         self.options.file_timeout))
+            work.append([rel, data, digest, str(self.cache.directory) if self.cache else None, self.key,
+                         self.options.file_timeout, False])
         total = len(work)
         if progress:
             progress(0, total)
@@ -255,6 +282,8 @@ class Extractor:
             return here
         from armalias.workers import frozen_gc
 
+        for w in work:  # the workers write the cache entries when asked (finish), not on the way
+            w[6] = True
         # the largest files first, in small chunks: no worker is left with a big file at the end
         order = sorted(range(total), key=lambda i: -len(work[i][1]))
         chunk = max(1, min(8, total // (self.jobs * 16)))
@@ -335,7 +364,7 @@ def _reaching_names(facts: list[FileFacts], built: dict | None = None) -> dict[s
 
 def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress | None = None,
                   only: list[str] | None = None, stamps: dict[str, list[int]] | None = None,
-                  extracted: Callable[[], None] | None = None) -> Scope:
+                  extracted: Callable[[], None] | None = None, keep: list[Extractor] | None = None) -> Scope:
     """The files in scope, extracted, with what the result depends on.
 
     Kernel root: the files of arch/arm (C, headers, assembly) and the headers arch/arm includes
@@ -343,13 +372,22 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
     with `prefilter=False`).  --whole-tree: the
     identifier prefilter over the whole tree, in rounds until no new file is selected.  `stamps`:
     [size, mtime_ns] of files taken in this run already (rel -> stamp), not taken again.
-    `extracted`: called once the first round of files is extracted.
+    `extracted`: called once the first round of files is extracted.  `keep`: receives the
+    extractor, finished but not closed (its workers still writing the cache: the caller closes it);
+    without, it is closed before this returns.
     """
     extractor = Extractor(source, options)
     try:
-        return _extract_scope(source, options, extractor, progress, only, stamps or {}, extracted or (lambda: None))
-    finally:
+        scope = _extract_scope(source, options, extractor, progress, only, stamps or {}, extracted or (lambda: None))
+    except BaseException:
         extractor.close()
+        raise
+    extractor.finish()
+    if keep is None:
+        extractor.close()
+    else:
+        keep.append(extractor)
+    return scope
 
 
 def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extractor, progress: Progress | None,
@@ -676,6 +714,19 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
         state = remembered_state(sources[0][0], options)
         if state is not None:
             return _from_state(result, state, options, sources[0][0], started)
+    extractors: list[Extractor] = []  # their workers write the cache while the flow runs
+    try:
+        result = _scan_extracted(sources, options, progress, stamps, result, memo, started, started_ns, extractors)
+    finally:
+        for extractor in extractors:
+            extractor.close()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions,
+                    progress: Progress | None, stamps: dict[str, list[int]] | None, result: ScanResult,
+                    memo: Memo | None, started: float, started_ns: int, keep: list[Extractor]) -> ScanResult:
     from armalias.callgraph import CallGraph
     from armalias.index import SymbolIndex
 
@@ -687,7 +738,8 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
             bad = [r for r in only if not r.endswith(C_SUFFIXES + ASM_SUFFIXES)]
             result.skipped.extend(Skipped(r, "not a C, header or assembly file") for r in bad)
             only = [r for r in only if r not in bad]
-        scope = extract_scope(source, options, progress, only, stamps if source is sources[0][0] else None, model)
+        scope = extract_scope(source, options, progress, only, stamps if source is sources[0][0] else None, model,
+                              keep)
         scopes.append(scope)
         result.files += scope.considered
         result.facts.extend(scope.facts)

@@ -150,8 +150,13 @@ class JsonEntries:
             return None
 
     def write(self, parts: tuple[str, ...], data: dict) -> bool:
+        return write_atomic(*self.encoded(parts, data))
+
+    def encoded(self, parts: tuple[str, ...], data: dict) -> tuple[Path, bytes]:
+        """Where the entry goes and its bytes (write_atomic writes them)."""
         path, key = self._path(parts)
-        return write_atomic(path, {"key": key, **data})
+        # dumps, not dump: json.dump to a file runs the pure-Python encoder, dumps the C one
+        return path, json.dumps({"key": key, **data}, separators=(",", ":")).encode("utf-8")
 
 
 class FactsCache(JsonEntries):
@@ -169,7 +174,10 @@ class FactsCache(JsonEntries):
         return self.read((self.extractor_key, rel, digest), decode)
 
     def put(self, facts: FileFacts) -> None:
-        self.write((self.extractor_key, facts.file, facts.digest), {"facts": facts_to_json(facts)})
+        write_atomic(*self.entry(facts))
+
+    def entry(self, facts: FileFacts) -> tuple[Path, bytes]:
+        return self.encoded((self.extractor_key, facts.file, facts.digest), {"facts": facts_to_json(facts)})
 
 
 _MADE: set[str] = set()  # directories this process made or found: one mkdir each, not one per entry
@@ -178,16 +186,15 @@ _RUN = os.urandom(6).hex()  # with the process id: no two writers' temporary fil
 # even in two PID namespaces over one cache directory
 
 
-def write_atomic(path: Path, data) -> bool:
-    """JSON to a temporary file renamed into place: a reader sees the old entry or the new one.
-    False when it could not be written (a cache that cannot be written only costs time).  The
-    temporary file is named by the process and a count, made with O_EXCL: no two writers share one."""
+def write_atomic(path: Path, text: bytes) -> bool:
+    """Bytes (an entry's JSON) to a temporary file renamed into place: a reader sees the old entry or
+    the new one.  False when it could not be written (a cache that cannot be written only costs
+    time).  The temporary file is named by the process and a count, made with O_EXCL: no two
+    writers share one."""
     parent = str(path.parent)
     tmp = os.path.join(parent, f".tmp-{os.getpid()}-{_RUN}-{next(_TEMP)}.json")
     made = False
     try:
-        # dumps, not dump: json.dump to a file runs the pure-Python encoder, dumps the C one
-        text = json.dumps(data, separators=(",", ":")).encode("utf-8")
         if parent not in _MADE:
             os.makedirs(parent, exist_ok=True)
             _MADE.add(parent)

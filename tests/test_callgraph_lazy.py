@@ -211,3 +211,42 @@ assert "networkx" not in sys.modules
 assert list(cg.graph.edges) == [("f", "g")] and "networkx" in sys.modules
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _implementations_by_definition(index: SymbolIndex, member: str, struct: str) -> list[tuple[str, str]]:
+    """member_implementations as its docstring defines it, one pass over everything per member."""
+    found: dict[str, str] = {}
+    for init in index.initializers:
+        if init.member == member and (init.struct == struct or not init.struct) and init.value.isidentifier():
+            found.setdefault(init.value, f"{init.file}:{init.line}")
+    for table in (index.asm_symbols, index.functions):
+        for sym, defs in table.items():
+            if sym.endswith("_" + member):
+                found.setdefault(sym, f"{defs[0].file}:{defs[0].line}")
+    return sorted(found.items())
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_member_implementations_found_in_one_pass_are_those_of_the_definition(seed: int):
+    """The symbols named *_member are found for all the members in one pass over the names
+    (SymbolIndex._named_after_members): the same symbols, and the same first definition of each, as
+    a search per member, for names that end in two members, hold a member in their middle, are a
+    member themselves or end in one after several `_`."""
+    rng = random.Random(seed)
+    parts = ["flush", "kern", "all", "coherent", "range", "v4wb", "arm926", "", "x", "_"]
+    names = ["_".join(rng.choice(parts) for _ in range(rng.randint(1, 6))) for _ in range(200)]
+    names += [f"{rng.choice(parts)}_{m}" for m in MEMBERS for _ in range(5)] + list(MEMBERS)
+    facts = []
+    for i in range(6):
+        file = f"arch/arm/mm/f{i}.{'S' if i % 2 else 'c'}"
+        chosen = rng.sample(names, 40)
+        facts.append(FileFacts(
+            file, str(i),
+            functions=tuple(FunctionDef(n, file, j + 1, j + 2) for j, n in enumerate(chosen[:20])),
+            asm_symbols=tuple(AsmSymbol(n, file, j + 1) for j, n in enumerate(chosen[20:])),
+            initializers=tuple(Initializer(rng.choice([STRUCT, "", "other"]), "v", rng.choice(MEMBERS + ("probe",)),
+                                           rng.choice(names + ["0", "a->b"]), file, j + 1) for j in range(8))))
+    index = SymbolIndex(facts, MEMBERS)
+    for struct in (STRUCT, ""):
+        for member in MEMBERS + ("probe", "kern_all"):  # the last two: not members, searched the long way
+            assert index.member_implementations(member, struct) == _implementations_by_definition(index, member, struct)

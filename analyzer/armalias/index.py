@@ -37,6 +37,8 @@ class SymbolIndex:
         self.asm_symbols: dict[str, list[AsmSymbol]] = defaultdict(list)
         self.members = frozenset(cache_fns_members)
         self._reach: dict[str, frozenset[str]] = {}
+        self._named: dict[str, list[tuple[str, str]]] | None = None  # member -> symbols named *_member
+        self._inits: dict[str, list[Initializer]] | None = None  # member -> its designated initializers
         for f in facts:
             for fn in f.functions:
                 self.functions[fn.name].append(fn)
@@ -135,17 +137,49 @@ class SymbolIndex:
         """(implementation symbol, where) for a cache_fns member: C designated initializers of the
         struct, and symbols named ``*_member`` (the glue and define_cache_functions convention)."""
         found: dict[str, str] = {}
-        for init in self.initializers:
+        known = member in self.members
+        for init in self._initializers_of()[member] if known else self.initializers:
             if init.member == member and (init.struct == struct or not init.struct) and _IDENT.match(init.value):
                 found.setdefault(init.value, f"{init.file}:{init.line}")
-        suffix = "_" + member
-        for sym, defs in self.asm_symbols.items():
-            if sym.endswith(suffix):
-                found.setdefault(sym, f"{defs[0].file}:{defs[0].line}")
-        for sym, defs in self.functions.items():
-            if sym.endswith(suffix):
-                found.setdefault(sym, f"{defs[0].file}:{defs[0].line}")
+        if known:
+            named = self._named_after_members()[member]
+        else:
+            suffix = "_" + member
+            named = [(sym, f"{defs[0].file}:{defs[0].line}") for table in (self.asm_symbols, self.functions)
+                     for sym, defs in table.items() if defs and sym.endswith(suffix)]
+        for sym, where in named:
+            found.setdefault(sym, where)
         return sorted(found.items())
+
+    def _initializers_of(self) -> dict[str, list[Initializer]]:
+        """The designated initializers of each member, in order."""
+        if self._inits is None:
+            inits: dict[str, list[Initializer]] = {m: [] for m in self.members}
+            for init in self.initializers:
+                hit = inits.get(init.member)
+                if hit is not None:
+                    hit.append(init)
+            self._inits = inits
+        return self._inits
+
+    def _named_after_members(self) -> dict[str, list[tuple[str, str]]]:
+        """For each member, the assembly symbols and then the functions named ``*_member``, with where
+        each is first defined: one pass over the names for all the members (whole tree: 24,000
+        functions; a pass per member took 0.1 s of each call graph built)."""
+        if self._named is None:
+            named: dict[str, list[tuple[str, str]]] = {m: [] for m in self.members}
+            for table in (self.asm_symbols, self.functions):
+                for sym, defs in table.items():
+                    if not defs:
+                        continue
+                    at = sym.find("_")
+                    while at != -1:  # every `_` that could start the `_member` end of the name
+                        hit = named.get(sym[at + 1:])
+                        if hit is not None:
+                            hit.append((sym, f"{defs[0].file}:{defs[0].line}"))
+                        at = sym.find("_", at + 1)
+            self._named = named
+        return self._named
 
 
 _WORD = re.compile(r"[A-Za-z_]\w*")

@@ -98,3 +98,42 @@ def test_the_output_is_the_same_for_any_jobs(whole):
     assert (other.files, other.parsed, other.functions) == (whole.files, whole.parsed, whole.functions)
     assert other.callsites == whole.callsites and other.skipped == whole.skipped
     assert other.findings == whole.findings
+
+
+def test_a_check_takes_the_base_s_prefilter_rounds_and_answers_the_same(whole, tmp_path, monkeypatch):
+    """check --whole-tree of a one-line maintenance call added to patch.c (the bench's change): its head
+    takes the base's remembered prefilter rounds (armalias.scan.SelectionHints) and searches only
+    patch.c, and finds what listing and searching the whole tree again finds."""
+    import difflib
+
+    import armalias.diff as diff
+    import armalias.prefilter as prefilter
+    from armalias.diff import CheckOptions, patch_change, run_check
+
+    if whole.root.endswith("6.1"):
+        pytest.skip("one tree is enough: the check scans the head side twice")
+    tree = Path(whole.root)
+    rel = "arch/arm/kernel/patch.c"
+    old = (tree / rel).read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(old) if "flush_icache_range(" in line)
+    patch = tmp_path / "maintenance.patch"
+    patch.write_text("".join(difflib.unified_diff(old, old[:at] + ["\tflush_kernel_vmap_range(addr, 4);\n"] + old[at:],
+                                                  f"a/{rel}", f"b/{rel}")))
+    options = CheckOptions(scan=ScanOptions(whole_tree=True, cache_dir=whole.cache_dir))
+    searched: list[int] = []
+    real_select = prefilter.select
+    monkeypatch.setattr(prefilter, "select", lambda source, rels, *a, **k: searched.append(len(rels)) or
+                        real_select(source, rels, *a, **k))
+    hinted = run_check(patch_change(tree, patch), options)
+    assert hinted.base_from == "state" and hinted.head_from == "scan" and searched == [1]
+    monkeypatch.setattr(diff, "_selection_hints", lambda change, state: None)
+    searched.clear()
+    plain = run_check(patch_change(tree, patch), options)
+    assert max(searched) > 50_000  # every file of the tree, listed and searched
+    assert (hinted.head.files, hinted.head.parsed, hinted.head.functions) == (plain.head.files, plain.head.parsed,
+                                                                             plain.head.functions)
+    assert [f.file for f in hinted.head.facts] == [f.file for f in plain.head.facts]
+    assert hinted.head.callsites == plain.head.callsites and hinted.head.skipped == plain.head.skipped
+    assert hinted.head.findings == plain.head.findings
+    assert (hinted.new, hinted.fixed, hinted.unchanged) == (plain.new, plain.fixed, plain.unchanged)
+    assert [f.function for f in hinted.fixed] == ["__patch_text_real"]

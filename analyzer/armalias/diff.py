@@ -808,6 +808,19 @@ def _head_from_state(change: Change, state, options: ScanOptions, label: str) ->
     return _from_state(ScanResult(root=label), moved, options, change.head, time.perf_counter())
 
 
+def _selection_hints(change: Change, state):
+    """The base's prefilter rounds for the head's scan (armalias.scan.SelectionHints), when the change
+    only modifies source files the base's scan listed, in memory over the same directory."""
+    from armalias.scan import SelectionHints
+
+    if state is None or change.renames or not isinstance(change.head, OverlaySource) or change.head.base is not change.base:
+        return None
+    changed = frozenset(rel for rel in change.changed if rel.endswith(SOURCE_SUFFIXES))
+    if any(rel not in state.deps or not change.head.is_file(rel) for rel in changed):
+        return None  # a file added or deleted, or one the base did not list (the listing would differ)
+    return SelectionHints.from_state(state, changed)
+
+
 def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: Progress | None = None,
               root_label: str | None = None) -> CheckResult:
     """Scan both sides of the change and compare their findings.  A directory scanned before with
@@ -824,7 +837,8 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     head = _head_from_state(change, base_state, scan_options, label) if base_state is not None else None
     head_from = "state" if head is not None else "scan"
     if head is None:
-        head = scan_sources([(change.head, None)], scan_options, progress, label, seen)
+        head = scan_sources([(change.head, None)], scan_options, progress, label, seen,
+                            _selection_hints(change, base_state))
     head_findings, suppressed = _side_findings(head, options)
     if head_from == "scan" and timed_out(head.skipped):
         cache = None  # a file skipped for its time bound: this answer depends on the machine's speed

@@ -142,6 +142,10 @@ class Scope:
     stamps: dict = field(default_factory=dict)  # rel -> [size, mtime_ns] the prefilter took (armalias.state)
     restricted: dict = field(default_factory=dict)  # of `words`: those selecting some architectures' files only
     includes: dict | None = None  # rel -> its #include names, of the files the first prefilter round read (when asked)
+    # each prefilter round: (its words, those restricted, the files it chose, the files no C text);
+    # and what listing the tree skipped (symlink loops...): armalias.state keeps them (SelectionHints)
+    rounds: list = field(default_factory=list)
+    walk_skipped: list = field(default_factory=list)
 
 
 # -- extraction -------------------------------------------------------------------------------
@@ -367,7 +371,8 @@ def _reaching_names(facts: list[FileFacts], built: dict | None = None) -> dict[s
 
 def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress | None = None,
                   only: list[str] | None = None, stamps: dict[str, list[int]] | None = None,
-                  extracted: Callable[[], None] | None = None, keep: list[Extractor] | None = None) -> Scope:
+                  extracted: Callable[[], None] | None = None, keep: list[Extractor] | None = None,
+                  hints: SelectionHints | None = None) -> Scope:
     """The files in scope, extracted, with what the result depends on.
 
     Kernel root: the files of arch/arm (C, headers, assembly) and the headers arch/arm includes
@@ -377,11 +382,13 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
     [size, mtime_ns] of files taken in this run already (rel -> stamp), not taken again.
     `extracted`: called once the first round of files is extracted.  `keep`: receives the
     extractor, finished but not closed (its workers still writing the cache: the caller closes it);
-    without, it is closed before this returns.
+    without, it is closed before this returns.  `hints`: the base's prefilter rounds, for the head
+    of a change (SelectionHints; a whole-tree scan only).
     """
     extractor = Extractor(source, options)
     try:
-        scope = _extract_scope(source, options, extractor, progress, only, stamps or {}, extracted or (lambda: None))
+        scope = _extract_scope(source, options, extractor, progress, only, stamps or {}, extracted or (lambda: None),
+                               hints)
     except BaseException:
         extractor.close()
         raise
@@ -394,7 +401,8 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
 
 
 def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extractor, progress: Progress | None,
-                   only: list[str] | None, stamps: dict[str, list[int]], extracted: Callable[[], None]) -> Scope:
+                   only: list[str] | None, stamps: dict[str, list[int]], extracted: Callable[[], None],
+                   hints: SelectionHints | None = None) -> Scope:
     from armalias.prefilter import rule_words
     from armalias.source.directives import read_includes
 
@@ -442,9 +450,17 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
         scope.skipped.extend(sk)
         scope.considered = len(headers.seen)
         return scope
+    if hints is not None and options.whole_tree and options.prefilter:  # the base's listing (SelectionHints)
+        scope = Scope(skipped=list(hints.walk_skipped), considered=hints.considered, cache_dir=extractor.directory,
+                      stamps=dict(stamps), walk_skipped=list(hints.walk_skipped))
+        scope.facts, sk, _, scope.words = _prefiltered(source, extractor, None, words, jobs, progress, scope,
+                                                       extracted, hints=hints)
+        scope.skipped.extend(sk)
+        return scope
     found = source.discover("")
     scope = Scope(skipped=list(found.skipped), considered=len(found.files), read=list(found.files),
-                  dirs=set(found.dirs), cache_dir=extractor.directory, stamps=dict(stamps))
+                  dirs=set(found.dirs), cache_dir=extractor.directory, stamps=dict(stamps),
+                  walk_skipped=list(found.skipped))
     if not options.whole_tree and len(found.files) <= 5000:
         scope.facts, sk = extractor.run(found.files, progress)
     else:
@@ -540,9 +556,53 @@ class _Headers:
                 self.held.append((rel, data))
 
 
-def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str], words: frozenset[str],
+@dataclass(frozen=True)
+class SelectionHints:
+    """What the prefilter decided on the base of a change (its remembered rounds, ScanState.rounds),
+    for the head's whole-tree scan: a round whose words and restrictions are those the base searched
+    takes the base's choice for every file the change leaves alone, and searches only the changed
+    files, by the same `select`.  The prefilter's answer for a file depends only on its bytes and on
+    those words, so the choice is the one a search of every file would make; the first round whose
+    words differ (the change made a function reach a root, or stop) lists and searches the tree as
+    usual from there on.  Only for changes that modify files (none added, deleted or renamed): the
+    listing of the tree is then the base's.  On whole 6.12 the listing and the two searches took
+    0.45 s of a check of a one-line maintenance call."""
+
+    rounds: tuple[tuple[frozenset[str], dict[str, frozenset[str]], tuple[str, ...], tuple[Skipped, ...]], ...]
+    changed: frozenset[str]  # files whose bytes the change modifies
+    considered: int  # the files listed (the base's count)
+    walk_skipped: tuple[Skipped, ...]  # what listing the tree skipped
+
+    @classmethod
+    def from_state(cls, state, changed: frozenset[str]) -> "SelectionHints | None":
+        if not state.whole_tree or not state.rounds:
+            return None
+        rounds = tuple((frozenset(w), {k: frozenset(a) for k, a in r.items()}, tuple(c), tuple(Skipped(f, why) for f, why in b))
+                       for w, r, c, b in state.rounds)
+        return cls(rounds, changed, state.files, tuple(Skipped(f, why) for f, why in state.walk_skipped))
+
+
+def _hinted_round(hint, source: TreeSource, words: frozenset[str], restricted: dict, jobs: int,
+                  hints: SelectionHints, taken: set[str]) -> tuple[list[str], list[Skipped]]:
+    """One round's choice from the base's (SelectionHints): its files but the changed ones, and the
+    changed files not taken by an earlier round, searched."""
+    from armalias.prefilter import select
+
+    _, _, base_chosen, base_bad = hint
+    chosen = [r for r in base_chosen if r not in hints.changed]
+    bad = [b for b in base_bad if b.file not in hints.changed]
+    todo = sorted(r for r in hints.changed if r not in taken)
+    if todo:
+        more, more_bad = select(source, todo, words, jobs, None, None, restricted, None)
+        chosen.extend(more)
+        bad.extend(more_bad)
+    return sorted(chosen), sorted(bad, key=lambda b: b.file)
+
+
+def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str] | None, words: frozenset[str],
                  jobs: int, progress: Progress | None, scope: Scope, extracted: Callable[[], None],
-                 beside: Callable[[frozenset[str]], None] = lambda words: None
+                 beside: Callable[[frozenset[str]], None] = lambda words: None,
+                 hints: SelectionHints | None = None
                  ) -> tuple[list[FileFacts], list[Skipped], frozenset[str], frozenset[str]]:
     """Rounds of select-then-extract: files naming a word, then files naming their callers.  A caller
     found reaching only in some architectures' builds selects only those architectures' files
@@ -550,7 +610,8 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str],
     Returns the facts, the files that are no C text, every word found, and the words of the last
     round searched (a file is selected exactly when it names one of those, as restricted in
     `scope.restricted`).  Leaves in `scope` the last index and graph built (`built`) and the files'
-    stamps the prefilter took (`stamps`)."""
+    stamps the prefilter took (`stamps`) and each round's choice (`rounds`).  `remaining` None: the
+    files are listed only when a round cannot take its choice from `hints`."""
     from armalias.prefilter import select
 
     facts: list[FileFacts] = []
@@ -558,21 +619,32 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str],
     rule_words = words
     restricted: dict[str, frozenset[str]] = {}
     searched = words
+    taken: set[str] = set()  # the files chosen or found no C text by the rounds so far
     for level in range(1 + load_watched().fixpoint_levels):
         searched = words
         scope.restricted = restricted
-        # the #include names (when asked) from the first round's reading: the later rounds read the
-        # same files again (0.01 s of arch/arm's second round), or, with the memo, a few
-        chosen, bad = select(source, remaining, words, jobs,
-                             extractor.cache.directory if extractor.cache is not None else None, scope.stamps,
-                             restricted, scope.includes if level == 0 else None)
+        hint = hints.rounds[level] if hints is not None and level < len(hints.rounds) else None
+        if hint is not None and hint[0] == words and hint[1] == restricted:
+            chosen, bad = _hinted_round(hint, source, words, restricted, jobs, hints, taken)
+        else:
+            hints = None  # from here on, as without
+            if remaining is None:
+                found = source.discover("")
+                scope.walk_skipped = list(found.skipped)
+                remaining = [r for r in found.files if r not in taken]
+            # the #include names (when asked) from the first round's reading: the later rounds read the
+            # same files again (0.01 s of arch/arm's second round), or, with the memo, a few
+            chosen, bad = select(source, remaining, words, jobs,
+                                 extractor.cache.directory if extractor.cache is not None else None, scope.stamps,
+                                 restricted, scope.includes if level == 0 else None)
+        scope.rounds.append((words, restricted, chosen, bad))
         skipped.extend(bad)
-        bad_set = {b.file for b in bad}
-        remaining = [r for r in remaining if r not in bad_set]
+        taken.update(b.file for b in bad)
+        taken.update(chosen)
+        if remaining is not None:
+            remaining = [r for r in remaining if r not in taken]
         if not chosen:
             break
-        chosen_set = set(chosen)
-        remaining = [r for r in remaining if r not in chosen_set]
         wait = extractor.start(chosen, progress)
         beside(words)
         got, sk = wait()
@@ -706,9 +778,11 @@ def source_for(path: Path, label: str | None = None) -> tuple[TreeSource, list[s
 
 def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions = ScanOptions(),
                  progress: Progress | None = None, root_label: str | None = None,
-                 stamps: dict[str, list[int]] | None = None) -> ScanResult:
+                 stamps: dict[str, list[int]] | None = None, hints: SelectionHints | None = None) -> ScanResult:
     """`stamps`: [size, mtime_ns] of files of the first source's directory taken in this run
-    already (remembered_state's), so the prefilter does not stat them again."""
+    already (remembered_state's), so the prefilter does not stat them again.  `hints`: the prefilter
+    rounds of the base of a change, for its head (SelectionHints; ignored for a source whose result
+    is remembered, whose state lists every file it read)."""
     started = time.perf_counter()
     started_ns = time.time_ns()
     result = ScanResult(root=root_label if root_label is not None else sources[0][0].label,
@@ -720,7 +794,8 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
             return _from_state(result, state, options, sources[0][0], started)
     extractors: list[Extractor] = []  # their workers write the cache while the flow runs
     try:
-        result = _scan_extracted(sources, options, progress, stamps, result, memo, started, started_ns, extractors)
+        result = _scan_extracted(sources, options, progress, stamps, result, memo, started, started_ns, extractors,
+                                 hints if memo is None and len(sources) == 1 and sources[0][1] is None else None)
     finally:
         for extractor in extractors:
             extractor.close()
@@ -730,7 +805,8 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
 
 def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions,
                     progress: Progress | None, stamps: dict[str, list[int]] | None, result: ScanResult,
-                    memo: Memo | None, started: float, started_ns: int, keep: list[Extractor]) -> ScanResult:
+                    memo: Memo | None, started: float, started_ns: int, keep: list[Extractor],
+                    hints: SelectionHints | None = None) -> ScanResult:
     from armalias.callgraph import CallGraph
     from armalias.index import SymbolIndex
 
@@ -743,7 +819,7 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
             result.skipped.extend(Skipped(r, "not a C, header or assembly file") for r in bad)
             only = [r for r in only if r not in bad]
         scope = extract_scope(source, options, progress, only, stamps if source is sources[0][0] else None, model,
-                              keep)
+                              keep, hints)
         scopes.append(scope)
         result.files += scope.considered
         result.facts.extend(scope.facts)
@@ -943,7 +1019,10 @@ def _remember(result: ScanResult, raw: list, scope: Scope, memo: Memo, options: 
                         | scope.built.get("found", frozenset()) | scope.all_words | scope.words),
         notes={f.file: list(f.notes) for f in result.facts if f.notes},
         spans={f.file: [[fn.name, fn.line, fn.end_line] for fn in f.functions] for f in result.facts
-               if f.file in with_findings})
+               if f.file in with_findings},
+        rounds=[[sorted(w), {k: sorted(a) for k, a in sorted(r.items())}, list(c), [[b.file, b.reason] for b in bad]]
+                for w, r, c, bad in scope.rounds] if options.whole_tree else [],
+        walk_skipped=[[s.file, s.reason] for s in scope.walk_skipped] if options.whole_tree else [])
     save_state(cache_dir_for(options), state, options.prefilter, memo.guard)
 
 

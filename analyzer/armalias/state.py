@@ -91,6 +91,10 @@ class ScanState:
     modelled: list[dict] | None = None  # after the model, when it ran
     notes: dict[str, list[str]] = field(default_factory=dict)  # file -> suppression notes
     spans: dict[str, list[list]] = field(default_factory=dict)  # file -> [[function, line, end_line], ...]
+    # whole tree: each prefilter round, [its words, {word: architectures}, the files it chose, [[file,
+    # reason] of those no C text]], and what listing the tree skipped (armalias.scan.SelectionHints)
+    rounds: list[list] = field(default_factory=list)
+    walk_skipped: list[list[str]] = field(default_factory=list)
 
     # -- validity --------------------------------------------------------------------------------
     def unchanged(self, seen: dict[str, list[int]] | None = None) -> bool:

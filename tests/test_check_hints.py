@@ -1,0 +1,124 @@
+"""The head side of a whole-tree check takes the base's prefilter rounds (armalias.scan.SelectionHints):
+the same answer as listing and searching the whole tree again, for changes that keep the words, that
+change them (a function starts reaching a root), that select a file or stop selecting one; and no
+hints at all when the change adds a file."""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+
+import armalias.diff as diff
+import armalias.prefilter as prefilter
+from armalias.cli import main
+from test_check import make_tree
+from test_state import age
+
+EXTRA = {
+    # generic code reaching a root: the first round chooses it, and its function is a word of the second
+    "lib/sync.c": "void generic_sync(unsigned long a) { flush_icache_range(a, a + 4); }\n",
+    # generic code calling that function: chosen by the second round
+    "kernel/text.c": "void text_poke_all(unsigned long a) { generic_sync(a); }\nint quiet(void) { return 0; }\n",
+    "drivers/misc/other.c": "int other(int x) { return x + 1; }\n",
+    # a rule word in a comment only: chosen by the first round, no function of it reaches a root
+    "drivers/misc/note.c": "/* no flush_icache_range here: nothing runs */\nint note(void) { return 0; }\n",
+    "arch/mips/kernel/cache.c": "void mips_sync(unsigned long a) { flush_icache_range(a, a + 4); }\n",
+}
+
+
+def _tree(tmp_path: Path) -> Path:
+    root = make_tree(tmp_path / "linux")
+    for rel, text in EXTRA.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def _patch(root: Path, tmp_path: Path, name: str, rel: str, new: str | None) -> Path:
+    """A patch giving `rel` the text `new` (None: `rel` is a new file holding EXTRA's other.c)."""
+    if new is None:
+        old_lines: list[str] = []
+        new_lines = EXTRA["drivers/misc/other.c"].splitlines(keepends=True)
+        a = "/dev/null"
+    else:
+        old_lines = (root / rel).read_text().splitlines(keepends=True)
+        new_lines = new.splitlines(keepends=True)
+        a = f"a/{rel}"
+    path = tmp_path / f"{name}.patch"
+    path.write_text("".join(difflib.unified_diff(old_lines, new_lines, a, f"b/{rel}")))
+    return path
+
+
+def _check(root: Path, patch: Path) -> tuple[int, dict]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        rc = main(["check", "--patch", str(patch), "--tree", str(root), "--whole-tree", "--format", "json", "--jobs", "1"])
+    data = json.loads(out.getvalue())
+    data["stats"].pop("seconds", None)
+    return rc, data
+
+
+def _edits(root: Path) -> dict[str, tuple[str, str | None]]:
+    patch_c = (root / "arch/arm/kernel/patch.c").read_text()
+    text_c = (root / "kernel/text.c").read_text()
+    return {
+        # a relevant change in a file the first round chose: the words stay, the hints serve
+        "words kept": ("arch/arm/kernel/patch.c", patch_c.replace("flush_icache_range(", "flush_icache_range(0 + ", 1)),
+        # a file of the second round edited, still naming its word
+        "second round's file": ("kernel/text.c", text_c.replace("generic_sync(a);", "a += 4; generic_sync(a);")),
+        # a file no round chose now names a rule word (in a comment): the first round chooses it
+        "newly chosen": ("drivers/misc/other.c", "/* not flush_icache_range */\nint other(int x) { return x; }\n"),
+        # the first round's file no longer names its word
+        "no longer chosen": ("drivers/misc/note.c", "int note(void) { return 0; }\n"),
+        # a file of the second round calls a watched name itself: its function reaches a root, so the
+        # second round's words differ, and the tree is listed and searched from there
+        "words changed": ("kernel/text.c", text_c.replace("int quiet(void) { return 0; }",
+                                                          "int quiet(void) { flush_icache_range(0, 4); return 0; }")),
+        "a file added": ("drivers/misc/added.c", None),
+    }
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("ARMALIAS_CACHE_DIR", str(tmp_path / "cache"))
+    root = _tree(tmp_path)
+    age(root)  # a tree unpacked a day ago: its state is remembered (fresh files are never trusted)
+    assert main(["scan", str(root), "--whole-tree", "--format", "json", "--jobs", "1", "--output",
+                 str(tmp_path / "base.json")]) in (0, 1)  # the base's state, with its rounds, remembered
+    assert list((tmp_path / "cache" / "state").glob("*.json"))
+    return root
+
+
+@pytest.mark.parametrize("case", ["words kept", "second round's file", "newly chosen", "no longer chosen", "words changed",
+                                  "a file added"])
+def test_the_head_from_the_base_rounds_is_the_head_a_full_listing_gives(tree: Path, tmp_path: Path, monkeypatch,
+                                                                         case: str):
+    rel, new = _edits(tree)[case]
+    patch = _patch(tree, tmp_path, case.replace(" ", "-").replace("'", ""), rel, new)
+    searched: list[list[str]] = []
+    real_select = prefilter.select
+    monkeypatch.setattr(prefilter, "select", lambda source, rels, *a, **k: searched.append(list(rels)) or
+                        real_select(source, rels, *a, **k))
+    used = []
+    real_hints = diff._selection_hints
+    monkeypatch.setattr(diff, "_selection_hints", lambda change, state: used.append(real_hints(change, state)) or used[-1])
+    hinted = _check(tree, patch)
+    with_hints = searched[:]
+    searched.clear()
+    monkeypatch.setattr(diff, "_selection_hints", lambda change, state: None)
+    plain = _check(tree, patch)
+    assert hinted == plain
+    assert plain[1]["stats"]["head_from"] == "scan"
+    listed = max(len(r) for r in searched)
+    assert listed > len(EXTRA)  # without hints a round searches every file of the tree
+    if case == "a file added":
+        assert used == [None] and max(len(r) for r in with_hints) == listed
+    elif case == "words changed":  # the first round from the hints, the second searched in full
+        assert used[0] is not None and [len(r) for r in with_hints][0] == 1 and max(len(r) for r in with_hints) > 1
+    else:  # only the changed file is searched
+        assert used[0] is not None and all(r == [rel] for r in with_hints), with_hints

@@ -813,7 +813,8 @@ def _selection_hints(change: Change, state):
     only modifies source files the base's scan listed, in memory over the same directory."""
     from armalias.scan import SelectionHints
 
-    if state is None or change.renames or not isinstance(change.head, OverlaySource) or change.head.base is not change.base:
+    if (state is None or change.renames or not isinstance(change.head, OverlaySource)
+            or change.head.base is not change.base):
         return None
     changed = frozenset(rel for rel in change.changed if rel.endswith(SOURCE_SUFFIXES))
     if any(rel not in state.deps or not change.head.is_file(rel) for rel in changed):

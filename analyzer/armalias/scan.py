@@ -577,8 +577,8 @@ class SelectionHints:
     def from_state(cls, state, changed: frozenset[str]) -> "SelectionHints | None":
         if not state.whole_tree or not state.rounds:
             return None
-        rounds = tuple((frozenset(w), {k: frozenset(a) for k, a in r.items()}, tuple(c), tuple(Skipped(f, why) for f, why in b))
-                       for w, r, c, b in state.rounds)
+        rounds = tuple((frozenset(w), {k: frozenset(a) for k, a in r.items()}, tuple(c),
+                        tuple(Skipped(f, why) for f, why in b)) for w, r, c, b in state.rounds)
         return cls(rounds, changed, state.files, tuple(Skipped(f, why) for f, why in state.walk_skipped))
 
 

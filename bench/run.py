@@ -498,6 +498,8 @@ class Bench:
                  "semgrep": None if a.skip_peers else self.semgrep}
         precompiled = self.precompile()
         self.log(f"armalias's modules byte-compiled: {precompiled}")
+        creation = [file_creation_us(self.tmp)]
+        self.log(f"creating a file: {creation[0]} us")
         try:
             self.log("warming the OS page cache (untimed identifier pass over the whole tree)")
             select_files(self.tree, "whole tree", watched_names(), self.use_rg)
@@ -512,15 +514,37 @@ class Bench:
                     self.run_semgrep(scope)
             if not a.arch_arm_only:
                 self.run_check()
+            creation.append(file_creation_us(self.tmp))
+            self.log(f"creating a file: {creation[1]} us")
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
         missing = [name for name, path in peers.items() if not path]
         return {"tree": str(self.tree), "repeat": a.repeat, "cpus": self.jobs, "machine": platform.platform(),
                 "identifier_pass": "rg" if self.use_rg else "python-re", "armalias_precompiled": precompiled,
+                "file_creation_us": creation,  # at the start and at the end
                 "memory_method": ("/usr/bin/time -v" if os.access(GNU_TIME, os.X_OK) else "os.wait4 rusage")
                 + " (max single process); /proc PSS sum (process tree)",
                 "peers_missing": missing if not a.skip_peers else ["skipped"],
                 "rows": self.rows, "targets": targets(self.rows)}
+
+
+def file_creation_us(directory: Path, count: int = 200) -> float:
+    """Microseconds to create a 5 KB file in a new directory, as a cold scan writes its cache
+    entries (a temporary file, then renamed): this machine's figure varied from 50 to 800 within an
+    hour, and armalias's cold scan creates about 210 files where the peers create none."""
+    where = Path(tempfile.mkdtemp(prefix="create-", dir=directory))
+    data = b"x" * 5000
+    try:
+        t0 = time.perf_counter()
+        for i in range(count):
+            tmp = where / f".tmp-{i}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, data)
+            os.close(fd)
+            os.replace(tmp, where / f"{i}.json")
+        return round((time.perf_counter() - t0) / count * 1e6, 1)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def split_cocci(text: str) -> dict[str, str]:
@@ -592,6 +616,9 @@ def print_report(result: dict) -> None:
     print(f"tree: {result['tree']}   CPUs: {result['cpus']}   repeat: {result['repeat']}   "
           f"identifier pass: {result['identifier_pass']}")
     print(f"memory: {result['memory_method']}")
+    if result.get("file_creation_us"):
+        print("creating a file (as a cold scan writes its cache), us: "
+              + " at the start, ".join(str(x) for x in result["file_creation_us"]) + " at the end")
     head = f"{'scope':<11} {'what':<38} {'wall s':>8} {'RSS MB':>8} {'tree MB':>8}  info"
     print(head)
     print("-" * len(head))

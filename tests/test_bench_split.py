@@ -34,3 +34,15 @@ def test_split_keeps_every_line_of_a_rule():
     parts = bench.split_cocci(text)
     assert parts["a"] == "virtual report\n@a exists@\nexpression E;\n@@\nf(E);\n"
     assert parts["b"] == "virtual report\n@b@\n@@\ng();\n@script:python depends on b@\n@@\nprint(1)\n"
+
+
+def test_the_bench_measures_creating_files_and_reports_it(tmp_path: Path, capsys):
+    """The machine's cost of creating a file (a cold scan writes about 210 of them, the peers none)
+    is measured at the bench's start and end, leaves nothing behind, and is printed with the table."""
+    bench = _bench()
+    us = bench.file_creation_us(tmp_path, count=20)
+    assert us > 0 and list(tmp_path.iterdir()) == []
+    bench.print_report({"tree": "T", "cpus": 2, "repeat": 1, "identifier_pass": "rg", "memory_method": "m",
+                        "file_creation_us": [us, 75.5], "rows": [], "targets": []})
+    out = capsys.readouterr().out
+    assert f"creating a file (as a cold scan writes its cache), us: {us} at the start, 75.5 at the end" in out

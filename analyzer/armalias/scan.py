@@ -265,8 +265,8 @@ class Extractor:
             if hit is not None:
                 facts.append(hit)
                 continue
-            work.append([rel, data, digest, str(self.cache.directory) if self.cache else None, self.key,
-                         self.options.file_timeout, False])
+            work.append((rel, data, digest, str(self.cache.directory) if self.cache else None, self.key,
+                         self.options.file_timeout))
         total = len(work)
         if progress:
             progress(0, total)
@@ -281,7 +281,7 @@ class Extractor:
             def here() -> tuple[list[FileFacts], list[Skipped]]:
                 results = []
                 for i, w in enumerate(work):
-                    results.append(_extract_one(w))
+                    results.append(_extract_one((*w, False)))
                     if progress:
                         progress(i + 1, total)
                 return done(results)
@@ -289,13 +289,12 @@ class Extractor:
             return here
         from armalias.workers import frozen_gc
 
-        for w in work:  # the workers write the cache entries when asked (finish), not on the way
-            w[6] = True
-        # the largest files first, in small chunks: no worker is left with a big file at the end
+        # the largest files first, in small chunks: no worker is left with a big file at the end; the
+        # workers write the cache entries when asked (finish, True), not on the way
         order = sorted(range(total), key=lambda i: -len(work[i][1]))
         chunk = max(1, min(8, total // (self.jobs * 16)))
         with frozen_gc():  # the pool forks its workers on the first map, which submits every chunk now
-            results = self._workers().map(_extract_one, [work[j] for j in order], chunksize=chunk)
+            results = self._workers().map(_extract_one, [(*work[j], True) for j in order], chunksize=chunk)
 
         def wait() -> tuple[list[FileFacts], list[Skipped]]:
             placed: list[FileFacts | Skipped | None] = [None] * total
@@ -794,7 +793,7 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
             return _from_state(result, state, options, sources[0][0], started)
     extractors: list[Extractor] = []  # their workers write the cache while the flow runs
     try:
-        result = _scan_extracted(sources, options, progress, stamps, result, memo, started, started_ns, extractors,
+        result = _scan_extracted(sources, options, progress, stamps, result, memo, started_ns, extractors,
                                  hints if memo is None and len(sources) == 1 and sources[0][1] is None else None)
     finally:
         for extractor in extractors:
@@ -805,7 +804,7 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
 
 def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions,
                     progress: Progress | None, stamps: dict[str, list[int]] | None, result: ScanResult,
-                    memo: Memo | None, started: float, started_ns: int, keep: list[Extractor],
+                    memo: Memo | None, started_ns: int, keep: list[Extractor],
                     hints: SelectionHints | None = None) -> ScanResult:
     from armalias.callgraph import CallGraph
     from armalias.index import SymbolIndex
@@ -852,7 +851,6 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
     result.skipped.sort(key=lambda s: s.file)
     if memo is not None and not timed_out(result.skipped):
         _remember(result, raw, scopes[0], memo, options, started_ns)
-    result.seconds = time.perf_counter() - started
     return result
 
 

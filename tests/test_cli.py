@@ -149,3 +149,27 @@ def test_the_model_is_decoded_alongside_the_scan_or_by_it(demo_tree: Path, monke
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", NoProcesses)
     by_itself = scan([demo_tree], ScanOptions(jobs=2, use_cache=False)).findings
     assert len(started) == 2 and by_itself == alongside
+
+
+def test_a_command_runs_with_the_collector_paused_and_restores_it(demo_tree: Path, monkeypatch, capsys):
+    """main runs the command without automatic garbage collection (workers.paused_gc) and leaves the
+    collector as it found it, after an error too."""
+    import gc
+
+    import armalias.scan as scan_module
+
+    seen = []
+    real_flow = scan_module.find_alias_bugs
+    monkeypatch.setattr(scan_module, "find_alias_bugs", lambda *a: seen.append(gc.isenabled()) or real_flow(*a))
+    assert gc.isenabled()
+    assert main(["scan", str(demo_tree), "--format", "json", "--no-cache"]) == 0
+    assert seen == [False] and gc.isenabled()
+    assert json.loads(capsys.readouterr().out)["callsites"]
+    assert main(["graph", str(demo_tree), "-f", "no_such_function"]) == 2
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert main(["scan", str(demo_tree), "--format", "json", "--no-cache"]) == 0
+        assert seen and not any(seen) and not gc.isenabled()
+    finally:
+        gc.enable()

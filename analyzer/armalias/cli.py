@@ -320,9 +320,12 @@ COMMANDS = {"scan": cmd_scan, "check": cmd_check, "graph": cmd_graph, "audit": c
 
 
 def main(argv: list[str] | None = None) -> int:
+    from armalias.workers import paused_gc
+
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with paused_gc():  # a command is a batch of long-lived objects: workers.paused_gc
+            return COMMANDS[args.command](args)
     except InputError as exc:
         print(f"armalias: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

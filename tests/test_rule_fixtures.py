@@ -103,3 +103,26 @@ def test_generic_code_expands_arm_and_generic_macro_definitions_only(tmp_path: P
     found = [f for f in scan([tmp_path], ScanOptions(jobs=1, use_cache=False, whole_tree=True)).findings
              if f.rule == "AA001"]
     assert [f.function for f in found] == (["load_segment"] if fires else [])
+
+
+def test_each_architecture_s_code_expands_its_own_macro_definitions_in_one_scan(tmp_path: Path):
+    """The flow keeps a macro's definitions per architecture (FlowAnalysis._defs): ia64's code, analysed
+    first (its files sort first), gets ia64's kexec_flush_icache_page, a flush_icache_range();
+    generic code after it still gets the generic, empty one."""
+    (tmp_path / "arch/ia64/include/asm").mkdir(parents=True)
+    (tmp_path / "arch/ia64/include/asm/kexec.h").write_text(
+        "#define kexec_flush_icache_page(page) do { unsigned long page_addr = (unsigned long)page_address(page); "
+        "flush_icache_range(page_addr, page_addr + PAGE_SIZE); } while(0)\n")
+    (tmp_path / "include/linux").mkdir(parents=True)
+    (tmp_path / "include/linux/kexec.h").write_text("#ifndef kexec_flush_icache_page\n"
+                                                    "#define kexec_flush_icache_page(page)\n#endif\n")
+    body = ("(struct page *page, const void *src, int n)\n{\n\tchar *ptr = kmap_local_page(page);\n"
+            "\tmemcpy(ptr, src, n);\n\tkexec_flush_icache_page(page);\n\tkunmap_local(ptr);\n}\n")
+    (tmp_path / "arch/ia64/kernel").mkdir(parents=True)
+    (tmp_path / "arch/ia64/kernel/machine_kexec.c").write_text("void ia64_load" + body)
+    (tmp_path / "kernel").mkdir()
+    (tmp_path / "kernel/kexec_core.c").write_text("void load_segment" + body)
+    result = scan([tmp_path], ScanOptions(jobs=1, use_cache=False, whole_tree=True))
+    sites = {(c.file, c.callee) for c in result.callsites}
+    assert ("arch/ia64/kernel/machine_kexec.c", "flush_icache_range") in sites  # ia64's code was analysed
+    assert [f for f in result.findings if f.file == "kernel/kexec_core.c"] == []

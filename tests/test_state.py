@@ -330,3 +330,24 @@ def test_whole_tree_check_keeps_the_prefilter_s_architectures(tmp_path: Path):
     generic = check("kernel/generic.c")
     assert generic.head_from == "scan" and "kernel/generic.c" in {f.file for f in generic.head.facts}
     _same(generic, check("kernel/generic.c", use_cache=False))
+
+
+def test_a_warm_scan_answers_without_parser_graph_library_or_process_pool(tmp_path: Path):
+    """A scan answered from the state loads none of what a cold one needs: no tree-sitter, no
+    networkx, no process pool (importing concurrent.futures.process took 17 ms of a 0.08 s warm
+    arch/arm scan of 6.12)."""
+    import subprocess
+    import sys
+
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    env = dict(os.environ, ARMALIAS_CACHE_DIR=str(tmp_path / "cache"))
+    probe = ("import sys; from armalias.cli import main; rc = main(['scan', sys.argv[1], '--format', 'json']); "
+             "heavy = ('tree_sitter', 'networkx', 'concurrent.futures.process'); "
+             "print([m for m in heavy if m in sys.modules], rc, file=sys.stderr)")
+    runs = [subprocess.run([sys.executable, "-c", probe, str(root)], env=env, capture_output=True, text=True)
+            for _ in range(2)]
+    cold, warm = (r.stderr.strip().splitlines()[-1] for r in runs)
+    assert cold.startswith("['tree_sitter'") and "concurrent.futures.process" in cold  # the probe sees them
+    assert warm.startswith("[] ")
+    assert json.loads(runs[0].stdout)["callsites"] == json.loads(runs[1].stdout)["callsites"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from armalias import __version__
 from armalias.errors import InputError
@@ -330,12 +332,29 @@ def cmd_graph(args: argparse.Namespace) -> int:
 COMMANDS = {"scan": cmd_scan, "check": cmd_check, "graph": cmd_graph, "audit": cmd_audit, "explain": cmd_explain}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from armalias.workers import paused_gc
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No automatic cyclic garbage collection meanwhile; the collector's state before is restored
+    after.  A command's objects (facts, index, graph, flows) live until it ends and form almost no
+    cycles: a whole-tree scan of 6.12 leaves 1,441 objects for the collector, while its automatic
+    passes went over the hundreds of thousands held, again and again as they grew (one full pass
+    at the end took 0.24 s).  Paused (the worker processes forked meanwhile inherit it): a cold
+    arch/arm scan 0.72 s against 0.77 s (6 runs each), the whole tree 7.4 s against 8.2 s with
+    the same peak memory, a whole-tree check of a maintenance call 1.65 s against 2.2 s.  (Here,
+    not in armalias.workers: a warm scan imports no process pool.)"""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with paused_gc():  # a command is a batch of long-lived objects: workers.paused_gc
+        with paused_gc():
             return COMMANDS[args.command](args)
     except InputError as exc:
         print(f"armalias: error: {exc}", file=sys.stderr)
@@ -355,8 +374,6 @@ def run() -> None:
     a 0.64 s cold arch/arm scan (0.62 s without it, 6 runs each); the command's results are left
     to it too (_LEFT_TO_EXIT), and the collector stays off: turned on again, its first pass goes
     over every object made while it was paused (0.13 s after a whole-tree check)."""
-    import gc
-
     global _LEFT_TO_EXIT
     _LEFT_TO_EXIT = []
     gc.disable()

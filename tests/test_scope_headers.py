@@ -109,3 +109,23 @@ def test_workers_write_every_cache_entry_before_the_scan_returns(tmp_path: Path,
     monkeypatch.setattr(scan_module, "_extract_one", lambda args: pytest.fail(f"{args[0]} extracted again"))
     again, _ = warm.run(rels)
     assert sorted(f.file for f in again) == sorted(rels)
+
+
+def test_an_include_probe_lists_no_directory_its_parent_does_not_name(tmp_path: Path, monkeypatch):
+    """resolve_include first looks next to the includer (arch/arm/kernel/linux/first.h): a directory
+    that is not there is known from its parent's listing, not listed itself; what exists is found."""
+    import os
+
+    from armalias.scan import resolve_include
+    from armalias.source.tree import DirectorySource
+
+    root = _tree(tmp_path, 0)
+    listed = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(os.path.relpath(path, root)) or real_listdir(path))
+    source = DirectorySource(root)
+    assert resolve_include(source, "arch/arm/kernel", "linux/first.h") == "include/linux/first.h"
+    assert resolve_include(source, "arch/arm/kernel", "asm/none.h") is None
+    assert source.is_file("arch/arm/kernel/a.c") and not source.is_file("arch/arm/kernel/a.c/x.h")
+    assert "arch/arm/kernel/linux" not in listed and "arch/arm/kernel/asm" not in listed
+    assert "include/linux" in listed and len(listed) == len(set(listed))  # each listed once

@@ -504,7 +504,7 @@ class _Headers:
         known = self.scope.includes or {}
         dirname = posixpath.dirname
         self.followed.update(known)
-        self.follow([(dirname(rel), n) for rel, names in known.items() for n in names])
+        self.follow([(d, n) for rel, names in known.items() for d in (dirname(rel),) for n in names])
         self._start(words)
 
     def _start(self, words: frozenset[str]) -> None:
@@ -551,7 +551,8 @@ class _Headers:
                 except Unreadable:
                     continue
                 scope.read.append(rel)
-                frontier.extend((dirname(rel), n) for n in read_includes(data))
+                here = dirname(rel)
+                frontier.extend((here, n) for n in read_includes(data))
                 self.held.append((rel, data))
 
 

@@ -100,12 +100,19 @@ class DirectorySource(TreeSource):
             raise Unreadable(f"cannot read: {exc.strerror or exc}") from None
 
     def _names(self, directory: str) -> frozenset[str]:
+        """The names in a directory, listed once.  A directory its parent's listing does not name
+        is not listed: of the 975 directories arch/arm's includes probed, 826 did not exist (an
+        `#include <linux/x.h>` looked for next to its includer, in .../linux)."""
         names = self._listing.get(directory)
         if names is None:
-            try:
-                names = frozenset(os.listdir(os.path.join(self.root, directory)))
-            except OSError:
+            parent, _, base = directory.rpartition("/")
+            if directory and base not in self._names(parent):
                 names = frozenset()
+            else:
+                try:
+                    names = frozenset(os.listdir(os.path.join(self.root, directory)))
+                except OSError:
+                    names = frozenset()
             self._listing[directory] = names
         return names
 

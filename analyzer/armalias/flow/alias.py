@@ -100,6 +100,9 @@ class Summary:
     # (start param, end param or -1, size param or -1, what the call amounts to, guards inside, call name)
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+
+
 # -- guards -------------------------------------------------------------------------------------
 _TOKEN = re.compile(r"\s*(\|\||&&|!|\(|\)|[A-Za-z_]\w*\s*\(\s*\)|[^\s()!&|]+)")
 
@@ -193,6 +196,7 @@ class FlowAnalysis:
         self._arch: str | None = None  # the architecture of the function being analysed (None: generic)
         self._file = ""  # the file of the function being analysed
         self._macro_defs: dict[tuple[str, str | None], list] = {}  # (macro, architecture) -> _defs
+        self._depends: dict[tuple[str, str, int], frozenset[str]] = {}  # body -> _depends_on
         self._callers: dict[str, set[str]] | None = None  # callee -> the functions calling it
         self._fixed_interest: set[str] = set()
         self._macro_callees: list[str] = []
@@ -251,21 +255,45 @@ class FlowAnalysis:
         return out
 
     def run(self) -> list[FunctionFlow]:
-        """Analyse, summarize, and again with the new summaries, until nothing changes."""
+        """Analyse, summarize, and again with the new summaries, until nothing changes.  A function
+        analysed in the round before is analysed again only when a name it depends on (_depends_on)
+        got a new or different summary: its analysis reads the summaries (and the names worth
+        expanding a macro for, which grow with them) only there, so its flow would be the same."""
         analysed: set[str] = set()
+        changed: set[str] | None = None  # names whose summary the last round made or changed
         for _ in range(SUMMARY_ROUNDS):
             wanted = self._direct_interest()
             before = dict(self.summaries)
-            self.flows = {}
+            last, self.flows = self.flows, {}
             for body in self._bodies_of(wanted):
-                flow = self.analyse(body)
-                self.flows[(flow.file, flow.name, flow.line)] = flow
+                key = (body.file, body.name, body.line)
+                flow = last.get(key) if changed is not None else None
+                if flow is None or not changed.isdisjoint(self._depends_on(body)):
+                    flow = self.analyse(body)
+                self.flows[key] = flow
             self._summarize()
             self._interesting = self._interesting | frozenset(self.summaries)
+            changed = {n for n, summary in self.summaries.items() if before.get(n) != summary}
             if self.summaries == before and wanted == analysed:
                 break
             analysed = wanted
         return sorted(self.flows.values(), key=lambda f: (f.file, f.line))
+
+    def _depends_on(self, body: FunctionBody) -> frozenset[str]:
+        """Every name whose summary the analysis of the body can read: the identifiers of its events
+        (callees, expressions, arguments, guards), and what the macros among them reach
+        (SymbolIndex.reachable_names: the calls and aliases in their bodies, transitively)."""
+        key = (body.file, body.name, body.line)
+        hit = self._depends.get(key)
+        if hit is None:
+            text = "\0".join(part for ev in body.events
+                              for part in (ev.target, ev.expr, *ev.args, *(g.cond for g in ev.guards)))
+            names = set(_IDENTIFIER.findall(text))
+            macros = self.index.macros
+            for name in [n for n in names if n in macros]:
+                names |= self.index.reachable_names(name)
+            hit = self._depends[key] = frozenset(names)
+        return hit
 
     def _summarize(self) -> None:
         by_name: dict[str, list[FunctionFlow]] = defaultdict(list)

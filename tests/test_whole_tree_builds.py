@@ -121,3 +121,15 @@ def test_an_architecture_s_own_definition_over_the_generic_fallback(tmp_path: Pa
         assert (f, "flush_icache_range", ("flush_icache_user_range",)) not in sites
     assert ("arch/m68k/kernel/cache.c", "flush_icache_range", ("flush_icache_user_range",)) in sites
     assert ("arch/m68k/kernel/cache.c", "__cpuc_coherent_user_range", ("flush_icache_user_range",)) not in sites
+
+
+def test_a_static_inline_function_of_a_header_is_every_includer_s():
+    """A static definition in a header is compiled into every file including it: its callers
+    anywhere reach what it calls (CallGraph._static_in holds only for .c files)."""
+    g = _graph({
+        "include/linux/sync.h": [("hflush", True, ["flush_icache_range"]), ("hwrap", True, ["hflush"])],
+        "drivers/x.c": [("x_user", False, ["hwrap"])],
+        "drivers/y.c": [("hflush", True, []), ("y_user", False, ["hflush"])],  # y.c's own hflush
+    })
+    reach = g.reaching_in_one_build(["flush_icache_range"], frozenset(), load_vocabulary().arch_of)
+    assert set(reach) == {"hflush", "hwrap", "x_user"}

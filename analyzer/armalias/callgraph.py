@@ -100,6 +100,7 @@ class CallGraph:
         self._cache_fns_struct = cache_fns_struct
         self._attrs: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._visible: dict[str, frozenset[str] | None] = {}
+        self._statics: dict[str, frozenset[str]] = {}  # name -> the .c files with a static definition
         succ: dict[str, dict[str, Site | list[Site]]] = {name: {} for name in index.functions}
         self._functions = len(succ)  # the first keys of succ
         pred: dict[str, dict[str, Site | list[Site]]] = {}
@@ -286,7 +287,12 @@ class CallGraph:
         return hit
 
     def _static_in(self, name: str, file: str) -> bool:
-        return not file.endswith(".h") and any(d.static and d.file == file for d in self._index.functions.get(name) or ())
+        """Whether name has a static definition in file (a .c file: a header's is every includer's)."""
+        files = self._statics.get(name)
+        if files is None:
+            files = self._statics[name] = frozenset(
+                d.file for d in self._index.functions.get(name) or () if d.static and not d.file.endswith(".h"))
+        return file in files
 
     def _steps(self, state: tuple, w: str, arch_of: Callable[[str], str | None]) -> Iterator[tuple]:
         """The states one call v -> w leads to from state (v, architecture, file): the file is the

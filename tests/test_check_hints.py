@@ -106,11 +106,11 @@ def test_the_head_from_the_base_rounds_is_the_head_a_full_listing_gives(tree: Pa
                         real_select(source, rels, *a, **k))
     used = []
     real_hints = diff._selection_hints
-    monkeypatch.setattr(diff, "_selection_hints", lambda change, state: used.append(real_hints(change, state)) or used[-1])
+    monkeypatch.setattr(diff, "_selection_hints", lambda change, state, holds=None: used.append(real_hints(change, state, holds)) or used[-1])
     hinted = _check(tree, patch)
     with_hints = searched[:]
     searched.clear()
-    monkeypatch.setattr(diff, "_selection_hints", lambda change, state: None)
+    monkeypatch.setattr(diff, "_selection_hints", lambda change, state, holds=None: None)
     plain = _check(tree, patch)
     assert hinted == plain
     assert plain[1]["stats"]["head_from"] == "scan"
@@ -122,3 +122,29 @@ def test_the_head_from_the_base_rounds_is_the_head_a_full_listing_gives(tree: Pa
         assert used[0] is not None and [len(r) for r in with_hints][0] == 1 and max(len(r) for r in with_hints) > 1
     else:  # only the changed file is searched
         assert used[0] is not None and all(r == [rel] for r in with_hints), with_hints
+
+
+@pytest.mark.parametrize("case", ["words kept", "words changed"])
+def test_a_base_state_that_no_longer_holds_is_not_taken(tree: Path, tmp_path: Path, monkeypatch, case: str):
+    """The base's state is checked while the head is scanned with its rounds (speculative_state).  A
+    file changed since it was taken (here a new caller, in a file no patch touches): the head is
+    scanned again without it, whether the hinted rounds ran to the end ("words kept") or gave out
+    and asked for the base's stamps ("words changed"); the answer is that of a check with no state."""
+    import os
+
+    rel, new = _edits(tree)[case]
+    patch = _patch(tree, tmp_path, case.replace(" ", "-"), rel, new)
+    other = tree / "drivers/misc/other.c"
+    other.write_text("void other_sync(unsigned long a) { flush_icache_range(a, a + 8); }\n")
+    stamp = other.stat().st_mtime_ns - 86_400 * 10**9 + 10**9  # old, but not the state's
+    os.utime(other, ns=(stamp, stamp))
+    stale = []
+    real_hints = diff._selection_hints
+    monkeypatch.setattr(diff, "_selection_hints", lambda change, state, holds=None:
+                        stale.append(holds is not None) or real_hints(change, state, holds))
+    rc, taken = _check(tree, patch)
+    assert stale == [True]  # the hints were given before the state was known not to hold
+    assert taken["stats"]["base_from"] == "scan" and taken["stats"]["head_from"] == "scan"
+    assert any(c["caller"] == "other_sync" for c in taken["callsites"])  # the tree as it is now
+    monkeypatch.setenv("ARMALIAS_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    assert (rc, taken) == _check(tree, patch)

@@ -14,7 +14,7 @@ import pytest
 
 from armalias.cli import main
 from armalias.diff import CheckOptions, patch_change, run_check
-from armalias.scan import ScanOptions, scan
+from armalias.scan import DirectorySource, ScanOptions, scan
 from test_check import POKE, _quiet_git, make_tree  # noqa: F401
 
 DAY_NS = 86_400 * 1_000_000_000
@@ -351,3 +351,33 @@ def test_a_warm_scan_answers_without_parser_graph_library_or_process_pool(tmp_pa
     assert cold.startswith("['tree_sitter'") and "concurrent.futures.process" in cold  # the probe sees them
     assert warm.startswith("[] ")
     assert json.loads(runs[0].stdout)["callsites"] == json.loads(runs[1].stdout)["callsites"]
+
+
+def test_a_state_is_checked_in_a_forked_process_when_no_thread_runs(tmp_path: Path, monkeypatch):
+    """ScanState.unchanged_later: the stats in a process forked for them (the check goes on with the
+    state meanwhile), the same answer as unchanged(); with another thread running, nothing forked."""
+    import threading
+
+    import armalias.state as state_module
+    from armalias.scan import speculative_state
+
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    scan([root], options(tmp_path))
+    forks = []
+    real_fork = os.fork
+    monkeypatch.setattr(state_module.os, "fork", lambda: forks.append(1) or real_fork())
+    state, holds = speculative_state(DirectorySource(root), options(tmp_path))
+    assert forks == [1] and holds() is True and holds() is True and state.unchanged()
+    rewrite(root / POKE, (root / POKE).read_text() + "\n")
+    state, holds = speculative_state(DirectorySource(root), options(tmp_path))
+    assert forks == [1, 1] and holds() is False and not state.unchanged()
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        state, holds = speculative_state(DirectorySource(root), options(tmp_path))
+        assert forks == [1, 1] and holds() is False
+    finally:
+        stop.set()
+        other.join()

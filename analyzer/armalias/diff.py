@@ -31,8 +31,8 @@ from armalias.cache import JsonEntries
 from armalias.errors import InputError
 from armalias.findings import Finding, severity_rank
 from armalias.rules import Vocabulary
-from armalias.scan import (Progress, ScanOptions, ScanResult, cache_dir_for, find_alias_bugs, remembered_state,
-                           scan_sources, timed_out)
+from armalias.scan import (Progress, ScanOptions, ScanResult, StaleState, cache_dir_for, find_alias_bugs,
+                           scan_sources, speculative_state, timed_out)
 from armalias.source.tree import (SOURCE_SUFFIXES, DirectorySource, GitSource, OverlaySource, TreeSource, blob_id,
                                   tree_identity)
 from armalias.source.text import Unreadable
@@ -808,9 +808,10 @@ def _head_from_state(change: Change, state, options: ScanOptions, label: str) ->
     return _from_state(ScanResult(root=label), moved, options, change.head, time.perf_counter())
 
 
-def _selection_hints(change: Change, state):
+def _selection_hints(change: Change, state, holds=None):
     """The base's prefilter rounds for the head's scan (armalias.scan.SelectionHints), when the change
-    only modifies source files the base's scan listed, in memory over the same directory."""
+    only modifies source files the base's scan listed, in memory over the same directory.  `holds`:
+    what tells whether the state holds, when that is not known yet (speculative_state)."""
     from armalias.scan import SelectionHints
 
     if (state is None or change.renames or not isinstance(change.head, OverlaySource)
@@ -819,7 +820,7 @@ def _selection_hints(change: Change, state):
     changed = frozenset(rel for rel in change.changed if rel.endswith(SOURCE_SUFFIXES))
     if any(rel not in state.deps or not change.head.is_file(rel) for rel in changed):
         return None  # a file added or deleted, or one the base did not list (the listing would differ)
-    return SelectionHints.from_state(state, changed)
+    return SelectionHints.from_state(state, changed, holds)
 
 
 def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: Progress | None = None,
@@ -833,13 +834,26 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     label = root_label if root_label is not None else change.head.label
     cache_dir = cache_dir_for(options.scan)
     cache = FindingsCache(cache_dir.parent / "check") if cache_dir is not None else None
-    seen: dict[str, list[int]] = {}  # the files the base's state was checked against, as they are
-    base_state = remembered_state(change.base, scan_options, seen) if options.vocab is None else None
-    head = _head_from_state(change, base_state, scan_options, label) if base_state is not None else None
-    head_from = "state" if head is not None else "scan"
+    # the base's state is checked (the stats of its 61,000 files, for a whole tree) in a process of
+    # its own while the head is derived from it or scanned with its prefilter rounds; when it does
+    # not hold, the head is scanned again without it
+    base_state, holds = speculative_state(change.base, scan_options) if options.vocab is None else (None, None)
+    head, head_from = None, "scan"
+    if base_state is not None:
+        head = _head_from_state(change, base_state, scan_options, label)
+        if head is not None:
+            head_from = "state"
+        elif (hints := _selection_hints(change, base_state, holds)) is not None:
+            try:
+                head = scan_sources([(change.head, None)], scan_options, progress, label, None, hints)
+            except StaleState:
+                pass
+        if not holds():
+            base_state, head, head_from = None, None, "scan"
     if head is None:
-        head = scan_sources([(change.head, None)], scan_options, progress, label, seen,
-                            _selection_hints(change, base_state))
+        # the files the base's state was checked against, as they are: the head need not stat them
+        seen = dict(base_state.deps) if base_state is not None else {}
+        head = scan_sources([(change.head, None)], scan_options, progress, label, seen)
     head_findings, suppressed = _side_findings(head, options)
     if head_from == "scan" and timed_out(head.skipped):
         cache = None  # a file skipped for its time bound: this answer depends on the machine's speed

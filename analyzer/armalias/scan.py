@@ -572,14 +572,26 @@ class SelectionHints:
     changed: frozenset[str]  # files whose bytes the change modifies
     considered: int  # the files listed (the base's count)
     walk_skipped: tuple[Skipped, ...]  # what listing the tree skipped
+    # the [size, mtime_ns] of the base's files once its state is known to hold (it may still be
+    # being checked: speculative_state), for the rounds after those the hints give; raises
+    # StaleState when it does not hold
+    stamps: Callable[[], dict[str, list[int]]] | None = field(default=None, compare=False)
 
     @classmethod
-    def from_state(cls, state, changed: frozenset[str]) -> "SelectionHints | None":
+    def from_state(cls, state, changed: frozenset[str], holds: Callable[[], bool] | None = None
+                   ) -> "SelectionHints | None":
+        """`holds`: what tells whether the state holds, when that is not known yet."""
         if not state.whole_tree or not state.rounds:
             return None
         rounds = tuple((frozenset(w), {k: frozenset(a) for k, a in r.items()}, tuple(c),
                         tuple(Skipped(f, why) for f, why in b)) for w, r, c, b in state.rounds)
-        return cls(rounds, changed, state.files, tuple(Skipped(f, why) for f, why in state.walk_skipped))
+
+        def stamps() -> dict[str, list[int]]:
+            if holds is not None and not holds():
+                raise StaleState(state.root)
+            return state.deps
+
+        return cls(rounds, changed, state.files, tuple(Skipped(f, why) for f, why in state.walk_skipped), stamps)
 
 
 def _hinted_round(hint, source: TreeSource, words: frozenset[str], restricted: dict, jobs: int,
@@ -627,6 +639,8 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str] 
         if hint is not None and hint[0] == words and hint[1] == restricted:
             chosen, bad = _hinted_round(hint, source, words, restricted, jobs, hints, taken)
         else:
+            if hints is not None and hints.stamps is not None:  # the base's files need no stat
+                scope.stamps.update(hints.stamps())
             hints = None  # from here on, as without
             if remaining is None:
                 found = source.discover("")
@@ -973,14 +987,30 @@ def _memo_of(source: TreeSource) -> Memo | None:
 def remembered_state(source: TreeSource, options: ScanOptions, seen: dict[str, list[int]] | None = None):
     """The remembered state of a directory or git revision when nothing it depends on changed
     (armalias.state), else None.  `seen` receives the stamps of the files found unchanged."""
+    state = _stored_state(source, options)
+    return state if state is not None and state.unchanged(seen) else None
+
+
+def speculative_state(source: TreeSource, options: ScanOptions):
+    """(the remembered state, what tells whether it holds): the state before its files are stat'ed,
+    and ScanState.unchanged_later for that, so the caller can work with it meanwhile and throw the
+    work away when the answer is no.  (None, None) when there is no state."""
+    state = _stored_state(source, options)
+    return (state, state.unchanged_later()) if state is not None else (None, None)
+
+
+def _stored_state(source: TreeSource, options: ScanOptions):
     from armalias.state import load_state
 
     cache_dir = cache_dir_for(options)
     memo = _memo_of(source) if cache_dir is not None else None
     if memo is None:
         return None
-    state = load_state(cache_dir, memo.key, options.whole_tree, options.prefilter)
-    return state if state is not None and state.unchanged(seen) else None
+    return load_state(cache_dir, memo.key, options.whole_tree, options.prefilter)
+
+
+class StaleState(Exception):
+    """The base's remembered state, taken on trust, turned out not to hold (SelectionHints.stamps)."""
 
 
 def _remember(result: ScanResult, raw: list, scope: Scope, memo: Memo, options: ScanOptions,

@@ -22,6 +22,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 from armalias.cache import JsonEntries
 from armalias.facts import FileFacts, FunctionDef, Skipped
@@ -117,6 +118,37 @@ class ScanState:
         if seen is not None:
             seen.update(self.deps)
         return True
+
+    def unchanged_later(self) -> Callable[[], bool]:
+        """`unchanged`, answered later: what returns the answer, found meanwhile in a process forked
+        for it, so the caller can go on with the state on the CPU it leaves.  Where no process can be
+        forked (no os.fork, or threads running, which a fork would leave locked), found now.  A
+        process that fails answers no."""
+        import threading
+
+        if not hasattr(os, "fork") or threading.active_count() > 1 or not (self.dirs or self.deps):
+            now = self.unchanged()
+            return lambda: now
+        try:
+            pid = os.fork()
+        except OSError:
+            now = self.unchanged()
+            return lambda: now
+        if pid == 0:  # the child: stats, and out without running anything of the parent's
+            code = 1
+            try:
+                code = 0 if self.unchanged() else 1
+            finally:
+                os._exit(code)
+        found: list[bool] = []
+
+        def answer() -> bool:
+            if not found:
+                _, status = os.waitpid(pid, 0)
+                found.append(os.waitstatus_to_exitcode(status) == 0)
+            return found[0]
+
+        return answer
 
     def _stamps_hold(self, fd: int) -> bool:
         stat = os.stat

@@ -126,7 +126,7 @@ def test_a_check_takes_the_base_s_prefilter_rounds_and_answers_the_same(whole, t
                         real_select(source, rels, *a, **k))
     hinted = run_check(patch_change(tree, patch), options)
     assert hinted.base_from == "state" and hinted.head_from == "scan" and searched == [1]
-    monkeypatch.setattr(diff, "_selection_hints", lambda change, state: None)
+    monkeypatch.setattr(diff, "_selection_hints", lambda change, state, holds=None: None)
     searched.clear()
     plain = run_check(patch_change(tree, patch), options)
     assert max(searched) > 50_000  # every file of the tree, listed and searched

@@ -28,6 +28,8 @@ EXTRA = {
     # a rule word in a comment only: chosen by the first round, no function of it reaches a root
     "drivers/misc/note.c": "/* no flush_icache_range here: nothing runs */\nint note(void) { return 0; }\n",
     "arch/mips/kernel/cache.c": "void mips_sync(unsigned long a) { flush_icache_range(a, a + 4); }\n",
+    # calls mips_sync, which reaches a root only in mips' build: no round chooses it
+    "arch/x86/kernel/user.c": "void x86_user(void) { mips_sync(0); }\n",
 }
 
 
@@ -148,3 +150,36 @@ def test_a_base_state_that_no_longer_holds_is_not_taken(tree: Path, tmp_path: Pa
     assert any(c["caller"] == "other_sync" for c in taken["callsites"])  # the tree as it is now
     monkeypatch.setenv("ARMALIAS_CACHE_DIR", str(tmp_path / "fresh-cache"))
     assert (rc, taken) == _check(tree, patch)
+
+
+@pytest.mark.parametrize("case", ["words grow", "words shrink", "a word's architectures widen"])
+def test_a_round_whose_words_differ_searches_only_the_new_words_where_the_base_passed(
+        tree: Path, tmp_path: Path, monkeypatch, case: str):
+    """When a round's words or their architectures differ from the base's (armalias.scan._delta_round),
+    the files the base's round passed over are searched for the words that apply where they did not
+    (none when words only go), the base's choice is kept when every word still applies, and the
+    answer is that of listing and searching the whole tree again."""
+    sync = (tree / "lib/sync.c").read_text()
+    rel, new = {
+        "words grow": _edits(tree)["words changed"],  # quiet() reaches flush_icache_range now
+        "words shrink": ("lib/sync.c", sync.replace("flush_icache_range(a, a + 4);", "")),  # generic_sync no more
+        # a generic mips_sync: every build's now, so x86's caller is chosen
+        "a word's architectures widen": ("lib/sync.c", sync + "void mips_sync(unsigned long a) { flush_icache_range(a, a); }\n"),
+    }[case]
+    patch = _patch(tree, tmp_path, case.replace(" ", "-").replace("'", ""), rel, new)
+    searches: list[tuple[int, frozenset[str]]] = []
+    real_select = prefilter.select
+    monkeypatch.setattr(prefilter, "select", lambda source, rels, words, *a, **k: searches.append((len(rels), words))
+                        or real_select(source, rels, words, *a, **k))
+    hinted = _check(tree, patch)
+    taken, searches[:] = searches[:], []
+    monkeypatch.setattr(diff, "_selection_hints", lambda change, state, holds=None: None)
+    assert hinted == _check(tree, patch)
+    few = [words for n, words in taken if n and len(words) < 10]  # the searches for a few words
+    assert max(n for n, _ in taken) < max(n for n, _ in searches)  # never as many files as a full search
+    if case == "words grow":  # quiet() and text_poke_all() reach a root in the first round's files now
+        assert few == [frozenset({"quiet", "text_poke_all"})]
+    elif case == "words shrink":
+        assert few == []  # no word applies anywhere new: nothing passed over is read again
+    else:
+        assert few == [frozenset({"mips_sync"})]

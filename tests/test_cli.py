@@ -125,6 +125,7 @@ def test_the_model_is_decoded_alongside_the_scan_or_by_it(demo_tree: Path, monke
     """The cache model's implementations are decoded in a process of their own while the scan runs;
     when no process can be started the scan decodes them itself: the same findings either way."""
     import concurrent.futures
+    import multiprocessing
 
     import armalias.scan as scan_module
     from armalias.scan import ScanOptions, scan
@@ -146,9 +147,35 @@ def test_the_model_is_decoded_alongside_the_scan_or_by_it(demo_tree: Path, monke
         def __init__(self, *args, **kwargs):
             raise OSError("no processes left")
 
+    def no_process(self):
+        raise OSError("no processes left")
+
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", NoProcesses)
+    monkeypatch.setattr(multiprocessing.Process, "start", no_process)
     by_itself = scan([demo_tree], ScanOptions(jobs=2, use_cache=False)).findings
     assert len(started) == 2 and by_itself == alongside
+
+
+def test_the_model_s_process_is_ended_and_joined_when_its_answer_is_not_wanted(demo_tree: Path, monkeypatch):
+    """_ModelEarly.close: a decoding nobody will read is ended and its process joined (a pool's
+    worker left running held the command's output pipes open after os._exit); one that answered
+    has ended by itself."""
+    import multiprocessing
+    import signal
+    import time
+
+    import armalias.validate as validate
+    from armalias.scan import _ModelEarly
+
+    root = demo_tree
+    early = _ModelEarly(root, None)
+    answered = early.result(None)
+    early.close()
+    assert answered and early.process.exitcode == 0
+    monkeypatch.setattr(validate, "tree_implementations", lambda *a: time.sleep(20))  # read in the fork
+    early = _ModelEarly(root, None)
+    early.close()
+    assert early.process.exitcode == -signal.SIGTERM and not multiprocessing.active_children()
 
 
 def test_a_command_runs_with_the_collector_paused_and_restores_it(demo_tree: Path, monkeypatch, capsys):

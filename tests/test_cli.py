@@ -237,3 +237,28 @@ def test_run_leaves_the_command_s_result_and_the_collector_to_the_exit(demo_tree
         assert json.loads(capsys.readouterr().out)["callsites"]
     finally:
         gc.enable()
+
+
+def test_a_scan_that_stops_early_ends_the_model_s_process(demo_tree: Path, monkeypatch):
+    """The model's decoding, started after the first round, is ended when the scan raises later."""
+    import multiprocessing
+    import time
+
+    import pytest
+
+    import armalias.scan as scan_module
+    import armalias.validate as validate
+    from armalias.scan import ScanOptions, scan
+
+    started = []
+    real_early = scan_module._ModelEarly
+    monkeypatch.setattr(scan_module, "_ModelEarly", lambda *a: started.append(real_early(*a)) or started[-1])
+    monkeypatch.setattr(validate, "tree_implementations", lambda *a: time.sleep(20))  # read in the fork
+
+    def stop(*a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scan_module, "find_alias_bugs", stop)
+    with pytest.raises(KeyboardInterrupt):
+        scan([demo_tree], ScanOptions(jobs=2, use_cache=False))
+    assert started and started[0].process.exitcode is not None and not multiprocessing.active_children()

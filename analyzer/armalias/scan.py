@@ -871,24 +871,26 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
         if state is not None:
             return _from_state(result, state, options, sources[0][0], started)
     extractors: list[Extractor] = []  # their workers write the cache while the flow runs
+    model = _ModelStart(sources, options, result.jobs)
     try:
-        result = _scan_extracted(sources, options, progress, stamps, result, memo, started_ns, extractors,
+        result = _scan_extracted(sources, options, progress, stamps, result, memo, started_ns, extractors, model,
                                  hints if memo is None and len(sources) == 1 and sources[0][1] is None else None)
     finally:
         for extractor in extractors:
             extractor.close()
+        if model.early is not None:  # also when the scan stops early (StaleState, an interrupt)
+            model.early.close()
     result.seconds = time.perf_counter() - started
     return result
 
 
 def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions,
                     progress: Progress | None, stamps: dict[str, list[int]] | None, result: ScanResult,
-                    memo: Memo | None, started_ns: int, keep: list[Extractor],
+                    memo: Memo | None, started_ns: int, keep: list[Extractor], model: "_ModelStart",
                     hints: SelectionHints | None = None) -> ScanResult:
     from armalias.callgraph import CallGraph
     from armalias.index import SymbolIndex
 
-    model = _ModelStart(sources, options, result.jobs)
     watched = load_watched()
     scopes = []
     for source, only in sources:
@@ -963,6 +965,7 @@ class _ModelEarly:
         return self._got[0]
 
     def close(self) -> None:
+        """Once the answer is in, or not wanted; again, nothing."""
         if not self._got and self.process.is_alive():
             self.process.terminate()  # decoding what nobody will read
         self.process.join()

@@ -381,3 +381,20 @@ def test_a_state_is_checked_in_a_forked_process_when_no_thread_runs(tmp_path: Pa
     finally:
         stop.set()
         other.join()
+
+
+def test_a_state_is_checked_by_joined_paths_where_stat_takes_no_directory(tmp_path: Path, monkeypatch):
+    """ScanState.unchanged stats relative to the root's descriptor where os.stat supports dir_fd, by
+    joined paths elsewhere: the same answers."""
+    from armalias.scan import speculative_state
+
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    scan([root], options(tmp_path))
+    state, _ = speculative_state(DirectorySource(root), options(tmp_path))
+    monkeypatch.setattr(os, "supports_dir_fd", set())
+    assert state.unchanged()
+    rewrite(root / POKE, (root / POKE).read_text() + "\n")
+    assert not state.unchanged()
+    monkeypatch.undo()
+    assert not state.unchanged()

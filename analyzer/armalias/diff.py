@@ -38,7 +38,6 @@ from armalias.source.tree import (SOURCE_SUFFIXES, DirectorySource, GitSource, O
 from armalias.source.text import Unreadable
 from armalias.state import analysis_digest, finding_from_dict
 from armalias.suppress import apply_suppressions
-from armalias.validate import implementations_for, validate
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 NULL_SHA = "0" * 40
@@ -889,6 +888,8 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     if options.scan.model and (new or fixed):
         # Both sides read their cache implementations from the same place (the repository's work
         # tree, the directory, or the reference table): decode them once.
+        from armalias.validate import implementations_for, validate
+
         impls = implementations_for(change.head, cache_dir)
         new = validate(new, impls)
         fixed = validate(fixed, impls)

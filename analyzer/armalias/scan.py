@@ -944,8 +944,10 @@ class _ModelEarly:
     command left by os._exit) held the command's output pipes open after it ended."""
 
     def __init__(self, root: Path, cache_dir: Path | None):
+        import importlib
         import multiprocessing
 
+        importlib.import_module("armalias.validate")  # here, once: the forked process finds it loaded
         self.cache_dir = cache_dir
         self._answer, sender = multiprocessing.Pipe(duplex=False)
         self.process = multiprocessing.Process(target=_decode_model, args=(root, cache_dir, sender), daemon=True)

@@ -41,15 +41,23 @@ def default_cache_dir() -> Path:
 
 _ROWS = (("functions", FunctionDef), ("calls", Call), ("macros", MacroDef), ("initializers", Initializer),
          ("asm_symbols", AsmSymbol))
-_FILE_AT = {cls: [f.name for f in fields(cls)].index("file") for _, cls in _ROWS}  # where a row holds the path
+
+
+def _names(cls) -> list[str]:
+    """The fields of a facts class in order: a named tuple's (Call), or a dataclass's."""
+    return list(cls._fields) if issubclass(cls, tuple) else [f.name for f in fields(cls)]
+
+
+_FILE_AT = {cls: _names(cls).index("file") for _, cls in _ROWS}  # where a row holds the path
 
 
 def _rows(objs, file_at: int) -> list[list]:
-    """The fields in order (facts.positional_pickle), the file's path left out (0): the entry names
-    it once, and each row repeating it made a quarter of a whole-tree scan's entries."""
+    """The fields in order (a named tuple's own, or facts.positional_pickle's), the file's path left
+    out (0): the entry names it once, and each row repeating it made a quarter of a whole-tree
+    scan's entries."""
     out = []
     for obj in objs:
-        row = list(obj.__reduce__()[1])
+        row = list(obj) if isinstance(obj, tuple) else list(obj.__reduce__()[1])
         row[file_at] = 0
         out.append(row)
     return out
@@ -84,11 +92,13 @@ def _bodies_from_rows(rows: list, rel: str) -> list:
 def _loader(cls):
     """Row -> object for one class: lists back to tuples, the file path shared, names interned (a
     whole-tree scan holds millions of calls: one string per distinct name, not one per call)."""
-    names = [f.name for f in fields(cls)]
+    names = _names(cls)
     file_at = _FILE_AT[cls]
     interned = [i for i, n in enumerate(names) if n in ("name", "callee", "caller", "struct", "variable", "member")]
     tuples = [i for i, n in enumerate(names) if n in ("params", "args")]
     intern = sys.intern
+
+    make = (lambda row: tuple.__new__(cls, row)) if issubclass(cls, tuple) else (lambda row: cls(*row))
 
     def load(row: list, file: str):
         row[file_at] = file
@@ -97,7 +107,7 @@ def _loader(cls):
         for i in tuples:
             if row[i] is not None:
                 row[i] = tuple(row[i])
-        return cls(*row)
+        return make(row)
 
     return load
 

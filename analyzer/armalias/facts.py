@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
+from typing import NamedTuple
 
 
 def positional_pickle(cls):
@@ -37,11 +38,12 @@ class FunctionDef:
     has_error: bool = False  # tree-sitter recovered from an error inside the body
 
 
-@positional_pickle
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """A call in code.  ``callee`` is the identifier called, or ``.member`` for a call through a
-    struct member (``cpu_cache.coherent_kern_range(s, e)`` gives ``.coherent_kern_range``)."""
+    struct member (``cpu_cache.coherent_kern_range(s, e)`` gives ``.coherent_kern_range``).
+    A named tuple, not a frozen dataclass like the other facts: a whole tree holds 150,000 of them,
+    and made from the cache's rows by tuple.__new__ they took 0.03 s to build, against 0.11 s
+    through the dataclass's __init__ (armalias.cache)."""
 
     callee: str
     caller: str  # enclosing function, or macro name when found in a macro body; "" at file scope

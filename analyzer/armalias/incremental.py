@@ -47,10 +47,11 @@ class Unsure(Exception):
 def _shape(obj) -> tuple:
     """A fact or event without its positions."""
     out = []
-    for f in fields(obj):
-        if f.name in _POSITIONS:
+    names = obj._fields if isinstance(obj, tuple) else [f.name for f in fields(obj)]  # Call: a named tuple
+    for name in names:
+        if name in _POSITIONS:
             continue
-        v = getattr(obj, f.name)
+        v = getattr(obj, name)
         out.append(tuple(_shape(x) if hasattr(x, "__dataclass_fields__") else x for x in v)
                    if isinstance(v, tuple) else v)
     return tuple(out)

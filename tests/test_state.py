@@ -394,7 +394,8 @@ def test_a_state_is_checked_by_joined_paths_where_stat_takes_no_directory(tmp_pa
     state, holds = speculative_state(DirectorySource(root), options(tmp_path))
     assert holds()
     monkeypatch.setattr(os, "supports_dir_fd", set())
-    assert state.unchanged()
+    seen: dict[str, list[int]] = {}
+    assert state.unchanged(seen) and seen == state.deps  # the stamps handed on, as with dir_fd
     rewrite(root / POKE, (root / POKE).read_text() + "\n")
     assert not state.unchanged()
     monkeypatch.undo()

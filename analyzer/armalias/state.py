@@ -106,20 +106,20 @@ class ScanState:
         if not self.dirs and not self.deps:
             return True
         if os.stat not in os.supports_dir_fd:
-            return self._stamps_hold(None)
-        try:  # stat'ed relative to the root's descriptor: the path's walk starts there (0.13 s for
-            # the 61,000 files of a whole-tree state, against 0.20 s by joined paths)
-            fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError:
-            return False
-        try:
-            if not self._stamps_hold(fd):
+            holds = self._stamps_hold(None)
+        else:
+            try:  # stat'ed relative to the root's descriptor: the path's walk starts there (0.13 s for
+                # the 61,000 files of a whole-tree state, against 0.20 s by joined paths)
+                fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            except OSError:
                 return False
-        finally:
-            os.close(fd)
-        if seen is not None:
+            try:
+                holds = self._stamps_hold(fd)
+            finally:
+                os.close(fd)
+        if holds and seen is not None:
             seen.update(self.deps)
-        return True
+        return holds
 
     def unchanged_later(self) -> Callable[[], bool]:
         """`unchanged`, answered later: what returns the answer, found meanwhile in a process forked

@@ -9,7 +9,7 @@ import posixpath
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from armalias.cache import FactsCache, default_cache_dir
 from armalias.errors import InputError
@@ -427,10 +427,9 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
         scope.skipped.extend(sk)
         # the files whose #include names the prefilter did not give: those parsed have them in their
         # facts; those passed over (and not read by the prefilter) still pull in their headers
-        dirname = posixpath.dirname
         included = {f.file: f.includes for f in facts}
         known = scope.includes or {}
-        frontier: list[tuple[str, str]] = []
+        more: list[tuple[str, tuple[str, ...]]] = []
         for rel in found.files:
             if rel in headers.followed:
                 continue
@@ -442,8 +441,8 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
                     names = read_includes(source.read(rel))
                 except Unreadable:
                     continue
-            frontier.extend((dirname(rel), n) for n in names)
-        headers.follow(frontier)
+            more.append((rel, names))
+        headers.follow(more)
         got, sk = headers.extracted(words)
         scope.facts.extend(got)
         scope.skipped.extend(sk)
@@ -502,9 +501,8 @@ class _Headers:
         if self._searched:
             return
         known = self.scope.includes or {}
-        dirname = posixpath.dirname
         self.followed.update(known)
-        self.follow([(d, n) for rel, names in known.items() for d in (dirname(rel),) for n in names])
+        self.follow(known.items())
         self._start(words)
 
     def _start(self, words: frozenset[str]) -> None:
@@ -529,12 +527,14 @@ class _Headers:
         self._pending = []
         return facts, skipped
 
-    def follow(self, frontier: list[tuple[str, str]]) -> None:
-        """Follow (including file's directory, included name) pairs to every header they reach."""
+    def follow(self, includers: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        """Follow the #include names of files ((file, names) pairs) to every header they reach."""
         from armalias.source.directives import read_includes
 
         dirname = posixpath.dirname
         resolved, seen, scope = self._resolved, self.seen, self.scope
+        # (including file's directory, included name): the directory taken once per file
+        frontier = [(here, n) for rel, names in includers for here in (dirname(rel),) for n in names]
         while frontier:
             new = []
             for key in frontier:
@@ -562,11 +562,12 @@ class SelectionHints:
     for the head's whole-tree scan: a round whose words and restrictions are those the base searched
     takes the base's choice for every file the change leaves alone, and searches only the changed
     files, by the same `select`.  The prefilter's answer for a file depends only on its bytes and on
-    those words, so the choice is the one a search of every file would make; the first round whose
-    words differ (the change made a function reach a root, or stop) lists and searches the tree as
-    usual from there on.  Only for changes that modify files (none added, deleted or renamed): the
-    listing of the tree is then the base's.  On whole 6.12 the listing and the two searches took
-    0.45 s of a check of a one-line maintenance call."""
+    those words, so the choice is the one a search of every file would make.  From the first round
+    whose words differ (the change made a function reach a root, or stop) the tree is listed, and
+    each round the base also ran takes what still holds of its choice (_delta_round); a round the
+    base did not run searches as without hints.  Only for changes that modify files (none added,
+    deleted or renamed): the listing of the tree is then the base's.  On whole 6.12 the listing and
+    the two searches took 0.45 s of a check of a one-line maintenance call."""
 
     rounds: tuple[tuple[frozenset[str], dict[str, frozenset[str]], tuple[str, ...], tuple[Skipped, ...]], ...]
     changed: frozenset[str]  # files whose bytes the change modifies

@@ -28,11 +28,11 @@ only, never a scan.
 
 from __future__ import annotations
 
-import re
 from dataclasses import astuple, fields, replace
 
 from armalias.facts import FileFacts
 from armalias.findings import Finding
+from armalias.index import IDENTIFIER
 from armalias.state import ScanState, finding_dicts, finding_from_dict
 from armalias.source.text import Unreadable, check_text
 from armalias.source.tree import SOURCE_SUFFIXES, OverlaySource, TreeSource
@@ -63,9 +63,6 @@ def _facts_shape(f: FileFacts, calls: list) -> tuple:
             tuple(_shape(x) for x in f.asm_symbols), f.includes, f.error_functions, f.has_error)
 
 
-_IDENT = re.compile(r"[A-Za-z_]\w*")
-
-
 class Relevance:
     """Which calls can change a result: a call of a relevant name (ScanState.relevant), or one whose
     arguments name one (a callback) or name an alias global or constant of the vocabulary.  Every
@@ -84,7 +81,7 @@ class Relevance:
         if callee in self.names:
             return True
         for a in args:
-            if any(w in self.names or w in self.words for w in _IDENT.findall(a)):
+            if any(w in self.names or w in self.words for w in IDENTIFIER.findall(a)):
                 return True
         return False
 

@@ -182,11 +182,11 @@ class SymbolIndex:
         return self._named
 
 
-_WORD = re.compile(r"[A-Za-z_]\w*")
+IDENTIFIER = re.compile(r"[A-Za-z_]\w*")  # an identifier anywhere in a text
 
 
 def substitute(text: str, bindings: dict[str, str]) -> str:
     """Replace macro parameters in text with the argument texts (no rescanning)."""
     if not bindings:
         return text
-    return _WORD.sub(lambda m: bindings.get(m.group(0), m.group(0)), text)
+    return IDENTIFIER.sub(lambda m: bindings.get(m.group(0), m.group(0)), text)

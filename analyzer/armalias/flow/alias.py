@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from armalias.index import SymbolIndex, substitute
+from armalias.index import IDENTIFIER, SymbolIndex, substitute
 from armalias.rules import MaintenanceSpec, Vocabulary
 from armalias.source.cflow import LOOP, Event, FunctionBody, Guard
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
@@ -98,9 +98,6 @@ class Summary:
     returns: tuple[tuple[str, int], ...] = ()  # (alias kind, index of the parameter it maps, or -1)
     maintains: tuple[tuple[int, int, int, MaintenanceSpec, tuple[Guard, ...], str], ...] = ()
     # (start param, end param or -1, size param or -1, what the call amounts to, guards inside, call name)
-
-
-_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 
 
 # -- guards -------------------------------------------------------------------------------------
@@ -288,7 +285,7 @@ class FlowAnalysis:
         if hit is None:
             text = "\0".join(part for ev in body.events
                               for part in (ev.target, ev.expr, *ev.args, *(g.cond for g in ev.guards)))
-            names = set(_IDENTIFIER.findall(text))
+            names = set(IDENTIFIER.findall(text))
             macros = self.index.macros
             for name in [n for n in names if n in macros]:
                 names |= self.index.reachable_names(name)

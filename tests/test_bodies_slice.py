@@ -198,3 +198,39 @@ def test_the_flow_does_not_ask_again_for_a_body_the_file_did_not_give():
     flow = FlowAnalysis(SymbolIndex([extract_bytes("a.c", src, "d")], ()), load_vocabulary(), bodies)
     assert flow._bodies_of({"g"}) == [] and flow._bodies_of({"g"}) == []
     assert asked == [("a.c", {"g"})]
+
+
+def _keep_lines_by_line(data: bytes, ranges: list[tuple[int, int]]) -> bytes:
+    """keep_lines's contract, line by line: a line inside a range stays; so does a preprocessor line
+    (`#` after what bytes.lstrip() strips) and every line a backslash at the end (carriage returns
+    aside) carries it on to; on any other line every byte but those of comments becomes a space."""
+    from armalias.source.text import comment_spans
+
+    in_comment = bytearray(len(data))
+    for a, b in comment_spans(data):
+        in_comment[a:b] = b"\1" * (b - a)
+    out = bytearray()
+    pos, continued = 0, False
+    for number, line in enumerate(data.split(b"\n"), 1):
+        directive = continued or line.lstrip().startswith(b"#")
+        if directive or any(a <= number <= b for a, b in ranges):
+            out += line
+        else:
+            out += bytes(c if in_comment[pos + i] else 0x20 for i, c in enumerate(line))
+        out += b"\n"
+        continued = directive and line.rstrip(b"\r").endswith(b"\\")
+        pos += len(line) + 1
+    return bytes(out[:len(data)])
+
+
+_SLICE_PIECES = [b"#", b" #", b"\x0c#", b"\r", b"x", b"if (a) {", b"}", b"\n", b"\\\n", b"\\\r\n", b"\\ \n",
+                 b"/* c", b"*/", b"/* c */", b"// c", b'"/*"', b"'\"'", b"#if X", b"#endif"]
+
+
+@given(st.lists(st.sampled_from(_SLICE_PIECES), max_size=40).map(b"".join),
+       st.lists(st.tuples(st.integers(0, 14), st.integers(0, 14)), max_size=4))
+def test_keep_lines_keeps_what_its_contract_says(data: bytes, ranges):
+    """keep_lines blanks the gaps between the spans it keeps in one go (not line by line, 0.22 s of
+    the flow's 0.58 s on the whole tree); it keeps the same bytes: directives and their
+    continuations (CRLF ones too), comments, and the lines asked for, past the end of the file or not."""
+    assert keep_lines(data, ranges) == _keep_lines_by_line(data, ranges)

@@ -6,13 +6,14 @@ from the neutralized text so lines and columns are the real ones.  Plain data ou
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from tree_sitter import Node
 
 from armalias.facts import positional_pickle
 from armalias.source.cparse import function_name, parser, squash
-from armalias.source.text import blank, comment_spans, neutralize
+from armalias.source.text import _SPACES, blank, comment_spans, neutralize
 
 LOOP = "<loop>"
 
@@ -186,37 +187,54 @@ class _Walker:
                                  _t(self.src, left), base, (), guards, width))
 
 
+# a preprocessor line, as keep_lines reads one: `#` after blanks (what bytes.lstrip() strips) at its
+# start, and the lines it continues (ending in a backslash, carriage returns after it aside)
+_DIRECTIVE_LINES = re.compile(rb"#(?:[^\n]*\\\r*\n)*[^\n]*")
+
+
 def keep_lines(data: bytes, ranges: list[tuple[int, int]]) -> bytes:
     """The text with the code of every line outside the (first, last) line ranges blanked:
     preprocessor lines (with their continuations) and comments stay, so conditionals stay balanced
-    and a comment begun on a kept line still ends.  Offsets, lines and columns are unchanged."""
-    keep = sorted(ranges)
-    comments = comment_spans(data)
-    out = bytearray(data)
-    pos, line, i, c = 0, 1, 0, 0
+    and a comment begun on a kept line still ends.  Offsets, lines and columns are unchanged.
+    The kept spans (lines asked for, directives, comments) are merged and the gaps between them
+    blanked whole: a loop over every line of the file took 0.22 s of the 0.58 s the flow spent
+    reading the bodies of a whole-tree scan."""
+    starts = [0]  # the offset of each line's first byte, only as far as the last line kept
+    last = max((b for _, b in ranges), default=0)
+    pos = 0
+    while len(starts) <= last:
+        pos = data.find(b"\n", pos) + 1
+        if pos == 0:
+            break
+        starts.append(pos)
     n = len(data)
-    continued = False  # the line before is a preprocessor line ending in a backslash
-    while pos < n:
-        end = data.find(b"\n", pos)
-        if end == -1:
-            end = n
-        while i < len(keep) and keep[i][1] < line:
-            i += 1
-        text = data[pos:end]
-        directive = continued or text.lstrip().startswith(b"#")
-        if not directive and not (i < len(keep) and keep[i][0] <= line):
-            start = pos
-            while c < len(comments) and comments[c][1] <= start:
-                c += 1
-            j = c
-            while j < len(comments) and comments[j][0] < end:  # the code around the comments
-                blank(out, start, comments[j][0])
-                start = max(start, comments[j][1])
-                j += 1
-            blank(out, start, end)
-        continued = directive and text.rstrip(b"\r").endswith(b"\\")
-        pos, line = end + 1, line + 1
-    return bytes(out)
+    spans = [(starts[a - 1], starts[b] if b < len(starts) else n)
+             for a, b in ((max(a, 1), b) for a, b in ranges) if a <= b and a - 1 < len(starts)]
+    spans.extend(comment_spans(data))
+    pos = 0
+    search = _DIRECTIVE_LINES.search
+    while (m := search(data, pos)) is not None:
+        start = m.start()
+        line = data.rfind(b"\n", 0, start) + 1
+        if line < start and data[line:start].strip(b" \t\r\x0b\x0c"):
+            pos = start + 1
+            continue
+        spans.append((line, m.end()))
+        pos = m.end()
+    spans.sort()
+    out = []
+    at = 0
+    for a, b in spans:
+        if b <= at:
+            continue
+        if a > at:
+            out.append(data[at:a].translate(_SPACES))
+            at = a
+        out.append(data[at:b])
+        at = b
+    if at < n:
+        out.append(data[at:].translate(_SPACES))
+    return b"".join(out)
 
 
 def body_ranges(functions, wanted: set[str], error_lines=()) -> list[tuple[int, int]] | None:

@@ -13,7 +13,7 @@ from tree_sitter import Node
 
 from armalias.facts import positional_pickle
 from armalias.source.cparse import function_name, parser, squash
-from armalias.source.text import _SPACES, blank, comment_spans, neutralize
+from armalias.source.text import _SPACES, comment_spans, neutralize
 
 LOOP = "<loop>"
 

@@ -13,7 +13,7 @@ from tree_sitter import Node
 
 from armalias.facts import positional_pickle
 from armalias.source.cparse import function_name, parser, squash
-from armalias.source.text import _SPACES, comment_spans, neutralize
+from armalias.source.text import blanked, comment_spans, neutralize
 
 LOOP = "<loop>"
 
@@ -228,12 +228,12 @@ def keep_lines(data: bytes, ranges: list[tuple[int, int]]) -> bytes:
         if b <= at:
             continue
         if a > at:
-            out.append(data[at:a].translate(_SPACES))
+            out.append(blanked(data[at:a]))
             at = a
         out.append(data[at:b])
         at = b
     if at < n:
-        out.append(data[at:].translate(_SPACES))
+        out.append(blanked(data[at:]))
     return b"".join(out)
 
 

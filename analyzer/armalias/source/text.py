@@ -37,12 +37,17 @@ def check_text(data: bytes) -> None:
 _SPACES = bytes(0x0A if b == 0x0A else 0x20 for b in range(256))  # every byte a space, but newlines
 
 
+def blanked(seg: bytes) -> bytes:
+    """The bytes with every one a space, but newlines."""
+    return seg.translate(_SPACES)
+
+
 def blank(buf: bytearray, start: int, end: int, keep_backslash_newline: bool = False) -> None:
     """Replace buf[start:end] with spaces, keeping newlines (and, if asked, a backslash before one)."""
     if start >= end:
         return
     seg = bytes(buf[start:end])
-    out = seg.translate(_SPACES)
+    out = blanked(seg)
     if keep_backslash_newline and b"\\" in seg:
         kept = bytearray(out)
         pos = seg.find(b"\\")

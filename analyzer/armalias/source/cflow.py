@@ -13,7 +13,7 @@ from tree_sitter import Node
 
 from armalias.facts import positional_pickle
 from armalias.source.cparse import function_name, parser, squash
-from armalias.source.text import blanked, comment_spans, neutralize
+from armalias.source.text import at_line_start, blanked, comment_spans, neutralize
 
 LOOP = "<loop>"
 
@@ -211,16 +211,7 @@ def keep_lines(data: bytes, ranges: list[tuple[int, int]]) -> bytes:
     spans = [(starts[a - 1], starts[b] if b < len(starts) else n)
              for a, b in ((max(a, 1), b) for a, b in ranges) if a <= b and a - 1 < len(starts)]
     spans.extend(comment_spans(data))
-    pos = 0
-    search = _DIRECTIVE_LINES.search
-    while (m := search(data, pos)) is not None:
-        start = m.start()
-        line = data.rfind(b"\n", 0, start) + 1
-        if line < start and data[line:start].strip(b" \t\r\x0b\x0c"):
-            pos = start + 1
-            continue
-        spans.append((line, m.end()))
-        pos = m.end()
+    spans.extend((line, m.end()) for line, m in at_line_start(_DIRECTIVE_LINES, data, b" \t\r\x0b\x0c"))
     spans.sort()
     out = []
     at = 0

@@ -80,18 +80,20 @@ def blank_comments(data: bytes) -> bytes:
     return bytes(buf)
 
 
-def at_line_start(pattern: re.Pattern[bytes], data: bytes) -> Iterator[tuple[int, re.Match[bytes]]]:
+def at_line_start(pattern: re.Pattern[bytes], data: bytes, blanks: bytes = b" \t"
+                  ) -> Iterator[tuple[int, re.Match[bytes]]]:
     """What `(?m)^[ \t]*` followed by `pattern` finds, as (start of the line, match of `pattern`).
     `pattern` begins with a literal (`#`), which re looks for with a quick scan; a line-anchored
     pattern is tried at every line start instead, five times slower on kernel C.  A match with
     something else than blanks before it on its line is passed over, and the search goes on one
-    byte after its start, so the matches are those of the anchored pattern."""
+    byte after its start, so the matches are those of the anchored pattern.  `blanks`: the bytes
+    that may come before the match on its line."""
     pos = 0
     search = pattern.search
     while (m := search(data, pos)) is not None:
         start = m.start()
         line = data.rfind(b"\n", 0, start) + 1
-        if line < start and data[line:start].strip(b" \t"):
+        if line < start and data[line:start].strip(blanks):
             pos = start + 1
             continue
         yield line, m

@@ -151,7 +151,8 @@ def _mentions(args: tuple[str, list[str], frozenset[str], Restricted, bool]
         data, stamps[rel] = read_file(os.path.join(root, rel))
         return data
 
-    out, bad = _decide(rels, read, _worker_matcher(words, frozenset(restricted.items())), includes)
+    key = frozenset((w, frozenset(a)) for w, a in restricted.items())
+    out, bad = _decide(rels, read, _worker_matcher(words, key), includes)
     return out, bad, stamps, includes
 
 

@@ -18,7 +18,9 @@ Standard library only.  What it measures, on arch/arm (the default scope) and on
 When ``armalias.prefilter`` is importable, an information row repeats the lower bound with the words
 of armalias's own prefilter (its first round only).
 
-Every command runs as a subprocess.  Wall time is the median over --repeat runs.  Memory is reported
+Every command runs as a subprocess.  Wall time is the median over --repeat runs.  The cold scans and
+Coccinelle's runs they are compared with take turns (Bench.interleaved): run i of each before run
+i + 1 of any, so a ratio compares runs made under the same load.  Memory is reported
 twice: the largest single process (``/usr/bin/time -v``, else ``os.wait4``'s rusage of the child) and
 the peak sum of PSS over the whole process tree, sampled from /proc (see TreeSampler).  armalias,
 spatch and semgrep all fork workers, so the single-process figure understates them; the memory target
@@ -309,12 +311,23 @@ class Bench:
 
     def repeat(self, label: str, scope: str, cmds, parse=None, timeout=None) -> dict:
         """cmds: a function i -> (cmd, env) for run i.  Records the median."""
-        runs = []
+        return self.interleaved(scope, [(label, cmds, parse)], timeout)[0]
+
+    def interleaved(self, scope: str, specs: list, timeout=None) -> list[dict]:
+        """specs: (label, cmds, parse) of commands whose times are compared: run i of each, in turn,
+        before run i + 1 of any, so each ratio compares runs made under the same load (on the
+        shared machine, Coccinelle's one run on arch/arm took 0.36 s in one bench run and 0.45 s
+        in another).  A row each, in the order given."""
+        runs: list[list[dict]] = [[] for _ in specs]
         for i in range(self.args.repeat):
-            cmd, env = cmds(i)
-            self.log(f"[{scope}] {label} run {i + 1}/{self.args.repeat}: {' '.join(cmd[:6])}{' ...' if len(cmd) > 6 else ''}")
-            runs.append(measure(cmd, env, timeout))
-            self.log(f"    {runs[-1]['wall']:.2f} s, rc {runs[-1]['rc']}")
+            for (label, cmds, _), done in zip(specs, runs):
+                cmd, env = cmds(i)
+                self.log(f"[{scope}] {label} run {i + 1}/{self.args.repeat}: {' '.join(cmd[:6])}{' ...' if len(cmd) > 6 else ''}")
+                done.append(measure(cmd, env, timeout))
+                self.log(f"    {done[-1]['wall']:.2f} s, rc {done[-1]['rc']}")
+        return [self._row(label, scope, done, parse) for (label, _, parse), done in zip(specs, runs)]
+
+    def _row(self, label: str, scope: str, runs: list[dict], parse) -> dict:
         walls = [r["wall"] for r in runs]
         last = runs[-1]
         row = {"scope": scope, "what": label, "runs": len(runs), "wall_s": round(statistics.median(walls), 3),
@@ -346,7 +359,9 @@ class Bench:
         return {"files": st.get("files"), "skipped": st.get("skipped"), "callsites": len(d.get("callsites", [])),
                 "findings": len(d.get("findings", []))}
 
-    def run_armalias(self, scope: str) -> None:
+    def run_armalias(self, scope: str, peers: list | None = None) -> None:
+        """The cold scans, interleaved with the peers' runs they are compared with (`peers`: specs
+        for Bench.interleaved), then the warm ones."""
         caches: list[Path] = []
 
         def cold(i):
@@ -356,7 +371,7 @@ class Bench:
             caches.append(c)
             return self.scan_cmd(scope), self.env(c)
 
-        self.repeat("armalias scan cold", scope, cold, self.parse_scan)
+        self.interleaved(scope, [("armalias scan cold", cold, self.parse_scan), *(peers or [])])
         warm = caches[-1]
         for c in caches[:-1]:
             shutil.rmtree(c, ignore_errors=True)
@@ -378,7 +393,8 @@ class Bench:
             self.repeat(label, scope, lambda i: (cmd, None), lambda r: json.loads(r["stdout"]))
 
     # peers ---------------------------------------------------------------------------------------
-    def run_coccinelle(self, scope: str) -> None:
+    def coccinelle_specs(self, scope: str) -> list:
+        """Coccinelle's two rules, in one run and in one run each (Bench.interleaved specs)."""
         def spatch(sp_file: Path) -> list[str]:
             cmd = [self.spatch, "--sp-file", str(sp_file), "--very-quiet", "--no-includes", "--include-headers",
                    "-j", str(self.jobs)]
@@ -393,15 +409,16 @@ class Bench:
                 per[h.split("\t")[0]] = per.get(h.split("\t")[0], 0) + 1
             return {"hits": per, "hit_sites": sorted(h.split("\t")[1].replace(str(self.tree) + "/", "") + " " + h.split("\t")[0] for h in hits)}
 
-        self.repeat("coccinelle (2 rules)", scope, lambda i: (spatch(COCCI), None), parse)
-        # as the issue measured Coccinelle ("0.5 + 1.0 s on arch/arm"): each semantic patch on its own
+        # as the issue measured Coccinelle ("0.5 + 1.0 s on arch/arm"), and as the kernel's
+        # scripts/coccicheck runs semantic patches: each on its own
         singles = []
         for name, text in split_cocci(COCCI.read_text()).items():
             path = self.tmp / f"{name}.cocci"
             path.write_text(text)
             singles.append(" ".join(shlex.quote(a) for a in spatch(path)))
         both = ["sh", "-c", " && ".join(singles)]
-        self.repeat("coccinelle (2 rules, one run each)", scope, lambda i: (both, None), parse)
+        return [("coccinelle (2 rules)", lambda i: (spatch(COCCI), None), parse),
+                ("coccinelle (2 rules, one run each)", lambda i: (both, None), parse)]
 
     def run_semgrep(self, scope: str) -> None:
         cmd = [self.semgrep, "scan", "--config", str(SEMGREP_RULES), "--metrics=off", "--disable-version-check",
@@ -507,9 +524,7 @@ class Bench:
                 if scope == "whole tree" and a.arch_arm_only:
                     continue
                 self.run_lower_bound(scope)
-                self.run_armalias(scope)
-                if peers["coccinelle"]:
-                    self.run_coccinelle(scope)
+                self.run_armalias(scope, self.coccinelle_specs(scope) if peers["coccinelle"] else None)
                 if peers["semgrep"]:
                     self.run_semgrep(scope)
             if not a.arch_arm_only:

@@ -46,3 +46,36 @@ def test_the_bench_measures_creating_files_and_reports_it(tmp_path: Path, capsys
                         "file_creation_us": [us, 75.5], "rows": [], "targets": []})
     out = capsys.readouterr().out
     assert f"creating a file (as a cold scan writes its cache), us: {us} at the start, 75.5 at the end" in out
+
+
+def test_the_cold_scans_and_the_peers_take_turns(monkeypatch, tmp_path: Path):
+    """Bench.interleaved runs run i of every command before run i + 1 of any, and makes one row per
+    command from its own runs (their median), in the order given; repeat is the one-command case."""
+    import argparse
+
+    bench = _bench()
+    order: list[str] = []
+    walls = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 6.0, 4.0]), "c": iter([7.0, 7.0, 7.0])}
+
+    def measure(cmd, env=None, timeout=None):
+        order.append(cmd[0])
+        return {"wall": next(walls[cmd[0][0]]), "rss_kb": 1024, "tree_kb": 2048, "rc": 0, "stdout": b"",
+                "stderr": "", "timed_out": False}
+
+    monkeypatch.setattr(bench, "measure", measure)
+    args = argparse.Namespace(tree=tmp_path, repeat=3, armalias="armalias", semgrep=None, no_rg=True)
+    b = bench.Bench(args)
+    try:
+        rows = b.interleaved("arch/arm", [("A", lambda i: ([f"a{i}"], None), None),
+                                          ("B", lambda i: ([f"b{i}"], None), lambda r: {"last": r["wall"]})])
+        assert order == ["a0", "b0", "a1", "b1", "a2", "b2"]
+        assert [(r["what"], r["wall_s"], r["wall_all_s"]) for r in rows] == [
+            ("A", 2.0, [3.0, 1.0, 2.0]), ("B", 5.0, [5.0, 6.0, 4.0])]
+        assert rows[1]["info"] == {"last": 4.0} and b.rows == rows
+        order.clear()
+        assert b.repeat("C", "whole tree", lambda i: ([f"c{i}"], None))["wall_s"] == 7.0
+        assert order == ["c0", "c1", "c2"]
+    finally:
+        import shutil
+
+        shutil.rmtree(b.tmp, ignore_errors=True)

@@ -32,7 +32,7 @@ from dataclasses import astuple, fields, replace
 
 from armalias.facts import FileFacts
 from armalias.findings import Finding
-from armalias.index import IDENTIFIER
+from armalias.rules import IDENTIFIER
 from armalias.state import ScanState, finding_dicts, finding_from_dict
 from armalias.source.text import Unreadable, check_text
 from armalias.source.tree import SOURCE_SUFFIXES, OverlaySource, TreeSource

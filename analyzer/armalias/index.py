@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from armalias.facts import AsmSymbol, Call, FileFacts, FunctionDef, Initializer, MacroDef
+from armalias.rules import IDENTIFIER
 
-_IDENT = re.compile(r"^[A-Za-z_]\w*$")
 _MEMBER_REF = re.compile(r"^\(?\s*[A-Za-z_]\w*\s*(?:\.|->)\s*([A-Za-z_]\w*)\s*\)?$")
 _GLUE = re.compile(r"^__glue\s*\(\s*\w+\s*,\s*_(\w+)\s*\)$")
 
@@ -59,7 +59,7 @@ class SymbolIndex:
             if m.params is not None or (visible is not None and not visible(m.file)):
                 continue
             body = m.body.strip()
-            if _IDENT.match(body):
+            if IDENTIFIER.fullmatch(body):
                 out.append(body)
                 continue
             mm = _MEMBER_REF.match(body)
@@ -139,7 +139,7 @@ class SymbolIndex:
         found: dict[str, str] = {}
         known = member in self.members
         for init in self._initializers_of()[member] if known else self.initializers:
-            if init.member == member and (init.struct == struct or not init.struct) and _IDENT.match(init.value):
+            if init.member == member and (init.struct == struct or not init.struct) and IDENTIFIER.fullmatch(init.value):
                 found.setdefault(init.value, f"{init.file}:{init.line}")
         if known:
             named = self._named_after_members()[member]
@@ -180,9 +180,6 @@ class SymbolIndex:
                         at = sym.find("_", at + 1)
             self._named = named
         return self._named
-
-
-IDENTIFIER = re.compile(r"[A-Za-z_]\w*")  # an identifier anywhere in a text
 
 
 def substitute(text: str, bindings: dict[str, str]) -> str:

@@ -96,7 +96,9 @@ class MaintenanceSpec:
     point: str = "pou"
 
 
-_NAME = re.compile(r"[A-Za-z_]\w*")
+# a C identifier: findall/sub find them in a text, fullmatch tells a text that is one (the one
+# pattern of armalias: the index, the flow and check's relevance use it)
+IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class Vocabulary:
     def alias_words(self) -> frozenset[str]:
         """The alias globals, and those alias constants that are names rather than numbers: a call
         whose arguments name one can matter to the rules, whatever it calls."""
-        return frozenset(self.alias_globals) | frozenset(c for c in self.alias_constants if _NAME.fullmatch(c))
+        return frozenset(self.alias_globals) | frozenset(c for c in self.alias_constants if IDENTIFIER.fullmatch(c))
 
     def arch_of(self, path: str) -> str | None:
         """The architecture a path belongs to (`arch/<name>/...`, from foreign_prefixes), or None

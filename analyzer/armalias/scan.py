@@ -658,7 +658,7 @@ def _delta_round(hint, source: TreeSource, words: frozenset[str], restricted: di
         unknown.extend(again)
     searches = [(unknown, words, restricted)]
     if new:
-        searches.append((passed, new, {w: a for w, a in restricted.items() if w in new}))
+        searches.append((passed, new, restricted))  # select keeps the restrictions of the words it is given
     for rels, these, where in searches:
         more, more_bad = select(source, sorted(rels), these, jobs, cache_dir, stamps, where, None)
         chosen.extend(more)

@@ -14,8 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from armalias.index import IDENTIFIER, SymbolIndex, substitute
-from armalias.rules import MaintenanceSpec, Vocabulary
+from armalias.index import SymbolIndex, substitute
+from armalias.rules import IDENTIFIER, MaintenanceSpec, Vocabulary
 from armalias.source.cflow import LOOP, Event, FunctionBody, Guard
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 

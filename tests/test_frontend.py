@@ -1,5 +1,6 @@
 """The C front end on kernel shapes: annotations, statement macros, macro bodies, tables, lines."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,20 +128,33 @@ def test_cache_round_trip_and_corrupt_entries(demo_tree: Path, tmp_path: Path):
     cold = scan([demo_tree], opts)
     warm = scan([demo_tree], opts)
     assert warm.facts == cold.facts and warm.callsites == cold.callsites
-    entries = sorted((tmp_path / "c").rglob("*.json"))
+    entries = sorted((tmp_path / "c").rglob("*.marshal"))
     assert len(entries) == cold.parsed
     # one directory for all the entries: a directory made per entry cost a cold scan 12 % (JsonEntries)
     assert {e.parent for e in entries} == {tmp_path / "c"}
-    import json
+    # the path is in an entry once, not in each of its rows (marshal refers back to the one string)
+    many = max(cold.facts, key=lambda f: len(f.calls))
+    assert len(many.calls) > 3
+    held = [e.read_bytes() for e in entries if many.file.encode() in e.read_bytes()]
+    assert len(held) == 1 and held[0].count(many.file.encode()) == 1
+    # loaded, the names are one interned string each: a function's calls share their caller
+    loaded = next(f for f in warm.facts if f.file == many.file)
+    callers = [c.caller for c in loaded.calls if c.caller]
+    assert len(callers) > 1 and all(sys.intern(c) is c for c in callers)
+    assert {id(c.file) for c in loaded.calls} == {id(loaded.file)}
+    entries[0].write_bytes(b"{not an entry")
+    body = entries[1].read_bytes()
+    entries[1].write_bytes(body[:-1] + bytes([body[-1] ^ 1]))  # one bit flipped: the digest no longer holds
+    entries[2].write_bytes(body[:len(body) // 2])  # cut short
+    import hashlib
+    import marshal
 
-    raw = [json.loads(e.read_text())["facts"] for e in entries]
-    # the path is in the entry once, not in each of its rows
-    assert sum(len(r["calls"]) for r in raw) > 10 and all(row[2] == 0 for r in raw for row in r["calls"])
-    entries[0].write_text("{not json")
-    entries[1].write_text('{"key": "wrong", "facts": {}}')
+    wrong = marshal.dumps({"key": "wrong", "facts": {}})
+    entries[3].write_bytes(hashlib.blake2b(wrong, digest_size=16).digest() + wrong)
     cache = FactsCache(tmp_path / "c", extractor_key())
     again = scan([demo_tree], opts)
     assert again.facts == cold.facts  # the bad entries were discarded and recomputed, never trusted
+    assert all(e.exists() and e.read_bytes() != b"{not an entry" for e in entries[:4])
     assert cache.directory.exists()
 
 
@@ -226,7 +240,7 @@ def test_function_bodies_come_from_their_cache_the_second_time(demo_tree: Path, 
 
     opts = ScanOptions(jobs=1, cache_dir=tmp_path / "c" / "facts", reuse=False)
     cold = scan([demo_tree], opts)
-    assert cold.findings and sorted((tmp_path / "c" / "bodies").rglob("*.json"))
+    assert cold.findings and sorted((tmp_path / "c" / "bodies").rglob("*.marshal"))
 
     def no_parse(*args, **kwargs):
         raise AssertionError("parsed for bodies again")
@@ -248,14 +262,19 @@ def test_concurrent_scans_share_one_cache(demo_tree: Path, tmp_path: Path):
     import json
     from concurrent.futures import ProcessPoolExecutor
 
+    from armalias.cache import MarshalEntries
+
     cache = tmp_path / "c" / "facts"
     with ProcessPoolExecutor(4) as pool:
         results = list(pool.map(_scan_for_test, [(str(demo_tree), str(cache))] * 8))
     assert results[0][0] and all(r == results[0] for r in results)
     entries = list((tmp_path / "c").rglob("*.json"))
-    assert entries and not list((tmp_path / "c").rglob(".tmp-*"))
+    packed = list((tmp_path / "c").rglob("*.marshal"))
+    assert entries and packed and not list((tmp_path / "c").rglob(".tmp-*"))
     for e in entries:
         json.loads(e.read_text())
+    for e in packed:  # whole: the digest in front holds, and the entry decodes
+        assert MarshalEntries._loads(e.read_bytes())["key"] == e.stem
     assert _scan_for_test((str(demo_tree), str(cache))) == results[0]
 
 

@@ -94,7 +94,7 @@ def test_workers_write_every_cache_entry_before_the_scan_returns(tmp_path: Path,
     monkeypatch.setattr(cache_module, "write_atomic", lambda path, text: time.sleep(0.02) or write(path, text))
     cache = tmp_path / "cache"
     result = scan([root], ScanOptions(jobs=2, cache_dir=cache / "facts"))
-    entries = list((cache / "facts").glob("*.json"))
+    entries = list((cache / "facts").glob("*.marshal"))
     assert result.parsed > 16 and len(entries) == result.parsed
 
     other = tmp_path / "cache2" / "facts"
@@ -104,7 +104,7 @@ def test_workers_write_every_cache_entry_before_the_scan_returns(tmp_path: Path,
     facts, skipped = extractor.run(rels)  # in the workers, held back
     assert extractor._pool is not None and not skipped and len(facts) == len(rels)
     extractor.close()  # never finished: the workers write as they exit
-    assert len(list(other.glob("*.json"))) == len(rels)
+    assert len(list(other.glob("*.marshal"))) == len(rels)
     warm = Extractor(source, ScanOptions(jobs=2, cache_dir=other))
     monkeypatch.setattr(scan_module, "_extract_one", lambda args: pytest.fail(f"{args[0]} extracted again"))
     again, _ = warm.run(rels)

@@ -250,3 +250,28 @@ def test_member_implementations_found_in_one_pass_are_those_of_the_definition(se
     for struct in (STRUCT, ""):
         for member in MEMBERS + ("probe", "kern_all"):  # the last two: not members, searched the long way
             assert index.member_implementations(member, struct) == _implementations_by_definition(index, member, struct)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_code_callers_are_the_callers_in_code(seed: int):
+    """code_callers(name): the functions with a call of name in their code, as the index holds the
+    calls (callbacks, macro bodies and file scope excluded), read off the graph's edges."""
+    index = SymbolIndex(random_facts(seed), MEMBERS)
+    cg = CallGraph(index, STRUCT)
+    by_definition: dict[str, set[str]] = {}
+    for c in index.code_calls:
+        if c.caller:
+            by_definition.setdefault(c.callee, set()).add(c.caller)
+    names = set(cg.succ) | set(cg.pred) | {"not_a_node"}
+    assert any(by_definition.values())
+    for name in names:
+        assert cg.code_callers(name) == by_definition.get(name, set()), name
+    # a function only handed over as an argument, or only called from a macro body, has none
+    facts = [FileFacts("f.c", "0", (FunctionDef("f", "f.c", 1, 9), FunctionDef("cb", "f.c", 10, 12)),
+                       (Call("run", "f", "f.c", 3, 1, ("cb",)), Call("g", "M", "f.c", 20, 1, (), True),
+                        Call("g", "", "f.c", 30, 1)),
+                       (MacroDef("M", "f.c", 20, 20, ("x",), "g(x)"),))]
+    cg = CallGraph(SymbolIndex(facts), STRUCT)
+    assert cg.callers_of("cb") == {"f"} and cg.code_callers("cb") == set()
+    assert cg.callers_of("g") == {"M", "<file scope f.c>"} and cg.code_callers("g") == set()
+    assert cg.code_callers("run") == {"f"}

@@ -89,3 +89,26 @@ def test_a_function_is_analysed_again_when_its_callee_is_summarized(tmp_path: Pa
     result = scan([chain], ScanOptions(jobs=1, use_cache=False, model=False))
     flows = {f.split("name='", 1)[1].split("'", 1)[0]: f for f in _flows(result, Counting)[0]}
     assert "level3" in flows[name] or "level2" in flows[name]  # the wrappers crossed show in `via`
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_calls_naming_a_word_are_those_the_pattern_finds_in_each(seed: int):
+    """flow.alias._naming searches the arguments of every call at once: it must find exactly the
+    calls whose own arguments name a word as a whole identifier."""
+    import random
+    import re
+
+    from armalias.facts import Call
+    from armalias.flow.alias import _naming
+
+    rnd = random.Random(seed)
+    words = frozenset(rnd.sample(["vectors_page", "vectors_base", "CONFIG_VECTORS_BASE", "v"], rnd.randint(1, 4)))
+    pieces = ["vectors_page", "vectors_pages", "my_vectors_base", "vectors_base", "CONFIG_VECTORS_BASE", "v",
+              "x", "0", "(void *)", " + ", "->", "&", "vv", "_v"]
+    calls = [Call(f"f{i}", rnd.choice(["a", "b", ""]), "x.c", i, 1,
+                  tuple("".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 4))) for _ in range(rnd.randint(0, 3))))
+             for i in range(rnd.randint(0, 60))]
+    pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words))) + r")\b")
+    expected = [c for c in calls if any(pattern.search(a) for a in c.args)]
+    assert _naming(calls, words) == expected
+    assert _naming(calls, frozenset()) == []

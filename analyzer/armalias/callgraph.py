@@ -195,6 +195,17 @@ class CallGraph:
             return set()
         return self._walk(self.pred, name) - {name}
 
+    def code_callers(self, name: str) -> set[str]:
+        """The functions whose code calls name itself: not at file scope, nor in a macro body, nor
+        by handing name to another function as an argument."""
+        out = set()
+        for caller, sites in self.pred.get(name, {}).items():
+            for s in _site_list(sites):
+                if isinstance(s, Call) and s.callee == name and s.caller and not s.in_macro:
+                    out.add(caller)
+                    break
+        return out
+
     def callers_stopping_at(self, name: str, stop: set[str] | frozenset[str]) -> set[str]:
         """Callers of name, transitively, without walking up through the names in stop."""
         if name not in self:

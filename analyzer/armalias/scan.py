@@ -766,7 +766,7 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
 
     vocab = load_vocabulary() if vocab is None else vocab
     read = lambda rel: result.sources[rel].read(rel)  # noqa: E731
-    analysis = FlowAnalysis(result.index, vocab, _bodies_reader(result, read, result.jobs))
+    analysis = FlowAnalysis(result.index, vocab, _bodies_reader(result, read, result.jobs), result.graph)
     flows = analysis.run()
     result.summarized = frozenset(analysis.summaries)
     return AliasChecks(load_rules(), vocab, result.graph).run(flows)

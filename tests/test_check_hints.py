@@ -92,7 +92,7 @@ def tree(tmp_path: Path, monkeypatch) -> Path:
     age(root)  # a tree unpacked a day ago: its state is remembered (fresh files are never trusted)
     assert main(["scan", str(root), "--whole-tree", "--format", "json", "--jobs", "1", "--output",
                  str(tmp_path / "base.json")]) in (0, 1)  # the base's state, with its rounds, remembered
-    assert list((tmp_path / "cache" / "state").glob("*.json"))
+    assert list((tmp_path / "cache" / "state").glob("*.marshal"))
     return root
 
 

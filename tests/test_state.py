@@ -105,7 +105,7 @@ def test_damaged_state_is_ignored(tmp_path: Path):
     root = make_tree(tmp_path / "linux")
     age(root)
     first = scan([root], options(tmp_path))
-    states = list((tmp_path / "cache" / "state").rglob("*.json"))
+    states = list((tmp_path / "cache" / "state").rglob("*.marshal"))
     assert len(states) == 1
     states[0].write_text('{"key": "x", "state": [')
     again = scan([root], options(tmp_path))
@@ -348,7 +348,7 @@ def test_a_warm_scan_answers_without_parser_graph_library_or_process_pool(tmp_pa
     runs = [subprocess.run([sys.executable, "-c", probe, str(root)], env=env, capture_output=True, text=True)
             for _ in range(2)]
     cold, warm = (r.stderr.strip().splitlines()[-1] for r in runs)
-    assert cold.startswith("['tree_sitter'") and "concurrent.futures.process" in cold  # the probe sees them
+    assert cold.startswith("['tree_sitter'")  # the probe sees them (this small tree is extracted in-process)
     assert warm.startswith("[] ")
     assert json.loads(runs[0].stdout)["callsites"] == json.loads(runs[1].stdout)["callsites"]
 

@@ -19,7 +19,6 @@ from armalias.rules import load_vocabulary, load_watched
 from armalias.source.text import IDENTIFIER_BYTES, Unreadable, check_text, multi_find, whole_identifier
 from armalias.source.tree import TreeSource, read_file
 from armalias.state import stamp
-from armalias.workers import worker_pool
 
 
 def rule_words() -> frozenset[str]:
@@ -219,6 +218,8 @@ def _search(root: str, rels: list[str], words: frozenset[str], restricted: Restr
             ) -> tuple[list[str], list[tuple[str, str]], dict[str, list[int]], dict[str, tuple[str, ...]] | None]:
     if jobs <= 1 or len(rels) < 2000:
         return _mentions((root, rels, words, restricted, want_includes))
+    from armalias.workers import worker_pool  # here: a check that searches only its changed files loads no pool
+
     # small chunks: the last ones left to a single worker (a directory of big generated headers) kept
     # a CPU idle for 0.2-0.3 s at the end of each whole-tree search with 4 chunks per job
     size = max(250, len(rels) // (jobs * 16))

@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from armalias.cache import JsonEntries
+from armalias.cache import MarshalEntries
 from armalias.facts import FileFacts, FunctionDef, Skipped
 from armalias.findings import Finding, MaintenanceEvidence, ModelResult, WriteEvidence
 
@@ -216,7 +216,7 @@ def load_state(cache_dir: Path, root: str, whole_tree: bool, prefilter: bool) ->
             raise ValueError("the state of another tree")
         return state
 
-    return JsonEntries(state_dir(cache_dir)).read((state_key(root, whole_tree, prefilter),), decode)
+    return MarshalEntries(state_dir(cache_dir)).read((state_key(root, whole_tree, prefilter),), decode)
 
 
 def save_state(cache_dir: Path, state: ScanState, prefilter: bool, guard: Path) -> bool:
@@ -231,7 +231,7 @@ def save_state(cache_dir: Path, state: ScanState, prefilter: bool, guard: Path) 
     if state.racy():
         return False
     key = state_key(state.root, state.whole_tree, prefilter)
-    return JsonEntries(directory).write((key,), {"state": vars(state)})  # plain data already
+    return MarshalEntries(directory).write((key,), {"state": vars(state)})  # plain data already
 
 
 def finding_dicts(findings: list[Finding]) -> list[dict]:

@@ -183,3 +183,34 @@ def test_a_round_whose_words_differ_searches_only_the_new_words_where_the_base_p
         assert few == []  # no word applies anywhere new: nothing passed over is read again
     else:
         assert few == [frozenset({"mips_sync"})]
+
+
+@pytest.mark.parametrize("listing", [True, False])
+def test_a_round_whose_words_differ_takes_the_base_listing_not_the_tree(tree: Path, tmp_path: Path, monkeypatch,
+                                                                       listing: bool):
+    """The state keeps the files the base's listing gave (ScanState.listing): a head round that
+    searches the tree takes them, the state holding, instead of walking the tree again; a state
+    without them (an older one) lists the tree.  The answer is the same either way."""
+    import armalias.scan as scan_module
+    from armalias.source.tree import DirectorySource
+
+    rel, new = _edits(tree)["words changed"]
+    patch = _patch(tree, tmp_path, "words-changed", rel, new)
+    if not listing:
+        real_from_state = scan_module.SelectionHints.from_state.__func__
+
+        def without(cls, state, changed, holds=None):
+            from dataclasses import replace as copy
+
+            return real_from_state(cls, copy(state, listing=[]), changed, holds)
+
+        monkeypatch.setattr(scan_module.SelectionHints, "from_state", classmethod(without))
+    walks: list[str] = []
+    real_discover = DirectorySource.discover
+    monkeypatch.setattr(DirectorySource, "discover", lambda self, under="": walks.append(under) or
+                        real_discover(self, under))
+    hinted = _check(tree, patch)
+    assert walks == ([] if listing else [""])
+    monkeypatch.setattr(diff, "_selection_hints", lambda change, state, holds=None: None)
+    assert hinted == _check(tree, patch)
+    assert walks[-1] == ""  # without hints the tree is listed

@@ -577,6 +577,9 @@ class SelectionHints:
     # being checked: speculative_state), for the rounds after those the hints give; raises
     # StaleState when it does not hold
     stamps: Callable[[], dict[str, list[int]]] | None = field(default=None, compare=False)
+    # the files the base's listing gave (ScanState.listing), on the same terms: what a round that
+    # searches the tree takes instead of listing it again (0.17 s of whole 6.12); empty: list it
+    listing: Callable[[], list[str]] | None = field(default=None, compare=False)
 
     @classmethod
     def from_state(cls, state, changed: frozenset[str], holds: Callable[[], bool] | None = None
@@ -587,12 +590,15 @@ class SelectionHints:
         rounds = tuple((frozenset(w), {k: frozenset(a) for k, a in r.items()}, tuple(c),
                         tuple(Skipped(f, why) for f, why in b)) for w, r, c, b in state.rounds)
 
-        def stamps() -> dict[str, list[int]]:
-            if holds is not None and not holds():
-                raise StaleState(state.root)
-            return state.deps
+        def held(value):
+            def get():
+                if holds is not None and not holds():
+                    raise StaleState(state.root)
+                return value
+            return get
 
-        return cls(rounds, changed, state.files, tuple(Skipped(f, why) for f, why in state.walk_skipped), stamps)
+        return cls(rounds, changed, state.files, tuple(Skipped(f, why) for f, why in state.walk_skipped),
+                   held(state.deps), held(state.listing))
 
 
 def _hinted_round(hint, source: TreeSource, words: frozenset[str], restricted: dict, jobs: int,
@@ -700,9 +706,14 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str] 
             if hints is not None and hints.stamps is not None and not delta:  # the base's files need no stat
                 scope.stamps.update(hints.stamps())
             if remaining is None:
-                found = source.discover("")
-                scope.walk_skipped = list(found.skipped)
-                remaining = [r for r in found.files if r not in taken]
+                listed = hints.listing() if hints is not None and hints.listing is not None else None
+                if listed:  # the base's, the state holding: the change adds, deletes and renames no file
+                    scope.walk_skipped = list(hints.walk_skipped)
+                else:
+                    found = source.discover("")
+                    scope.walk_skipped = list(found.skipped)
+                    listed = found.files
+                remaining = [r for r in listed if r not in taken]
             if hint is not None:
                 delta = True
                 chosen, bad = _delta_round(hint, source, words, restricted, jobs, cache_dir, scope.stamps, hints,
@@ -1143,7 +1154,8 @@ def _remember(result: ScanResult, raw: list, scope: Scope, memo: Memo, options: 
                if f.file in with_findings},
         rounds=[[sorted(w), {k: sorted(a) for k, a in sorted(r.items())}, list(c), [[b.file, b.reason] for b in bad]]
                 for w, r, c, bad in scope.rounds] if options.whole_tree else [],
-        walk_skipped=[[s.file, s.reason] for s in scope.walk_skipped] if options.whole_tree else [])
+        walk_skipped=[[s.file, s.reason] for s in scope.walk_skipped] if options.whole_tree else [],
+        listing=list(scope.read) if options.whole_tree else [])
     save_state(cache_dir_for(options), state, options.prefilter, memo.guard)
 
 

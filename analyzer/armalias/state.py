@@ -96,6 +96,9 @@ class ScanState:
     # reason] of those no C text]], and what listing the tree skipped (armalias.scan.SelectionHints)
     rounds: list[list] = field(default_factory=list)
     walk_skipped: list[list[str]] = field(default_factory=list)
+    # whole tree: the files listing the tree gave, in order (the strings of `deps`, which the state's
+    # encoding holds once): a change's head takes it instead of listing the tree again
+    listing: list[str] = field(default_factory=list)
 
     # -- validity --------------------------------------------------------------------------------
     def unchanged(self, seen: dict[str, list[int]] | None = None) -> bool:

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from armalias.cache import JsonEntries
+from armalias.cache import MarshalEntries
 from armalias.facts import Skipped
 from armalias.rules import load_vocabulary, load_watched
 from armalias.source.text import IDENTIFIER_BYTES, Unreadable, check_text, multi_find, whole_identifier
@@ -241,7 +241,7 @@ def _search(root: str, rels: list[str], words: frozenset[str], restricted: Restr
 class SelectionMemo:
     """What the prefilter decided for each file of a directory tree, for one set of words, keyed by
     the file's size and modification time: a warm run stats files instead of reading them.  Stored
-    as one JSON file in the cache directory; a damaged one is ignored and rewritten."""
+    as one entry in the cache directory (MarshalEntries); a damaged one is ignored and rewritten."""
 
     def __init__(self, key: str, root: Path, entries: dict[str, list], directory: Path,
                  stamps: dict[str, list[int] | None] | None = None):
@@ -268,7 +268,7 @@ class SelectionMemo:
                 raise ValueError("no entries")
             return raw["entries"]
 
-        return cls(key, root, JsonEntries(directory).read((key,), decode) or {}, directory, stamps)
+        return cls(key, root, MarshalEntries(directory).read((key,), decode) or {}, directory, stamps)
 
     def _stamp(self, rel: str) -> list | None:
         if rel not in self.stamps:
@@ -300,4 +300,4 @@ class SelectionMemo:
                 return  # never write into the scanned tree
         except OSError:
             return
-        JsonEntries(self.directory).write((self.key,), {"entries": self.entries})
+        MarshalEntries(self.directory).write((self.key,), {"entries": self.entries})

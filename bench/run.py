@@ -12,9 +12,11 @@ Standard library only.  What it measures, on arch/arm (the default scope) and on
   watched names of rules/watched.toml and the alias-source and maintenance names of
   rules/vocabulary.toml, then a tree-sitter parse of exactly the selected .c/.h files, in one process;
 - Coccinelle (``spatch``) and Semgrep with the two rules of bench/peers/, when installed;
-- ``armalias check --patch`` of a one-line change of arch/arm/kernel/patch.c on the whole tree, warm
+- ``armalias check --patch`` of a one-file change of arch/arm/kernel/patch.c on the whole tree, warm
   (after the whole-tree scans and one untimed check; every timed run a different change), when
-  ``armalias check --help`` exits 0.
+  ``armalias check --help`` exits 0: a comment line, a call no rule looks at, a maintenance call, and a
+  new function calling flush_icache_range (a name the tree has never seen reaches a root: the
+  tree is searched for its callers).
 When ``armalias.prefilter`` is importable, an information row repeats the lower bound with the words
 of armalias's own prefilter (its first round only).
 
@@ -448,13 +450,18 @@ class Bench:
         return r.returncode == 0, r.stdout.decode("utf-8", "replace")
 
     def one_file_patch(self, n: int, code: str = "") -> Path:
-        """A one-line change of CHECK_FILE, different for every n (so no run replays a cached head):
+        """A one-file change of CHECK_FILE, different for every n (so no run replays a cached head):
         a comment line at the top (everything below moves); with code="call", a call `udelay(n);`
         before the first flush_icache_range() (a call of a name no rule looks at); with
         code="maintenance", `flush_kernel_vmap_range(addr, n);` there (a maintenance call: the
-        head side must be analysed again)."""
+        head side must be analysed again); with code="function", a new function
+        `armalias_bench_sync_n` at the end calling flush_icache_range (a new name reaching a root:
+        the tree is searched for its callers, a name new each run)."""
         old = (self.tree / CHECK_FILE).read_text(errors="surrogateescape").splitlines(keepends=True)
-        if code:
+        if code == "function":
+            new = old + ["\n", f"void armalias_bench_sync_{n}(unsigned long a)\n", "{\n",
+                         "\tflush_icache_range(a, a + 4);\n", "}\n"]
+        elif code:
             at = next(i for i, line in enumerate(old) if "flush_icache_range(" in line)
             line = f"\tudelay({n});\n" if code == "call" else f"\tflush_kernel_vmap_range(addr, {n});\n"
             new = old[:at] + [line] + old[at:]
@@ -505,6 +512,8 @@ class Bench:
                     lambda i: (cmd(i + 1, code="call"), env), parse)
         self.repeat("armalias check warm (1-line maintenance added)", "whole tree",
                     lambda i: (cmd(i + 1, code="maintenance"), env), parse)
+        self.repeat("armalias check warm (new function calling a maintenance call)", "whole tree",
+                    lambda i: (cmd(i + 1, code="function"), env), parse)
 
     # all of it -----------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -624,6 +633,14 @@ def targets(rows: list[dict]) -> list[dict]:
     val = check["wall_s"] if check else None
     out.append({"target": "armalias check warm, 1-file change, whole tree < 1 s", "value": val, "limit": 1.0,
                 "result": "n/a (check not available yet)" if val is None else ("PASS" if val < 1.0 else "MISS")})
+    # every kind of one-file change the bench makes, not only the comment line: the slowest
+    kinds = [r for r in rows if r["scope"] == "whole tree" and r["what"].startswith("armalias check warm")
+             and r.get("wall_s") is not None and "error" not in r["info"]]
+    slowest = max(kinds, key=lambda r: r["wall_s"]) if kinds else None
+    out.append({"target": "armalias check warm, slowest kind of 1-file change, whole tree < 1 s",
+                "value": slowest["wall_s"] if slowest else None, "limit": 1.0,
+                "result": "n/a" if slowest is None else
+                f"{'PASS' if slowest['wall_s'] < 1.0 else 'MISS'} {slowest['what'][len('armalias check warm '):]}"})
     return out
 
 

@@ -79,3 +79,40 @@ def test_the_cold_scans_and_the_peers_take_turns(monkeypatch, tmp_path: Path):
         import shutil
 
         shutil.rmtree(b.tmp, ignore_errors=True)
+
+
+def test_the_check_kinds_and_the_slowest_one_as_a_target(tmp_path: Path):
+    """Four kinds of one-file change, each a different patch per run; a new function calling a
+    maintenance call is a new name each run.  The targets report the comment line's check and,
+    apart, the slowest kind's."""
+    import argparse
+
+    bench = _bench()
+    tree = tmp_path / "linux"
+    (tree / "arch/arm/kernel").mkdir(parents=True)
+    (tree / bench.CHECK_FILE).write_text("int x;\nvoid f(void *addr)\n{\n\tflush_icache_range(1, 2);\n}\n")
+    b = bench.Bench(argparse.Namespace(tree=tree, repeat=1, armalias="armalias", semgrep=None, no_rg=True))
+    try:
+        texts = {code: b.one_file_patch(3, code).read_text() for code in ("", "call", "maintenance", "function")}
+        assert "+/* armalias bench: one-file change 3 */" in texts[""]
+        assert "+\tudelay(3);" in texts["call"] and "+\tflush_kernel_vmap_range(addr, 3);" in texts["maintenance"]
+        assert "+void armalias_bench_sync_3(unsigned long a)" in texts["function"]
+        assert "+\tflush_icache_range(a, a + 4);" in texts["function"]
+        assert "armalias_bench_sync_4" in b.one_file_patch(4, "function").read_text()
+    finally:
+        import shutil
+
+        shutil.rmtree(b.tmp, ignore_errors=True)
+
+    def row(what, wall):
+        return {"scope": "whole tree", "what": what, "wall_s": wall, "info": {}}
+
+    rows = [row("armalias check warm (1-file change)", 0.3), row("armalias check warm (1-line call added)", 0.35),
+            row("armalias check warm (new function calling a maintenance call)", 1.4)]
+    found = {t["target"]: t for t in bench.targets(rows)}
+    assert found["armalias check warm, 1-file change, whole tree < 1 s"]["result"] == "PASS"
+    slowest = found["armalias check warm, slowest kind of 1-file change, whole tree < 1 s"]
+    assert slowest["value"] == 1.4 and slowest["result"] == "MISS (new function calling a maintenance call)"
+    rows[2]["wall_s"] = 0.9
+    slowest = {t["target"]: t for t in bench.targets(rows)}["armalias check warm, slowest kind of 1-file change, whole tree < 1 s"]
+    assert slowest["result"] == "PASS (new function calling a maintenance call)"

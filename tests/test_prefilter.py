@@ -96,3 +96,42 @@ def test_blank_keeps_offsets_newlines_and_continuations(data, a, b, keep):
             assert buf[i] == data[i]
         else:
             assert buf[i] == 0x20
+
+
+def test_the_memos_kept_are_the_last_written_or_used(tmp_path):
+    """Each set of words searched leaves a memo (a check searches the tree for each new name that
+    reaches a root); a cache directory keeps MAX_MEMOS of them, those written or found last."""
+    import os
+
+    import armalias.prefilter as prefilter
+    from armalias.prefilter import SelectionMemo, select
+    from armalias.source.tree import DirectorySource
+
+    root = tmp_path / "linux"
+    (root / "kernel").mkdir(parents=True)
+    (root / "kernel/a.c").write_text("void used_0(void) { name_1(); }\n")
+    source = DirectorySource(root)
+    cache = tmp_path / "cache" / "facts"
+    memos = cache.parent / "prefilter"
+
+    def search(i: int) -> list[str]:
+        chosen, _ = select(source, ["kernel/a.c"], frozenset({f"name_{i}"}), 1, cache)
+        return chosen
+
+    first = prefilter.MAX_MEMOS
+    for i in range(first):
+        search(i)
+    assert len(list(memos.iterdir())) == first
+    from armalias.cache import MarshalEntries
+
+    name_0 = MarshalEntries(memos)._path((SelectionMemo.open(root, frozenset({"name_0"}), {}, memos).key,))[0]
+    past = min(p.stat().st_mtime_ns for p in memos.iterdir()) - 10**9
+    for p in memos.iterdir():  # all written in the past, name_0's memo the longest ago
+        os.utime(p, ns=(past + (p != name_0),) * 2)
+    assert SelectionMemo.open(root, frozenset({"name_0"}), {}, memos).entries  # found: now the last used
+    assert name_0.stat().st_mtime_ns > past + 1
+    assert search(1) == ["kernel/a.c"]  # a memo's answer, nothing written
+    assert len(list(memos.iterdir())) == first
+    search(first)  # one more word set: one of the memos used least recently goes, not name_0's
+    left = set(memos.iterdir())
+    assert len(left) == first and name_0 in left

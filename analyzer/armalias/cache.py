@@ -172,6 +172,13 @@ class JsonEntries:
     def write(self, parts: tuple[str, ...], data: dict) -> bool:
         return write_atomic(*self.encoded(parts, data))
 
+    def touch(self, parts: tuple[str, ...]) -> None:
+        """Mark the entry as used now (its modification time), when it is there."""
+        try:
+            os.utime(self._path(parts)[0])
+        except OSError:
+            pass
+
     def encoded(self, parts: tuple[str, ...], data: dict) -> tuple[Path, bytes]:
         """Where the entry goes and its bytes (write_atomic writes them)."""
         path, key = self._path(parts)

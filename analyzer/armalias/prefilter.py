@@ -238,10 +238,16 @@ def _search(root: str, rels: list[str], words: frozenset[str], restricted: Restr
     return out, bad, stamps, includes
 
 
+MAX_MEMOS = 16  # the word sets whose memos a cache directory keeps (a whole tree's: 4 MB each)
+
+
 class SelectionMemo:
     """What the prefilter decided for each file of a directory tree, for one set of words, keyed by
     the file's size and modification time: a warm run stats files instead of reading them.  Stored
-    as one entry in the cache directory (MarshalEntries); a damaged one is ignored and rewritten."""
+    as one entry in the cache directory (MarshalEntries); a damaged one is ignored and rewritten.
+    Only the MAX_MEMOS last written or found are kept: a check whose change makes a new name reach
+    a root searches the tree for that name and remembers it, and each name checked would otherwise
+    leave its 4 MB behind."""
 
     def __init__(self, key: str, root: Path, entries: dict[str, list], directory: Path,
                  stamps: dict[str, list[int] | None] | None = None):
@@ -268,7 +274,11 @@ class SelectionMemo:
                 raise ValueError("no entries")
             return raw["entries"]
 
-        return cls(key, root, MarshalEntries(directory).read((key,), decode) or {}, directory, stamps)
+        store = MarshalEntries(directory)
+        entries = store.read((key,), decode)
+        if entries:
+            store.touch((key,))  # used: the last to go (_evict)
+        return cls(key, root, entries or {}, directory, stamps)
 
     def _stamp(self, rel: str) -> list | None:
         if rel not in self.stamps:
@@ -300,4 +310,28 @@ class SelectionMemo:
                 return  # never write into the scanned tree
         except OSError:
             return
-        MarshalEntries(self.directory).write((self.key,), {"entries": self.entries})
+        if MarshalEntries(self.directory).write((self.key,), {"entries": self.entries}):
+            _evict(self.directory, MAX_MEMOS)
+
+
+def _evict(directory: Path, keep: int) -> None:
+    """Delete all but the `keep` entries of the directory last written or used (modification time)."""
+    try:
+        found = []
+        for e in os.scandir(directory):
+            if e.name.startswith(".tmp-"):  # another writer's, not yet in place
+                continue
+            try:
+                found.append((e.stat(follow_symlinks=False).st_mtime_ns, e.path))
+            except OSError:  # gone meanwhile
+                pass
+    except OSError:
+        return
+    if len(found) <= keep:
+        return
+    found.sort(reverse=True)
+    for _, path in found[keep:]:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

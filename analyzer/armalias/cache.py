@@ -2,8 +2,8 @@
 
 Key: the extractor key (extractor version + neutralize data), the file's relative path and the sha256
 of its bytes.  Entries are plain data, never pickle (a cache entry is data, never code): JSON, or for
-the per-file facts and bodies marshal's encoding of dicts, tuples, strings and numbers behind a digest
-of it (MarshalEntries).  Each is written to a temporary file and renamed into place, so concurrent
+the per-file facts and bodies, the remembered states and the prefilter's memos, marshal's encoding of
+dicts, lists, tuples, strings and numbers behind a digest of it (MarshalEntries).  Each is written to a temporary file and renamed into place, so concurrent
 runs never see half an entry.  An entry that fails to load or does not match its key is deleted and
 recomputed, never trusted.
 """
@@ -124,8 +124,8 @@ def facts_from_rows(raw: dict) -> FileFacts:
 class JsonEntries:
     """JSON entries in a directory, each named by the hash of its key parts and holding that hash:
     written atomically; an entry that does not load or does not match is deleted and read as a miss.
-    Every cache of armalias keeps its entries this way (the facts and bodies in marshal's encoding:
-    MarshalEntries).  The entries lie in the directory itself, not
+    Every cache of armalias keeps its entries this way (the facts, bodies, states and prefilter memos
+    in marshal's encoding: MarshalEntries).  The entries lie in the directory itself, not
     fanned out into subdirectories by their first hex digits: a cold arch/arm scan writes about 200
     entries, and a new subdirectory costs a mkdir and a first file in it that were each as slow as
     writing an entry (0.3-0.8 ms of system time on the shared machine measured).  Flat, that scan took
@@ -189,13 +189,14 @@ _DIGEST = 16  # bytes of blake2b in front of a marshal entry
 
 
 class MarshalEntries(JsonEntries):
-    """Entries in marshal's encoding of plain data (dicts, tuples, strings, numbers; a writer never
-    gives it anything else), behind a blake2b digest of the encoding that is checked before it is
-    decoded: a damaged entry (cut short, overwritten, bytes flipped) is discarded unread, since
+    """Entries in marshal's encoding of plain data (dicts, lists, tuples, strings, numbers; a writer
+    never gives it anything else), behind a blake2b digest of the encoding that is checked before it
+    is decoded: a damaged entry (cut short, overwritten, bytes flipped) is discarded unread, since
     marshal does not promise to survive malformed input.  Marshal keeps tuples, interned names and
-    shared strings as they were (_row_maker): the 812 facts entries of a whole-tree check loaded
-    and built in 0.16 s against 0.28 s from the same rows in JSON, whose lists had to become tuples
-    and whose names had to be interned one by one.  Python's marshal format may change between
+    shared strings as they were (_row_maker): the 827 facts entries of a whole-tree check decode and
+    build in about 0.18 s against 0.30 s from the same rows in JSON, whose lists had to become
+    tuples and whose names had to be interned one by one; a whole-tree state (61,000 file stamps)
+    decodes in about half the time.  Python's marshal format may change between
     versions: the format version is part of every key (code_digest of this file is too)."""
 
     suffix = "marshal"

@@ -563,7 +563,8 @@ class SelectionHints:
     takes the base's choice for every file the change leaves alone, and searches only the changed
     files, by the same `select`.  The prefilter's answer for a file depends only on its bytes and on
     those words, so the choice is the one a search of every file would make.  From the first round
-    whose words differ (the change made a function reach a root, or stop) the tree is listed, and
+    whose words differ (the change made a function reach a root, or stop) the tree's files are those
+    of the base's listing (ScanState.listing; a state without one has the tree listed again), and
     each round the base also ran takes what still holds of its choice (_delta_round); a round the
     base did not run searches as without hints.  Only for changes that modify files (none added,
     deleted or renamed): the listing of the tree is then the base's.  On whole 6.12 the listing and

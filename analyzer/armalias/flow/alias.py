@@ -181,9 +181,9 @@ def conditional(guards: tuple[Guard, ...]) -> bool:
 
 def _naming(calls: list, words: frozenset[str]) -> list:
     """The calls whose arguments name one of the words as a whole identifier.  The arguments of all
-    the calls, joined into one text, are searched for each word at once (str.find), and each call
-    holding a hit is confirmed by the words' pattern on its own arguments: a search of each call's
-    arguments took 0.09 s of a whole-tree check, for the few hundred calls that name one."""
+    the calls are joined into one text, searched for each word in turn (str.find), and each call
+    holding a hit is confirmed by the words' pattern on its own arguments: on whole 6.12 (147,000
+    calls, 11 found) 0.045 s, where the pattern over each call's arguments took 0.085 s."""
     if not words:
         return []
     pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words))) + r")\b")

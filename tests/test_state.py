@@ -400,3 +400,31 @@ def test_a_state_is_checked_by_joined_paths_where_stat_takes_no_directory(tmp_pa
     assert not state.unchanged()
     monkeypatch.undo()
     assert not state.unchanged()
+
+
+def test_a_state_inside_the_tree_is_never_read(tmp_path: Path):
+    """A cache directory inside the scanned tree holds no state of armalias's (none is written
+    there): one found there, however well formed, is the tree's and is not read."""
+    from dataclasses import replace
+
+    from armalias.cache import MarshalEntries
+    from armalias.scan import _memo_of
+    from armalias.state import load_state, state_dir, state_key
+
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    inside = ScanOptions(jobs=1, cache_dir=root / ".cache" / "facts", reuse=True)
+    real = scan([root], inside)
+    assert not real.reused and real.findings
+    outside = options(tmp_path)
+    scan([root], outside)  # a true state, outside the tree, to plant a copy of
+    memo = _memo_of(DirectorySource(root))
+    good = load_state(outside.cache_dir, memo.key, False, True)
+    assert good is not None
+    planted = replace(good, findings=[], modelled=[], callsites=[])
+    key = state_key(memo.key, False, True)
+    assert MarshalEntries(state_dir(inside.cache_dir)).write((key,), {"state": vars(planted)})
+    assert load_state(inside.cache_dir, memo.key, False, True) is not None  # well formed, were it read
+    assert load_state(inside.cache_dir, memo.key, False, True, root.resolve()) is None
+    again = scan([root], inside)
+    assert not again.reused and again.findings == real.findings

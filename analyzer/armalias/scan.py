@@ -1110,7 +1110,7 @@ def _stored_state(source: TreeSource, options: ScanOptions):
     memo = _memo_of(source) if cache_dir is not None else None
     if memo is None:
         return None
-    return load_state(cache_dir, memo.key, options.whole_tree, options.prefilter)
+    return load_state(cache_dir, memo.key, options.whole_tree, options.prefilter, memo.guard)
 
 
 class StaleState(Exception):

@@ -210,15 +210,27 @@ def state_dir(cache_dir: Path) -> Path:
     return cache_dir.parent / "state"
 
 
-def load_state(cache_dir: Path, root: str, whole_tree: bool, prefilter: bool) -> ScanState | None:
+def _in_tree(directory: Path, guard: Path) -> bool:
+    """Whether a cache directory lies inside the scanned tree (or that cannot be told): a state is
+    never written there, nor read from there (what lies there is the tree's, not armalias's)."""
+    try:
+        return directory.resolve().is_relative_to(guard)
+    except OSError:
+        return True
+
+
+def load_state(cache_dir: Path, root: str, whole_tree: bool, prefilter: bool, guard: Path | None = None
+               ) -> ScanState | None:
     """The remembered state of this tree (a resolved directory, or "git:" and a revision's digest),
-    if there is one for these options and it loads."""
+    if there is one for these options and it loads; never one inside the tree (`guard`)."""
     def decode(raw: dict) -> ScanState:
         state = ScanState(**raw["state"])
         if state.root != root:
             raise ValueError("the state of another tree")
         return state
 
+    if guard is not None and _in_tree(state_dir(cache_dir), guard):
+        return None
     return MarshalEntries(state_dir(cache_dir)).read((state_key(root, whole_tree, prefilter),), decode)
 
 
@@ -226,10 +238,7 @@ def save_state(cache_dir: Path, state: ScanState, prefilter: bool, guard: Path) 
     """Write the state unless a file it depends on is too new to trust, or the cache directory is
     inside the tree (`guard`).  True when written."""
     directory = state_dir(cache_dir)
-    try:
-        if directory.resolve().is_relative_to(guard):
-            return False
-    except OSError:
+    if _in_tree(directory, guard):
         return False
     if state.racy():
         return False

@@ -18,7 +18,7 @@ from armalias.facts import Skipped
 from armalias.rules import load_vocabulary, load_watched
 from armalias.source.text import IDENTIFIER_BYTES, Unreadable, check_text, multi_find, whole_identifier
 from armalias.source.tree import TreeSource, read_file
-from armalias.state import stamp
+from armalias.state import in_tree, stamp
 
 
 def rule_words() -> frozenset[str]:
@@ -305,11 +305,8 @@ class SelectionMemo:
     def save(self) -> None:
         if not self.dirty:
             return
-        try:
-            if self.directory.resolve().is_relative_to(self.root.resolve()):
-                return  # never write into the scanned tree
-        except OSError:
-            return
+        if in_tree(self.directory, self.root.resolve()):
+            return  # never write into the scanned tree
         if MarshalEntries(self.directory).write((self.key,), {"entries": self.entries}):
             _evict(self.directory, MAX_MEMOS)
 

@@ -210,9 +210,10 @@ def state_dir(cache_dir: Path) -> Path:
     return cache_dir.parent / "state"
 
 
-def _in_tree(directory: Path, guard: Path) -> bool:
-    """Whether a cache directory lies inside the scanned tree (or that cannot be told): a state is
-    never written there, nor read from there (what lies there is the tree's, not armalias's)."""
+def in_tree(directory: Path, guard: Path) -> bool:
+    """Whether a cache directory lies inside the scanned tree `guard` (resolved), or that cannot be
+    told: armalias writes nothing there, and reads no state from there (what lies there is the
+    tree's, not armalias's)."""
     try:
         return directory.resolve().is_relative_to(guard)
     except OSError:
@@ -229,7 +230,7 @@ def load_state(cache_dir: Path, root: str, whole_tree: bool, prefilter: bool, gu
             raise ValueError("the state of another tree")
         return state
 
-    if guard is not None and _in_tree(state_dir(cache_dir), guard):
+    if guard is not None and in_tree(state_dir(cache_dir), guard):
         return None
     return MarshalEntries(state_dir(cache_dir)).read((state_key(root, whole_tree, prefilter),), decode)
 
@@ -238,7 +239,7 @@ def save_state(cache_dir: Path, state: ScanState, prefilter: bool, guard: Path) 
     """Write the state unless a file it depends on is too new to trust, or the cache directory is
     inside the tree (`guard`).  True when written."""
     directory = state_dir(cache_dir)
-    if _in_tree(directory, guard):
+    if in_tree(directory, guard):
         return False
     if state.racy():
         return False

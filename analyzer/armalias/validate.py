@@ -81,13 +81,14 @@ def tree_implementations(root: Path, cache_dir: Path | None) -> tuple[CacheImpl,
             if hit is not None:
                 return _usable(hit)
     from armalias.audit import audit_tree, to_json
+    from armalias.state import in_tree
 
     try:
         result = audit_tree(root)
         impls = result.implementations
     except Exception:  # an unreadable mm/ falls back to the reference table; the note says so
         return reference_implementations()
-    if entries is not None and not entries.directory.resolve().is_relative_to(root.resolve()):
+    if entries is not None and not in_tree(entries.directory, root.resolve()):
         entries.write((key,), {"implementations": to_json(result, str(root))["implementations"]})
     return _usable(impls)
 

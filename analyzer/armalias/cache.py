@@ -196,10 +196,13 @@ class MarshalEntries(JsonEntries):
     shared strings as they were (_row_maker): the 827 facts entries of a whole-tree check decode and
     build in about 0.18 s against 0.30 s from the same rows in JSON, whose lists had to become
     tuples and whose names had to be interned one by one; a whole-tree state (61,000 file stamps)
-    decodes in about half the time.  Python's marshal format may change between
-    versions: the format version is part of every key (code_digest of this file is too)."""
+    decodes in about half the time.  Python's marshal format may change between versions: the
+    format version is part of every entry's key, and so is the code of this file (_entry_format)."""
 
     suffix = "marshal"
+
+    def _path(self, parts: tuple[str, ...]) -> tuple[Path, str]:
+        return super()._path((*parts, _entry_format()))
 
     @staticmethod
     def _loads(data: bytes):
@@ -227,7 +230,7 @@ def _entry_format() -> str:
 class FactsCache(MarshalEntries):
     def __init__(self, directory: Path, extractor_key: str):
         super().__init__(directory)
-        self.extractor_key = extractor_key + _entry_format()
+        self.extractor_key = extractor_key
 
     def get(self, rel: str, digest: str) -> FileFacts | None:
         def decode(raw: dict) -> FileFacts:
@@ -294,7 +297,7 @@ class BodiesCache(MarshalEntries):
 
     def __init__(self, directory: Path, key: str):
         super().__init__(directory.parent / "bodies")  # beside the facts: each directory holds one kind
-        self.key = key + _entry_format()
+        self.key = key
 
     def get(self, rel: str, digest: str, names: list[str]):
         return self.read((self.key, rel, digest, ",".join(names)), lambda raw: _bodies_from_rows(raw["bodies"], rel))

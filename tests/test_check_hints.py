@@ -199,10 +199,10 @@ def test_a_round_whose_words_differ_takes_the_base_listing_not_the_tree(tree: Pa
     if not listing:
         real_from_state = scan_module.SelectionHints.from_state.__func__
 
-        def without(cls, state, changed, holds=None):
+        def without(cls, state, changed, holds=None, **kw):
             from dataclasses import replace as copy
 
-            return real_from_state(cls, copy(state, listing=[]), changed, holds)
+            return real_from_state(cls, copy(state, listing=[]), changed, holds, **kw)
 
         monkeypatch.setattr(scan_module.SelectionHints, "from_state", classmethod(without))
     walks: list[str] = []
@@ -214,3 +214,97 @@ def test_a_round_whose_words_differ_takes_the_base_listing_not_the_tree(tree: Pa
     monkeypatch.setattr(diff, "_selection_hints", lambda change, state, holds=None: None)
     assert hinted == _check(tree, patch)
     assert walks[-1] == ""  # without hints the tree is listed
+
+
+def _check_jobs(root: Path, patch: Path, jobs: int) -> tuple[int, dict]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        rc = main(["check", "--patch", str(patch), "--tree", str(root), "--whole-tree", "--format", "json",
+                   "--jobs", str(jobs)])
+    data = json.loads(out.getvalue())
+    data["stats"].pop("seconds", None)
+    return rc, data
+
+
+@pytest.mark.parametrize("case", ["named nowhere else", "named in a file passed over"])
+def test_a_search_for_new_words_the_check_goes_on_without_gives_the_same_answer(
+        tree: Path, tmp_path: Path, monkeypatch, case: str):
+    """A round whose words grew searches the files the base passed over in worker processes while
+    the head's scan goes on as if none named a new word (SelectionHints.speculate; on a real tree
+    only past SPECULATE_FILES files, here past none).  When none does, that scan is the answer;
+    when one does (drivers/misc/other.c names the new function), the scan is made again, and
+    either way the answer is that of listing and searching the whole tree."""
+    import armalias.scan as scan_module
+
+    monkeypatch.setattr(scan_module, "SPECULATE_FILES", 0)
+    monkeypatch.setattr(prefilter, "POOL_FILES", 0)
+    name = "fresh_sync" if case == "named nowhere else" else "other_hook"
+    (tree / "drivers/misc/other.c").write_text(
+        "int other(int x) { return x + 1; }\nvoid other_user(unsigned long a) { other_hook(a); }\n")
+    age(tree)
+    assert main(["scan", str(tree), "--whole-tree", "--format", "json", "--jobs", "1", "--output",
+                 str(tmp_path / "base2.json")]) in (0, 1)  # the base's state, other.c as it is now
+    patch_c = (tree / "arch/arm/kernel/patch.c").read_text()
+    new = patch_c + f"\nvoid {name}(unsigned long a)\n{{\n\tflush_icache_range(a, a + 4);\n}}\n"
+    patch = _patch(tree, tmp_path, name, "arch/arm/kernel/patch.c", new)
+    went_on: list[int] = []
+    chosen: list[list[str]] = []
+    missed: list[bool] = []
+    real_delta, real_confirm = scan_module._delta_round, scan_module._confirm
+
+    def delta(hint, source, words, restricted, jobs, cache_dir, stamps, hints, *rest):
+        before = len(hints.pending)
+        out = real_delta(hint, source, words, restricted, jobs, cache_dir, stamps, hints, *rest)
+        went_on.append(len(hints.pending) - before)
+        chosen.append(out[0])
+        return out
+
+    def confirm(hints):
+        try:
+            real_confirm(hints)
+        except scan_module.SpeculationMissed:
+            missed.append(True)
+            raise
+        if hints is not None:
+            missed.append(False)
+
+    monkeypatch.setattr(scan_module, "_delta_round", delta)
+    monkeypatch.setattr(scan_module, "_confirm", confirm)
+    hinted = _check_jobs(tree, patch, 2)
+    assert went_on[0] == 1  # the first delta round went on without its search of the files passed over
+    assert missed[0] is (case == "named in a file passed over")
+    if missed[0]:  # made again: the search's answer known, nothing left to go on without
+        assert went_on[1:] and all(n == 0 for n in went_on[1:]) and missed[1:] == [False]
+        assert "drivers/misc/other.c" not in chosen[0] and "drivers/misc/other.c" in chosen[1]
+    monkeypatch.setattr(diff, "_selection_hints", lambda change, state, holds=None: None)
+    assert hinted == _check_jobs(tree, patch, 2)
+
+
+def test_the_workers_of_a_search_gone_on_without_end_when_the_scan_fails(tree: Path, tmp_path: Path, monkeypatch):
+    """A scan that stops (an error, an interrupt) while a search it went on without still runs
+    ends that search's worker processes (scan._end_pending)."""
+    import armalias.scan as scan_module
+
+    monkeypatch.setattr(scan_module, "SPECULATE_FILES", 0)
+    monkeypatch.setattr(prefilter, "POOL_FILES", 0)
+    patch_c = (tree / "arch/arm/kernel/patch.c").read_text()
+    new = patch_c + "\nvoid fresh_sync(unsigned long a)\n{\n\tflush_icache_range(a, a + 4);\n}\n"
+    patch = _patch(tree, tmp_path, "fails", "arch/arm/kernel/patch.c", new)
+    searches: list = []
+    real_started = prefilter.select_started
+
+    def started(*a, **k):
+        finish = real_started(*a, **k)
+        searches.append(finish.search)
+        return finish
+
+    def fail(result, vocab=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prefilter, "select_started", started)
+    monkeypatch.setattr(scan_module, "find_alias_bugs", fail)
+    with redirect_stdout(io.StringIO()):
+        rc = main(["check", "--patch", str(patch), "--tree", str(tree), "--whole-tree", "--jobs", "2"])
+    assert rc == 130  # interrupted (cli)
+    pooled = [s for s in searches if s.futures]
+    assert pooled and all(s.pool is None for s in pooled)  # started in workers, and ended

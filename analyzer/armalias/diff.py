@@ -819,7 +819,8 @@ def _selection_hints(change: Change, state, holds=None):
     changed = frozenset(rel for rel in change.changed if rel.endswith(SOURCE_SUFFIXES))
     if any(rel not in state.deps or not change.head.is_file(rel) for rel in changed):
         return None  # a file added or deleted, or one the base did not list (the listing would differ)
-    return SelectionHints.from_state(state, changed, holds)
+    # the head's rounds go on while the files the base passed over are searched for new words
+    return SelectionHints.from_state(state, changed, holds, speculate=True)
 
 
 def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: Progress | None = None,

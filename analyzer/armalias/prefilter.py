@@ -170,8 +170,21 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
     `stamps` receives the [size, mtime_ns] of the files of the directory the memo stat'ed.
     `restricted`: the words that select only some architectures' files (file_matcher).  `includes`,
     when given, receives the #include names of the files read (those the memo knows are not)."""
+    return select_started(source, rels, words, jobs, cache_dir, stamps, restricted, includes)()
+
+
+Selection = Callable[[], tuple[list[str], list[Skipped]]]
+
+
+def select_started(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int,
+                   cache_dir: Path | None = None, stamps: dict | None = None, restricted: Restricted | None = None,
+                   includes: dict[str, tuple[str, ...]] | None = None) -> Selection:
+    """select, begun: the memo is asked now and the search handed to worker processes, which work
+    while the caller goes on; the callable returned waits for them and gives select's answer (it
+    fills `stamps` and `includes` and records the memo then).  Called once; until it is, the
+    workers run (`_Search.close` ends them on an error path)."""
     if not rels or not words:
-        return [], []
+        return _answered([], [])
     restricted = {w: a for w, a in (restricted or {}).items() if w in words}
     local = source.local_path("")
     # files with no copy on disk (a git revision, a patch's changes held in memory) are read from the
@@ -184,7 +197,7 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
         out, raw_bad = _decide(in_memory, source.read, file_matcher(words, restricted), includes)
         bad = [Skipped(r, why) for r, why in raw_bad]
         if local is None:
-            return sorted(out), sorted(bad, key=lambda b: b.file)
+            return _answered(sorted(out), sorted(bad, key=lambda b: b.file))
         rels = [r for r in rels if r not in held]
     known_stamps = stamps if stamps is not None else {}
     memo = (SelectionMemo.open(local, words, restricted, cache_dir.parent / "prefilter", known_stamps)
@@ -200,42 +213,102 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
                 out.append(rel)
             elif known is not False:
                 bad.append(Skipped(rel, known))
-    found, raw_bad, read_stamps, found_includes = _search(str(local), todo, words, restricted, jobs,
-                                                         includes is not None)
-    known_stamps.update(read_stamps)
-    if includes is not None and found_includes:
-        includes.update(found_includes)
-    out.extend(found)
-    bad.extend(Skipped(r, why) for r, why in raw_bad)
-    if memo is not None:
-        memo.record(todo, set(found), dict(raw_bad))
-        memo.save()
-    return sorted(out), sorted(bad, key=lambda b: b.file)
+    search = _Search(str(local), todo, words, restricted, jobs, includes is not None)
+
+    def finish() -> tuple[list[str], list[Skipped]]:
+        found, raw_bad, read_stamps, found_includes = search.result()
+        known_stamps.update(read_stamps)
+        if includes is not None and found_includes:
+            includes.update(found_includes)
+        out.extend(found)
+        bad.extend(Skipped(r, why) for r, why in raw_bad)
+        if memo is not None:
+            memo.record(todo, set(found), dict(raw_bad))
+            memo.save()
+        return sorted(out), sorted(bad, key=lambda b: b.file)
+
+    finish.search = search  # type: ignore[attr-defined]  # whether it is done, and what ends its workers (close)
+    return finish
 
 
-def _search(root: str, rels: list[str], words: frozenset[str], restricted: Restricted, jobs: int,
-            want_includes: bool = False
-            ) -> tuple[list[str], list[tuple[str, str]], dict[str, list[int]], dict[str, tuple[str, ...]] | None]:
-    if jobs <= 1 or len(rels) < 2000:
-        return _mentions((root, rels, words, restricted, want_includes))
-    from armalias.workers import worker_pool  # here: a check that searches only its changed files loads no pool
+def _answered(out: list[str], bad: list[Skipped]) -> Selection:
+    """select_started's callable for an answer known at once."""
+    def finish() -> tuple[list[str], list[Skipped]]:
+        return out, bad
 
-    # small chunks: the last ones left to a single worker (a directory of big generated headers) kept
-    # a CPU idle for 0.2-0.3 s at the end of each whole-tree search with 4 chunks per job
-    size = max(250, len(rels) // (jobs * 16))
-    chunks = [(root, rels[i:i + size], words, restricted, want_includes) for i in range(0, len(rels), size)]
-    out: list[str] = []
-    bad: list[tuple[str, str]] = []
-    stamps: dict[str, list[int]] = {}
-    includes: dict[str, tuple[str, ...]] | None = {} if want_includes else None
-    with worker_pool(jobs) as pool:
-        for part, part_bad, part_stamps, part_includes in pool.map(_mentions, chunks):
-            out.extend(part)
-            bad.extend(part_bad)
-            stamps.update(part_stamps)
-            if includes is not None and part_includes:
-                includes.update(part_includes)
-    return out, bad, stamps, includes
+    finish.search = _Search.done_with(([], [], {}, None))  # type: ignore[attr-defined]
+    return finish
+
+
+POOL_FILES = 2000  # fewer files are searched in this process (starting workers costs more)
+
+
+class _Search:
+    """_mentions over the rels: in this process, now, when they are few or one job is asked;
+    else in worker processes, started here and waited for by `result`."""
+
+    def __init__(self, root: str, rels: list[str], words: frozenset[str], restricted: Restricted, jobs: int,
+                 want_includes: bool = False):
+        self.want_includes = want_includes
+        self.pool = None
+        self.futures: list = []
+        self.answer = None
+        if jobs <= 1 or len(rels) < POOL_FILES:
+            self.answer = _mentions((root, rels, words, restricted, want_includes))
+            return
+        import gc
+        from concurrent.futures import ProcessPoolExecutor  # here: a check that searches only its changed files loads no pool
+
+        # small chunks: the last ones left to a single worker (a directory of big generated headers) kept
+        # a CPU idle for 0.2-0.3 s at the end of each whole-tree search with 4 chunks per job
+        size = max(250, len(rels) // (jobs * 16))
+        gc.freeze()  # the workers, forked while the chunks are handed out, share the objects (workers.frozen_gc)
+        try:
+            self.pool = ProcessPoolExecutor(max_workers=jobs)
+            self.futures = [self.pool.submit(_mentions, (root, rels[i:i + size], words, restricted, want_includes))
+                            for i in range(0, len(rels), size)]
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            gc.unfreeze()
+
+    @classmethod
+    def done_with(cls, answer) -> "_Search":
+        search = cls.__new__(cls)
+        search.want_includes, search.pool, search.futures, search.answer = False, None, [], answer
+        return search
+
+    def result(self) -> tuple[list[str], list[tuple[str, str]], dict[str, list[int]], dict[str, tuple[str, ...]] | None]:
+        if self.answer is not None:
+            return self.answer
+        out: list[str] = []
+        bad: list[tuple[str, str]] = []
+        stamps: dict[str, list[int]] = {}
+        includes: dict[str, tuple[str, ...]] | None = {} if self.want_includes else None
+        try:
+            for future in self.futures:
+                part, part_bad, part_stamps, part_includes = future.result()
+                out.extend(part)
+                bad.extend(part_bad)
+                stamps.update(part_stamps)
+                if includes is not None and part_includes:
+                    includes.update(part_includes)
+        finally:
+            self.close()
+        self.answer = (out, bad, stamps, includes)
+        return self.answer
+
+    @property
+    def done(self) -> bool:
+        """Answered without worker processes (or waited for already)."""
+        return self.answer is not None
+
+    def close(self) -> None:
+        """The workers ended (what they still had to do dropped); again, nothing."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
 
 MAX_MEMOS = 16  # the word sets whose memos a cache directory keeps (a whole tree's: 4 MB each)

@@ -173,9 +173,6 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
     return select_started(source, rels, words, jobs, cache_dir, stamps, restricted, includes)()
 
 
-Selection = Callable[[], tuple[list[str], list[Skipped]]]
-
-
 def select_started(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int,
                    cache_dir: Path | None = None, stamps: dict | None = None, restricted: Restricted | None = None,
                    includes: dict[str, tuple[str, ...]] | None = None) -> Selection:
@@ -227,17 +224,32 @@ def select_started(source: TreeSource, rels: list[str], words: frozenset[str], j
             memo.save()
         return sorted(out), sorted(bad, key=lambda b: b.file)
 
-    finish.search = search  # type: ignore[attr-defined]  # whether it is done, and what ends its workers (close)
-    return finish
+    return Selection(search, finish)
 
 
 def _answered(out: list[str], bad: list[Skipped]) -> Selection:
-    """select_started's callable for an answer known at once."""
-    def finish() -> tuple[list[str], list[Skipped]]:
-        return out, bad
+    """select_started's answer when it is known at once."""
+    return Selection(_Search.done_with(([], [], {}, None)), lambda: (out, bad))
 
-    finish.search = _Search.done_with(([], [], {}, None))  # type: ignore[attr-defined]
-    return finish
+
+class Selection:
+    """select's answer, begun (select_started): called, it waits for the search and gives the answer."""
+
+    def __init__(self, search: _Search, finish: Callable[[], tuple[list[str], list[Skipped]]]):
+        self.search = search
+        self._finish = finish
+
+    def __call__(self) -> tuple[list[str], list[Skipped]]:
+        return self._finish()
+
+    @property
+    def done(self) -> bool:
+        """The search is over (no worker processes, or waited for): calling waits for nothing."""
+        return self.search.answer is not None
+
+    def close(self) -> None:
+        """The search's workers ended, when it is not waited for (an error path)."""
+        self.search.close()
 
 
 POOL_FILES = 2000  # fewer files are searched in this process (starting workers costs more)
@@ -275,6 +287,7 @@ class _Search:
 
     @classmethod
     def done_with(cls, answer) -> "_Search":
+        """A search whose answer is known."""
         search = cls.__new__(cls)
         search.want_includes, search.pool, search.futures, search.answer = False, None, [], answer
         return search
@@ -298,11 +311,6 @@ class _Search:
             self.close()
         self.answer = (out, bad, stamps, includes)
         return self.answer
-
-    @property
-    def done(self) -> bool:
-        """Answered without worker processes (or waited for already)."""
-        return self.answer is not None
 
     def close(self) -> None:
         """The workers ended (what they still had to do dropped); again, nothing."""

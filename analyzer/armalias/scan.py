@@ -677,7 +677,7 @@ def _delta_round(hint, source: TreeSource, words: frozenset[str], restricted: di
     if new and hints.speculate and len(passed) >= SPECULATE_FILES:
         # select keeps the restrictions of the words it is given
         started = select_started(source, sorted(passed), new, jobs, cache_dir, stamps, restricted, None)
-        if started.search.done:  # the memo knew every file: nothing to go on without
+        if started.done:  # the memo knew every file: nothing to go on without
             more, more_bad = started()
             chosen.extend(more)
             bad.extend(more_bad)
@@ -717,7 +717,7 @@ def _end_pending(hints: SelectionHints | None) -> None:
     if hints is None:
         return
     while hints.pending:
-        hints.pending.pop(0).search.close()
+        hints.pending.pop(0).close()
 
 
 def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str] | None, words: frozenset[str],

@@ -126,13 +126,23 @@ def test_the_head_from_the_base_rounds_is_the_head_a_full_listing_gives(tree: Pa
         assert used[0] is not None and all(r == [rel] for r in with_hints), with_hints
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
 @pytest.mark.parametrize("case", ["words kept", "words changed"])
-def test_a_base_state_that_no_longer_holds_is_not_taken(tree: Path, tmp_path: Path, monkeypatch, case: str):
+def test_a_base_state_that_no_longer_holds_is_not_taken(tree: Path, tmp_path: Path, monkeypatch, case: str,
+                                                         jobs: int):
     """The base's state is checked while the head is scanned with its rounds (speculative_state).  A
     file changed since it was taken (here a new caller, in a file no patch touches): the head is
     scanned again without it, whether the hinted rounds ran to the end ("words kept") or gave out
-    and asked for the base's stamps ("words changed"); the answer is that of a check with no state."""
+    and asked for the base's stamps ("words changed"); the answer is that of a check with no state.
+    With two jobs the searches run in worker processes (the stamps are asked for, and the state
+    found not to hold, before any search is gone on without)."""
     import os
+
+    import armalias.scan as scan_module
+
+    if jobs > 1:
+        monkeypatch.setattr(scan_module, "SPECULATE_FILES", 0)
+        monkeypatch.setattr(prefilter, "POOL_FILES", 0)
 
     rel, new = _edits(tree)[case]
     patch = _patch(tree, tmp_path, case.replace(" ", "-"), rel, new)
@@ -144,12 +154,12 @@ def test_a_base_state_that_no_longer_holds_is_not_taken(tree: Path, tmp_path: Pa
     real_hints = diff._selection_hints
     monkeypatch.setattr(diff, "_selection_hints", lambda change, state, holds=None:
                         stale.append(holds is not None) or real_hints(change, state, holds))
-    rc, taken = _check(tree, patch)
+    rc, taken = _check_jobs(tree, patch, jobs)
     assert stale == [True]  # the hints were given before the state was known not to hold
     assert taken["stats"]["base_from"] == "scan" and taken["stats"]["head_from"] == "scan"
     assert any(c["caller"] == "other_sync" for c in taken["callsites"])  # the tree as it is now
     monkeypatch.setenv("ARMALIAS_CACHE_DIR", str(tmp_path / "fresh-cache"))
-    assert (rc, taken) == _check(tree, patch)
+    assert (rc, taken) == _check_jobs(tree, patch, jobs)
 
 
 @pytest.mark.parametrize("case", ["words grow", "words shrink", "a word's architectures widen"])

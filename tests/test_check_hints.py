@@ -236,14 +236,17 @@ def _check_jobs(root: Path, patch: Path, jobs: int) -> tuple[int, dict]:
     return rc, data
 
 
-@pytest.mark.parametrize("case", ["named nowhere else", "named in a file passed over"])
+@pytest.mark.parametrize("case", ["named nowhere else", "named in a file passed over", "made to reach"])
 def test_a_search_for_new_words_the_check_goes_on_without_gives_the_same_answer(
         tree: Path, tmp_path: Path, monkeypatch, case: str):
-    """A round whose words grew searches the files the base passed over in worker processes while
+    """A round whose words grew, words the change brought in (diff._brought_in: the base's bytes of
+    the changed files name none), searches the files the base passed over in worker processes while
     the head's scan goes on as if none named a new word (SelectionHints.speculate; on a real tree
     only past SPECULATE_FILES files, here past none).  When none does, that scan is the answer;
-    when one does (drivers/misc/other.c names the new function), the scan is made again, and
-    either way the answer is that of listing and searching the whole tree."""
+    when one does (drivers/misc/other.c names the new function), the scan is made again.  A
+    function the change makes reach a watched call ("made to reach": quiet() in kernel/text.c) was
+    named before: that search is waited for.  Every way, the answer is that of listing and
+    searching the whole tree."""
     import armalias.scan as scan_module
 
     monkeypatch.setattr(scan_module, "SPECULATE_FILES", 0)
@@ -254,9 +257,12 @@ def test_a_search_for_new_words_the_check_goes_on_without_gives_the_same_answer(
     age(tree)
     assert main(["scan", str(tree), "--whole-tree", "--format", "json", "--jobs", "1", "--output",
                  str(tmp_path / "base2.json")]) in (0, 1)  # the base's state, other.c as it is now
-    patch_c = (tree / "arch/arm/kernel/patch.c").read_text()
-    new = patch_c + f"\nvoid {name}(unsigned long a)\n{{\n\tflush_icache_range(a, a + 4);\n}}\n"
-    patch = _patch(tree, tmp_path, name, "arch/arm/kernel/patch.c", new)
+    if case == "made to reach":
+        patch = _patch(tree, tmp_path, "made-to-reach", *_edits(tree)["words changed"])
+    else:
+        patch_c = (tree / "arch/arm/kernel/patch.c").read_text()
+        new = patch_c + f"\nvoid {name}(unsigned long a)\n{{\n\tflush_icache_range(a, a + 4);\n}}\n"
+        patch = _patch(tree, tmp_path, name, "arch/arm/kernel/patch.c", new)
     went_on: list[int] = []
     chosen: list[list[str]] = []
     missed: list[bool] = []
@@ -281,7 +287,10 @@ def test_a_search_for_new_words_the_check_goes_on_without_gives_the_same_answer(
     monkeypatch.setattr(scan_module, "_delta_round", delta)
     monkeypatch.setattr(scan_module, "_confirm", confirm)
     hinted = _check_jobs(tree, patch, 2)
-    assert went_on[0] == 1  # the first delta round went on without its search of the files passed over
+    if case == "made to reach":  # quiet and text_poke_all were named in text.c: searched, then on
+        assert went_on == [0] and missed == [False]
+    else:  # the first delta round went on without its search of the files passed over
+        assert went_on[0] == 1
     assert missed[0] is (case == "named in a file passed over")
     if missed[0]:  # made again: the search's answer known, nothing left to go on without
         assert went_on[1:] and all(n == 0 for n in went_on[1:]) and missed[1:] == [False]

@@ -819,8 +819,27 @@ def _selection_hints(change: Change, state, holds=None):
     changed = frozenset(rel for rel in change.changed if rel.endswith(SOURCE_SUFFIXES))
     if any(rel not in state.deps or not change.head.is_file(rel) for rel in changed):
         return None  # a file added or deleted, or one the base did not list (the listing would differ)
-    # the head's rounds go on while the files the base passed over are searched for new words
-    return SelectionHints.from_state(state, changed, holds, speculate=True)
+    return SelectionHints.from_state(state, changed, holds, speculate=_brought_in(change, changed))
+
+
+def _brought_in(change: Change, changed: frozenset[str]):
+    """Whether a change brought in all of some words: the base's bytes of the files it changes name
+    none of them (prefilter.matcher).  The head's scan goes on while the files the base passed over
+    are searched for such words (SelectionHints.speculate): a function the change adds is seldom
+    named in a file it leaves alone, where one it makes reach a watched call often has callers."""
+    from armalias.prefilter import matcher
+
+    def brought_in(words: frozenset[str]) -> bool:
+        mentions = matcher(words)
+        for rel in sorted(changed):
+            try:
+                if mentions(change.base.read(rel)):
+                    return False
+            except (OSError, Unreadable):
+                pass
+        return True
+
+    return brought_in
 
 
 def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: Progress | None = None,

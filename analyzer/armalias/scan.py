@@ -582,15 +582,16 @@ class SelectionHints:
     # searches the tree takes instead of listing it again (0.17 s of whole 6.12); empty: list it
     listing: Callable[[], list[str]] | None = field(default=None, compare=False)
     # a round's search of the files the base passed over, for the words that now apply where they
-    # did not, runs in worker processes while the scan goes on as if it found nothing (a new name
-    # is seldom named in a file the change leaves alone): `pending` holds it until _confirm waits
-    # for it, and a scan whose search found a file is made again without (SpeculationMissed)
-    speculate: bool = False
+    # did not, runs in worker processes while the scan goes on as if it found nothing, when
+    # `speculate` says so of those words (the change brought them in: a name new to the tree is
+    # seldom named in a file the change leaves alone): `pending` holds it until _confirm waits for
+    # it, and a scan whose search found a file is made again without (SpeculationMissed)
+    speculate: Callable[[frozenset[str]], bool] | None = field(default=None, compare=False)
     pending: list = field(default_factory=list, compare=False)
 
     @classmethod
     def from_state(cls, state, changed: frozenset[str], holds: Callable[[], bool] | None = None,
-                   speculate: bool = False) -> "SelectionHints | None":
+                   speculate: Callable[[frozenset[str]], bool] | None = None) -> "SelectionHints | None":
         """`holds`: what tells whether the state holds, when that is not known yet."""
         if not state.whole_tree or not state.rounds:
             return None
@@ -649,9 +650,9 @@ def _delta_round(hint, source: TreeSource, words: frozenset[str], restricted: di
     chose is chosen again when every word the base applied to it still applies, else searched with
     the words; a changed file, and one the base's rounds took before this one, is searched with
     the words.  `remaining`: the files no earlier round took; `base_taken`: those the base's earlier
-    rounds took.  With `hints.speculate`, the search of the files passed over (past SPECULATE_FILES
-    of them, and those the prefilter's memo does not answer) goes on in worker processes and this
-    round's choice leaves it out: hints.pending, confirmed by _confirm.  On whole 6.12 that search
+    rounds took.  When `hints.speculate` says so of the new words, the search of the files passed
+    over (past SPECULATE_FILES of them, and those the prefilter's memo does not answer) goes on in
+    worker processes and this round's choice leaves it out: hints.pending, confirmed by _confirm.  On whole 6.12 that search
     for a new function's name took 0.6 s of a 1.4 s check; gone on without, the check takes
     1.2-1.3 s when no file names it, and 0.65 s more when one does (made again)."""
     from armalias.prefilter import select, select_started
@@ -674,7 +675,7 @@ def _delta_round(hint, source: TreeSource, words: frozenset[str], restricted: di
     else:
         unknown.extend(again)
     searches = [(unknown, words, restricted)]
-    if new and hints.speculate and len(passed) >= SPECULATE_FILES:
+    if new and len(passed) >= SPECULATE_FILES and hints.speculate is not None and hints.speculate(new):
         # select keeps the restrictions of the words it is given
         started = select_started(source, sorted(passed), new, jobs, cache_dir, stamps, restricted, None)
         if started.done:  # the memo knew every file: nothing to go on without
@@ -939,7 +940,7 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
                                      hints)
         except SpeculationMissed:
             assert hints is not None
-            hints = replace(hints, speculate=False, pending=[])
+            hints = replace(hints, speculate=None, pending=[])
             result = _scan_extracted(sources, options, progress, stamps, ScanResult(root=result.root, jobs=result.jobs),
                                      memo, started_ns, extractors, model, hints)
     finally:

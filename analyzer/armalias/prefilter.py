@@ -268,22 +268,21 @@ class _Search:
         if jobs <= 1 or len(rels) < POOL_FILES:
             self.answer = _mentions((root, rels, words, restricted, want_includes))
             return
-        import gc
         from concurrent.futures import ProcessPoolExecutor  # here: a check that searches only its changed files loads no pool
+
+        from armalias.workers import frozen_gc
 
         # small chunks: the last ones left to a single worker (a directory of big generated headers) kept
         # a CPU idle for 0.2-0.3 s at the end of each whole-tree search with 4 chunks per job
         size = max(250, len(rels) // (jobs * 16))
-        gc.freeze()  # the workers, forked while the chunks are handed out, share the objects (workers.frozen_gc)
         try:
-            self.pool = ProcessPoolExecutor(max_workers=jobs)
-            self.futures = [self.pool.submit(_mentions, (root, rels[i:i + size], words, restricted, want_includes))
-                            for i in range(0, len(rels), size)]
+            with frozen_gc():  # the workers are forked while the chunks are handed out
+                self.pool = ProcessPoolExecutor(max_workers=jobs)
+                self.futures = [self.pool.submit(_mentions, (root, rels[i:i + size], words, restricted, want_includes))
+                                for i in range(0, len(rels), size)]
         except BaseException:
             self.close()
             raise
-        finally:
-            gc.unfreeze()
 
     @classmethod
     def done_with(cls, answer) -> "_Search":

@@ -103,8 +103,8 @@ def test_the_head_from_the_base_rounds_is_the_head_a_full_listing_gives(tree: Pa
     rel, new = _edits(tree)[case]
     patch = _patch(tree, tmp_path, case.replace(" ", "-").replace("'", ""), rel, new)
     searched: list[list[str]] = []
-    real_select = prefilter.select
-    monkeypatch.setattr(prefilter, "select", lambda source, rels, *a, **k: searched.append(list(rels)) or
+    real_select = prefilter.select_started  # every search: select starts one too
+    monkeypatch.setattr(prefilter, "select_started", lambda source, rels, *a, **k: searched.append(list(rels)) or
                         real_select(source, rels, *a, **k))
     used = []
     real_hints = diff._selection_hints
@@ -178,8 +178,8 @@ def test_a_round_whose_words_differ_searches_only_the_new_words_where_the_base_p
     }[case]
     patch = _patch(tree, tmp_path, case.replace(" ", "-").replace("'", ""), rel, new)
     searches: list[tuple[int, frozenset[str]]] = []
-    real_select = prefilter.select
-    monkeypatch.setattr(prefilter, "select", lambda source, rels, words, *a, **k: searches.append((len(rels), words))
+    real_select = prefilter.select_started  # every search: select starts one too
+    monkeypatch.setattr(prefilter, "select_started", lambda source, rels, words, *a, **k: searches.append((len(rels), words))
                         or real_select(source, rels, words, *a, **k))
     hinted = _check(tree, patch)
     taken, searches[:] = searches[:], []

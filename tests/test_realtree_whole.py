@@ -121,8 +121,8 @@ def test_a_check_takes_the_base_s_prefilter_rounds_and_answers_the_same(whole, t
                                                   f"a/{rel}", f"b/{rel}")))
     options = CheckOptions(scan=ScanOptions(whole_tree=True, cache_dir=whole.cache_dir))
     searched: list[int] = []
-    real_select = prefilter.select
-    monkeypatch.setattr(prefilter, "select", lambda source, rels, *a, **k: searched.append(len(rels)) or
+    real_select = prefilter.select_started  # every search: select starts one too
+    monkeypatch.setattr(prefilter, "select_started", lambda source, rels, *a, **k: searched.append(len(rels)) or
                         real_select(source, rels, *a, **k))
     hinted = run_check(patch_change(tree, patch), options)
     assert hinted.base_from == "state" and hinted.head_from == "scan" and searched == [1]

@@ -652,10 +652,11 @@ def _delta_round(hint, source: TreeSource, words: frozenset[str], restricted: di
     the words.  `remaining`: the files no earlier round took; `base_taken`: those the base's earlier
     rounds took.  When `hints.speculate` says so of the new words, the search of the files passed
     over (past SPECULATE_FILES of them, and those the prefilter's memo does not answer) goes on in
-    worker processes and this round's choice leaves it out: hints.pending, confirmed by _confirm.  On whole 6.12 that search
-    for a new function's name took 0.6 s of a 1.4 s check; gone on without, the check takes
-    1.2-1.3 s when no file names it, and 0.65 s more when one does (made again)."""
-    from armalias.prefilter import select, select_started
+    worker processes and this round's choice leaves it out: hints.pending, confirmed by _confirm.
+    On whole 6.12 that search for a new function's name took 0.6 s of a 1.4 s check; gone on
+    without, the check takes 1.1-1.4 s when no file names it, and 0.65 s more when one does (made
+    again)."""
+    from armalias.prefilter import select_started
 
     base_words, base_restricted, base_chosen, base_bad = hint
     chosen_before = frozenset(base_chosen)
@@ -674,20 +675,16 @@ def _delta_round(hint, source: TreeSource, words: frozenset[str], restricted: di
         chosen.extend(again)
     else:
         unknown.extend(again)
-    searches = [(unknown, words, restricted)]
-    if new and len(passed) >= SPECULATE_FILES and hints.speculate is not None and hints.speculate(new):
+    for rels, these, may_go_on in ((unknown, words, False), (passed, new, True)):
+        if not these:  # no new word: the files passed over stay so
+            continue
         # select keeps the restrictions of the words it is given
-        started = select_started(source, sorted(passed), new, jobs, cache_dir, stamps, restricted, None)
-        if started.done:  # the memo knew every file: nothing to go on without
-            more, more_bad = started()
-            chosen.extend(more)
-            bad.extend(more_bad)
-        else:
-            hints.pending.append(started)
-    elif new:
-        searches.append((passed, new, restricted))
-    for rels, these, where in searches:
-        more, more_bad = select(source, sorted(rels), these, jobs, cache_dir, stamps, where, None)
+        selection = select_started(source, sorted(rels), these, jobs, cache_dir, stamps, restricted, None)
+        if (may_go_on and not selection.done  # done: the memo knew every file, nothing to go on without
+                and len(rels) >= SPECULATE_FILES and hints.speculate is not None and hints.speculate(these)):
+            hints.pending.append(selection)
+            continue
+        more, more_bad = selection()
         chosen.extend(more)
         bad.extend(more_bad)
     return sorted(chosen), sorted(bad, key=lambda b: b.file)

@@ -84,14 +84,21 @@ def test_arch_arm_s_call_sites_are_the_same_in_both_scopes(whole, tmp_path):
     assert found(whole) == found(arm)
 
 
+def test_the_prefilter_parses_the_callers_of_callers_not_the_tree(whole):
+    """The second round searches for the names one file from a root ([prefilter] levels), never for
+    callers many calls up that happen to lie in the first round's files.  On 6.1 ia64's set_pte_at,
+    reaching flush_icache_range through a header whose comment names it, once made vmalloc and its
+    kin words: 1,886 of 56,749 files were parsed (3.3%), against 595 now (811 and 599 of 6.12's
+    61,000)."""
+    assert whole.parsed < 0.02 * whole.files, (whole.parsed, whole.files)
+
+
 def test_the_output_is_the_same_for_any_jobs(whole):
     """Extraction, the prefilter's rounds and the function bodies run in worker processes; with
     another number of them the scan reports exactly the same.  (The module's scan used the CPUs
     available; this one another count.)"""
     from armalias.scan import available_cpus
 
-    if whole.root.endswith("6.1"):
-        pytest.skip("one tree is enough: a whole-tree scan in one process takes 20 s on 6.1")
     jobs = 1 if available_cpus() > 1 else 3
     other = scan([Path(whole.root)], ScanOptions(whole_tree=True, use_cache=False, jobs=jobs))
     assert other.jobs != whole.jobs
@@ -110,8 +117,6 @@ def test_a_check_takes_the_base_s_prefilter_rounds_and_answers_the_same(whole, t
     import armalias.prefilter as prefilter
     from armalias.diff import CheckOptions, patch_change, run_check
 
-    if whole.root.endswith("6.1"):
-        pytest.skip("one tree is enough: the check scans the head side twice")
     tree = Path(whole.root)
     rel = "arch/arm/kernel/patch.c"
     old = (tree / rel).read_text().splitlines(keepends=True)

@@ -76,6 +76,26 @@ def test_callers_are_selected_where_a_build_can_make_the_call(tmp_path: Path):
                       "arch/x86/kernel/lib_user.c"}
 
 
+def test_the_second_round_searches_only_for_the_callers_of_the_roots(tmp_path: Path):
+    """6.1's ia64 shape: every file of the chain names a rule word (a comment will do), so the first
+    round holds callers many calls above flush_icache_range, up to vmalloc().  The second round's
+    words are the names one file from a root (rules/watched.toml [prefilter] levels): its files
+    hold the callers of callers, never a file calling vmalloc (1,482 files of 6.1 were)."""
+    _tree(tmp_path, {
+        "arch/ia64/mm/init.c": "void ia64_sync(unsigned long a)\n{\n\tflush_icache_range(a, a + 4);\n}\n",
+        "arch/ia64/include/asm/pgtable.h": "/* flush_icache_range() for the module loader */\n"
+                                           "static inline void set_pte(unsigned long *p, unsigned long v)\n"
+                                           "{\n\tia64_sync(v);\n\t*p = v;\n}\n",
+        "mm/vmalloc.c": "static void map_one(unsigned long *p)\n{\n\tset_pte(p, 0);\n}\n"
+                        "void *vmalloc(unsigned long n)\n{\n\tmap_one(0);\n\tflush_cache_vmap(0, n);\n\treturn 0;\n}\n",
+        "kernel/near.c": "void near_user(void)\n{\n\tia64_sync(0);\n}\n",  # a caller of a caller
+        "drivers/far/user.c": "void far_probe(void)\n{\n\tvmalloc(4);\n}\n",  # four files up
+        "arch/ia64/kernel/pte.c": "void pte_user(void)\n{\n\tset_pte(0, 0);\n}\n",  # two files up
+    })
+    parsed = {f.file for f in scan([tmp_path], WHOLE).facts}
+    assert parsed == {"arch/ia64/mm/init.c", "arch/ia64/include/asm/pgtable.h", "mm/vmalloc.c", "kernel/near.c"}
+
+
 def _graph(spec: dict[str, list[tuple[str, bool, list[str]]]]) -> CallGraph:
     facts = []
     for rel, fns in sorted(spec.items()):
@@ -100,6 +120,22 @@ def test_reaching_callers_in_one_build():
     assert reach == {"arm_hook": {"arm"}, "start": {"arm"}, "a_user": {"arm"},
                      "generic_user": {"arm"}, "generic_top": {"arm"}}
     # b_user calls b.c's start, not a.c's; x86 code calls x86's arm_hook and generic_user in x86's build
+
+
+def test_callers_within_a_depth_count_the_files_crossed():
+    """reaching_in_one_build's depth: a call counts one file when it is made in a file with no
+    definition of what it calls, none when made in one that has (wrap calls hook, both lib/a.c's)."""
+    g = _graph({
+        "lib/a.c": [("hook", False, ["flush_icache_range"]), ("wrap", False, ["hook"])],
+        "kernel/b.c": [("user", False, ["wrap"]), ("user2", False, ["user"])],
+        "mm/c.c": [("top", False, ["user2"])],
+    })
+    arch_of = load_vocabulary().arch_of
+    reach = lambda depth: set(g.reaching_in_one_build(["flush_icache_range"], frozenset(), arch_of, depth))  # noqa: E731
+    assert reach(0) == set()
+    assert reach(1) == {"hook", "wrap"}
+    assert reach(2) == {"hook", "wrap", "user", "user2"}
+    assert reach(3) == reach(None) == {"hook", "wrap", "user", "user2", "top"}
 
 
 def test_an_architecture_s_own_definition_over_the_generic_fallback(tmp_path: Path):

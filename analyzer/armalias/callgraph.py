@@ -12,6 +12,7 @@ DiGraph, is built on first use only, and networkx imported then.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -105,6 +106,7 @@ class CallGraph:
         self._attrs: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._visible: dict[str, frozenset[str] | None] = {}
         self._statics: dict[str, frozenset[str]] = {}  # name -> the .c files with a static definition
+        self._homes: dict[str, frozenset[str]] = {}  # name -> the files with a definition (_defined_in)
         succ: dict[str, dict[str, Site | list[Site]]] = {name: {} for name in index.functions}
         self._functions = len(succ)  # the first keys of succ
         pred: dict[str, dict[str, Site | list[Site]]] = {}
@@ -266,6 +268,16 @@ class CallGraph:
             self._visible[name] = hit
         return hit
 
+    def _defined_in(self, name: str) -> frozenset[str]:
+        """The files with a definition of name: a function, a macro or an assembly symbol."""
+        files = self._homes.get(name)
+        if files is None:
+            index = self._index
+            files = self._homes[name] = frozenset(
+                d.file for defs in (index.functions.get(name), index.macros.get(name), index.asm_symbols.get(name))
+                for d in defs or ())
+        return files
+
     def _static_in(self, name: str, file: str) -> bool:
         """Whether name has a static definition in file (a .c file: a header's is every includer's)."""
         files = self._statics.get(name)
@@ -341,21 +353,31 @@ class CallGraph:
             fringe = nxt
         return []
 
-    def reaching_in_one_build(self, roots, stop: frozenset[str], arch_of: Callable[[str], str | None]
-                              ) -> dict[str, set[str | None]]:
+    def reaching_in_one_build(self, roots, stop: frozenset[str], arch_of: Callable[[str], str | None],
+                              depth: int | None = None) -> dict[str, set[str | None]]:
         """Every name that calls one of roots, transitively, in some build of the kernel, not walking
         up through the names in stop: name -> the architectures of those builds (None: generic code,
         every build).  The walk up is path_in_one_build's, reversed: a call made in architecture
         X's code only counts in X's build, and a caller in a file with its own static definition of
-        a name calls that one (a name's nodes are shared by every architecture and every file)."""
-        found: dict[str, set[str | None]] = {}
-        seen: set[tuple] = set()
-        stack = [(r, None, "*") for r in roots if r in self]
-        while stack:
-            state = stack.pop()
+        a name calls that one (a name's nodes are shared by every architecture and every file).
+        `depth`: only callers at most that many files away, a call counting one when it is made in
+        a file with no definition of what it calls and none when it is made in one that has (a
+        static helper's exported wrapper is as near as the helper).  Breadth-first, nearest first
+        (a call of the same file goes to the front of the queue)."""
+        dist: dict[tuple, int] = {}
+        queue: deque[tuple[int, tuple]] = deque()
+        for r in roots:
+            if r in self:
+                dist[(r, None, "*")] = 0
+                queue.append((0, (r, None, "*")))
+        while queue:
+            d, state = queue.popleft()
+            if d > dist[state]:  # reached nearer since it was queued
+                continue
             w, ctx, here = state
             if w in stop and here != "*":
                 continue
+            home = self._defined_in(w)
             for c, sites in self.pred.get(w, {}).items():
                 for x in _site_list(sites):
                     f = site_file(x)
@@ -365,11 +387,20 @@ class CallGraph:
                     n = _step(ctx, arch_of(f))
                     if n is _NO:
                         continue
+                    nd = d if f in home else d + 1
+                    if depth is not None and nd > depth:
+                        continue
                     nxt = (c, n, f if self._static_in(c, f) else None)
-                    if nxt not in seen:
-                        seen.add(nxt)
-                        found.setdefault(c, set()).add(n)
-                        stack.append(nxt)
+                    if nd < dist.get(nxt, nd + 1):
+                        dist[nxt] = nd
+                        if nd == d:
+                            queue.appendleft((nd, nxt))
+                        else:
+                            queue.append((nd, nxt))
+        found: dict[str, set[str | None]] = {}
+        for c, n, here in dist:
+            if here != "*":  # a root is found when it calls another
+                found.setdefault(c, set()).add(n)
         return found
 
     def _meet(self, source: str, target: str

@@ -334,11 +334,12 @@ def _relevant_names(index: SymbolIndex, summarized: set[str], vocab) -> frozense
     return frozenset(seen)
 
 
-def _reaching_names(facts: list[FileFacts], built: dict | None = None) -> dict[str, set[str | None]]:
+def _reaching_names(facts: list[FileFacts], built: dict | None = None, depth: int | None = None
+                    ) -> dict[str, set[str | None]]:
     """Functions and macros (visible outside their file) that reach a fixpoint root (rules/watched.toml
-    [prefilter]) in some build of the kernel (CallGraph.reaching_in_one_build), and macros that
-    expand to a watched name, with the architectures of those builds (None: every build; a macro's:
-    those of its definitions)."""
+    [prefilter]) in some build of the kernel (CallGraph.reaching_in_one_build), at most `depth`
+    files away (None: any), and macros that expand to a watched name, with the architectures of
+    those builds (None: every build; a macro's: those of its definitions)."""
     from armalias.callgraph import CallGraph
     from armalias.index import SymbolIndex
 
@@ -350,7 +351,7 @@ def _reaching_names(facts: list[FileFacts], built: dict | None = None) -> dict[s
         built.update(files=[f.file for f in facts], index=index, graph=graph)
     arch_of = load_vocabulary().arch_of
     stop = frozenset(watched.names) - frozenset(watched.fixpoint_roots)
-    reach = graph.reaching_in_one_build(watched.fixpoint_roots, stop, arch_of)
+    reach = graph.reaching_in_one_build(watched.fixpoint_roots, stop, arch_of, depth)
     found = set(reach) - stop
     if built is not None:  # every name found reaching, in any round (armalias.incremental)
         built["found"] = built.get("found", frozenset()) | frozenset(found)
@@ -654,8 +655,8 @@ def _delta_round(hint, source: TreeSource, words: frozenset[str], restricted: di
     over (past SPECULATE_FILES of them, and those the prefilter's memo does not answer) goes on in
     worker processes and this round's choice leaves it out: hints.pending, confirmed by _confirm.
     On whole 6.12 that search for a new function's name took 0.6 s of a 1.4 s check; gone on
-    without, the check takes 1.1-1.4 s when no file names it, and 0.65 s more when one does (made
-    again)."""
+    without (and reading no other architecture's files, prefilter._applicable), the check takes
+    0.9-1.0 s when no file names it, and 1.8 s when one does (made again)."""
     from armalias.prefilter import select_started
 
     base_words, base_restricted, base_chosen, base_bad = hint
@@ -787,7 +788,11 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str] 
         extracted()
         facts.extend(got)
         skipped.extend(sk)
-        reach = _reaching_names(facts, scope.built)
+        # the words of round k+1 are the names at most k+1 files from a root (rules/watched.toml
+        # [prefilter] levels): a round's files never hold more than their callers, however deep
+        # the calls that happen to lie within the files chosen so far (ia64's set_pte_at of 6.1,
+        # reaching flush_icache_range, made vmalloc a word and chose 1,482 files)
+        reach = _reaching_names(facts, scope.built, level + 1)
         new_words = frozenset(reach) - words
         if not new_words:
             break

@@ -1,6 +1,6 @@
 """The identifier prefilter's text test: the same answer as a regular expression for the words as whole
-identifiers, whatever the number of words (bytes.find for a few, an Aho-Corasick automaton for many),
-on any bytes."""
+identifiers, whatever the number of words (a search of its own for each of a few, one Aho-Corasick
+automaton for many), on any bytes.  And the files no word applies to are not read."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from armalias.prefilter import matcher, rule_words
+from armalias.prefilter import matcher, rule_words, select
 from armalias.rules import load_watched
 
 IDENT = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{3,12}", fullmatch=True)
@@ -135,3 +135,23 @@ def test_the_memos_kept_are_the_last_written_or_used(tmp_path):
     search(first)  # one more word set: one of the memos used least recently goes, not name_0's
     left = set(memos.iterdir())
     assert len(left) == first and name_0 in left
+
+
+def test_words_restricted_to_other_architectures_leave_a_file_unread(tmp_path):
+    """When every word selects only some architectures' files (a later round's callers, or a check's
+    new function), another architecture's file is not read: a binary one there is not even said to
+    be no C text, while the same search with a word that applies everywhere reads it."""
+    from armalias.source.tree import DirectorySource
+
+    files = {"arch/x86/kernel/blob.c": b"mips_sync\0\1\2", "arch/x86/kernel/user.c": b"void u(void) { mips_sync(0); }\n",
+             "arch/mips/kernel/user.c": b"void m(void) { mips_sync(0); }\n", "kernel/user.c": b"void g(void) { mips_sync(0); }\n"}
+    for rel, data in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    rels = sorted(files)
+    source = DirectorySource(tmp_path)
+    chosen, bad = select(source, rels, frozenset({"mips_sync"}), 1, restricted={"mips_sync": frozenset({"mips"})})
+    assert chosen == ["arch/mips/kernel/user.c", "kernel/user.c"] and bad == []
+    chosen, bad = select(source, rels, frozenset({"mips_sync", "other"}), 1, restricted={"mips_sync": frozenset({"mips"})})
+    assert chosen == ["arch/mips/kernel/user.c", "kernel/user.c"]
+    assert [b.file for b in bad] == ["arch/x86/kernel/blob.c"]

@@ -21,7 +21,6 @@ import json
 import tomllib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 

@@ -116,3 +116,14 @@ def test_the_check_kinds_and_the_slowest_one_as_a_target(tmp_path: Path):
     rows[2]["wall_s"] = 0.9
     slowest = {t["target"]: t for t in bench.targets(rows)}["armalias check warm, slowest kind of 1-file change, whole tree < 1 s"]
     assert slowest["result"] == "PASS (new function calling a maintenance call)"
+
+
+def test_the_check_targets_say_why_they_were_not_measured():
+    """--arch-arm-only benches no check: plain n/a.  A check that is not there (or fails --help): said."""
+    targets = _bench().targets
+    check = next(t for t in targets([]) if t["target"].startswith("armalias check warm, 1-file"))
+    assert check["result"] == "n/a"
+    failed = {"scope": "whole tree", "what": "armalias check warm (1-file change)", "wall_s": None,
+              "info": {"error": "not available yet"}}
+    check = next(t for t in targets([failed]) if t["target"].startswith("armalias check warm, 1-file"))
+    assert check["result"] == "n/a (check not available yet)"

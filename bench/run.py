@@ -218,8 +218,10 @@ class TreeSampler(threading.Thread):
             self.done.wait(self.interval)
 
 
-def measure(cmd: list[str], env: dict[str, str] | None = None, timeout: float | None = None) -> dict:
-    """Run cmd once: wall seconds, max single-process RSS, peak process-tree PSS, rc, stdout."""
+def measure(cmd: list[str], env: dict[str, str] | None = None, timeout: float | None = None,
+            sample: bool = True) -> dict:
+    """Run cmd once: wall seconds, max single-process RSS, peak process-tree PSS (0 unless
+    `sample`: the sampler's reads of /proc take CPU from what it measures), rc, stdout."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
         use_time = os.access(GNU_TIME, os.X_OK)
         full = [GNU_TIME, "-v", "-o", tf.name, *cmd] if use_time else cmd
@@ -229,6 +231,7 @@ def measure(cmd: list[str], env: dict[str, str] | None = None, timeout: float | 
         proc = subprocess.Popen(full, stdout=out_f, stderr=err_f, env=env, start_new_session=True)
         RUNNING[:] = [proc]
         sampler = TreeSampler(proc.pid)
+        sampler.enabled = sampler.enabled and sample
         sampler.start()
         deadline = None if timeout is None else t0 + timeout
         timed_out = False
@@ -319,23 +322,33 @@ class Bench:
         """specs: (label, cmds, parse) of commands whose times are compared: run i of each, in turn,
         before run i + 1 of any, so each ratio compares runs made under the same load (on the
         shared machine, Coccinelle's one run on arch/arm took 0.36 s in one bench run and 0.45 s
-        in another).  A row each, in the order given."""
+        in another).  A row each, in the order given.  The timed runs sample no memory; one more run
+        of each command (run index `repeat`), untimed, gives the peak PSS of its process tree: the
+        sampler's reads of /proc made a check of whole 6.12 (four processes, 1 s) 8% slower
+        (8 pairs, median 1.11 s against 1.03 s)."""
         runs: list[list[dict]] = [[] for _ in specs]
         for i in range(self.args.repeat):
             for (label, cmds, _), done in zip(specs, runs):
                 cmd, env = cmds(i)
                 self.log(f"[{scope}] {label} run {i + 1}/{self.args.repeat}: {' '.join(cmd[:6])}{' ...' if len(cmd) > 6 else ''}")
-                done.append(measure(cmd, env, timeout))
+                done.append(measure(cmd, env, timeout, sample=False))
                 self.log(f"    {done[-1]['wall']:.2f} s, rc {done[-1]['rc']}")
-        return [self._row(label, scope, done, parse) for (label, _, parse), done in zip(specs, runs)]
+        memory = []
+        for label, cmds, _ in specs:
+            cmd, env = cmds(self.args.repeat)
+            self.log(f"[{scope}] {label} memory run (untimed)")
+            memory.append(measure(cmd, env, timeout, sample=True))
+            self.log(f"    {memory[-1]['tree_kb'] / 1024:.0f} MB, {memory[-1]['wall']:.2f} s, rc {memory[-1]['rc']}")
+        return [self._row(label, scope, done, parse, mem) for (label, _, parse), done, mem in zip(specs, runs, memory)]
 
-    def _row(self, label: str, scope: str, runs: list[dict], parse) -> dict:
+    def _row(self, label: str, scope: str, runs: list[dict], parse, memory: dict) -> dict:
         walls = [r["wall"] for r in runs]
         last = runs[-1]
         row = {"scope": scope, "what": label, "runs": len(runs), "wall_s": round(statistics.median(walls), 3),
                "wall_all_s": [round(w, 3) for w in walls],
-               "rss_mb": round(max(r["rss_kb"] for r in runs) / 1024, 1),
-               "tree_pss_mb": round(max(r["tree_kb"] for r in runs) / 1024, 1),
+               "rss_mb": round(max(r["rss_kb"] for r in [*runs, memory]) / 1024, 1),
+               "tree_pss_mb": round(memory["tree_kb"] / 1024, 1),
+               "memory_run_wall_s": round(memory["wall"], 3),  # with the sampler on, not in wall_s
                "rc": last["rc"], "info": {}}
         if last["timed_out"]:
             row["info"]["error"] = "timed out"

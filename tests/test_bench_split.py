@@ -55,9 +55,10 @@ def test_the_cold_scans_and_the_peers_take_turns(monkeypatch, tmp_path: Path):
 
     bench = _bench()
     order: list[str] = []
-    walls = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 6.0, 4.0]), "c": iter([7.0, 7.0, 7.0])}
+    # the fourth run of each: the memory run, untimed
+    walls = {"a": iter([3.0, 1.0, 2.0, 9.0]), "b": iter([5.0, 6.0, 4.0, 9.0]), "c": iter([7.0, 7.0, 7.0, 9.0])}
 
-    def measure(cmd, env=None, timeout=None):
+    def measure(cmd, env=None, timeout=None, sample=True):
         order.append(cmd[0])
         return {"wall": next(walls[cmd[0][0]]), "rss_kb": 1024, "tree_kb": 2048, "rc": 0, "stdout": b"",
                 "stderr": "", "timed_out": False}
@@ -68,13 +69,13 @@ def test_the_cold_scans_and_the_peers_take_turns(monkeypatch, tmp_path: Path):
     try:
         rows = b.interleaved("arch/arm", [("A", lambda i: ([f"a{i}"], None), None),
                                           ("B", lambda i: ([f"b{i}"], None), lambda r: {"last": r["wall"]})])
-        assert order == ["a0", "b0", "a1", "b1", "a2", "b2"]
+        assert order == ["a0", "b0", "a1", "b1", "a2", "b2", "a3", "b3"]
         assert [(r["what"], r["wall_s"], r["wall_all_s"]) for r in rows] == [
             ("A", 2.0, [3.0, 1.0, 2.0]), ("B", 5.0, [5.0, 6.0, 4.0])]
         assert rows[1]["info"] == {"last": 4.0} and b.rows == rows
         order.clear()
         assert b.repeat("C", "whole tree", lambda i: ([f"c{i}"], None))["wall_s"] == 7.0
-        assert order == ["c0", "c1", "c2"]
+        assert order == ["c0", "c1", "c2", "c3"]
     finally:
         import shutil
 
@@ -127,3 +128,36 @@ def test_the_check_targets_say_why_they_were_not_measured():
               "info": {"error": "not available yet"}}
     check = next(t for t in targets([failed]) if t["target"].startswith("armalias check warm, 1-file"))
     assert check["result"] == "n/a (check not available yet)"
+
+
+def test_timed_runs_sample_no_memory_and_one_more_run_does(monkeypatch):
+    """The memory sampler reads /proc while the command runs, taking CPU from it: the timed runs go
+    without it, and the peak PSS comes from one more, untimed, run of each command."""
+    import types
+
+    bench = _bench()
+    calls = []
+
+    def fake_measure(cmd, env=None, timeout=None, sample=True):
+        calls.append((cmd[0], sample))
+        wall = {"a": 1.0, "b": 2.0}[cmd[0]] + (0.5 if sample else 0.0)  # sampling slows the run down
+        return {"wall": wall, "rss_kb": 1024, "tree_kb": 4096 if sample else 0, "rc": 0, "stdout": b"",
+                "stderr": "", "timed_out": False}
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    b = bench.Bench.__new__(bench.Bench)
+    b.args, b.rows, b.log = types.SimpleNamespace(repeat=3), [], lambda msg: None
+    rows = b.interleaved("arch/arm", [("a", lambda i: (["a", str(i)], None), None),
+                                      ("b", lambda i: (["b", str(i)], None), None)])
+    assert calls == [("a", False), ("b", False)] * 3 + [("a", True), ("b", True)]
+    assert [(r["what"], r["runs"], r["wall_s"], r["tree_pss_mb"], r["memory_run_wall_s"]) for r in rows] == [
+        ("a", 3, 1.0, 4.0, 1.5), ("b", 3, 2.0, 4.0, 2.5)]
+
+
+def test_measure_samples_the_process_tree_only_when_asked():
+    import sys
+
+    measure = _bench().measure
+    cmd = [sys.executable, "-c", "import time; x = bytearray(64 << 20); time.sleep(0.4)"]
+    assert measure(cmd, sample=False)["tree_kb"] == 0
+    assert measure(cmd, sample=True)["tree_kb"] > 64 * 1024

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from armalias.callgraph import CallGraph
 from armalias.facts import Call, FileFacts, FunctionDef
 from armalias.index import SymbolIndex
@@ -169,3 +172,61 @@ def test_a_static_inline_function_of_a_header_is_every_includer_s():
     })
     reach = g.reaching_in_one_build(["flush_icache_range"], frozenset(), load_vocabulary().arch_of)
     assert set(reach) == {"hflush", "hwrap", "x_user"}
+
+
+def _reference_reach(g: CallGraph, roots, stop, arch_of) -> dict[str, set]:
+    """reaching_in_one_build as it was before it took a depth (a plain depth-first walk over the
+    same states): what depth None must still give."""
+    from armalias.callgraph import _NO, _site_list, _step, site_file
+
+    found: dict[str, set] = {}
+    seen: set[tuple] = set()
+    stack = [(r, None, "*") for r in roots if r in g]
+    while stack:
+        w, ctx, here = stack.pop()
+        if w in stop and here != "*":
+            continue
+        for c, sites in g.pred.get(w, {}).items():
+            for x in _site_list(sites):
+                f = site_file(x)
+                static_here = g._static_in(w, f)
+                if not (here == "*" or (here == f and static_here) or (here is None and not static_here)):
+                    continue
+                n = _step(ctx, arch_of(f))
+                if n is _NO:
+                    continue
+                nxt = (c, n, f if g._static_in(c, f) else None)
+                if nxt not in seen:
+                    seen.add(nxt)
+                    found.setdefault(c, set()).add(n)
+                    stack.append(nxt)
+    return found
+
+
+FILES = ("lib/a.c", "lib/b.c", "arch/arm/kernel/c.c", "arch/x86/kernel/d.c", "include/linux/e.h")
+NAMES = ("flush_icache_range", "f0", "f1", "f2", "f3", "f4", "f5")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(FILES), st.sampled_from(NAMES[1:]), st.booleans(),
+                          st.lists(st.sampled_from(NAMES), max_size=3)), max_size=12))
+def test_callers_within_a_depth_are_those_of_every_depth_cut_short(defs):
+    """On any small graph (cycles, statics, names defined in several files and architectures):
+    depth None finds what the walk found before depths; each depth finds a subset of the next, and
+    a depth past the number of files finds everything."""
+    spec: dict[str, list] = {}
+    for rel, name, static, callees in defs:
+        if all(n != name for n, _, _ in spec.get(rel, [])):
+            spec.setdefault(rel, []).append((name, static, callees))
+    g = _graph(spec)
+    arch_of = load_vocabulary().arch_of
+    roots, stop = ["flush_icache_range"], frozenset({"f5"})
+    everything = g.reaching_in_one_build(roots, stop, arch_of)
+    assert everything == _reference_reach(g, roots, stop, arch_of)
+    previous: dict = {}
+    for depth in range(len(FILES) + 2):
+        now = g.reaching_in_one_build(roots, stop, arch_of, depth)
+        assert all(now.get(n, set()) >= archs for n, archs in previous.items())  # grows with the depth
+        assert all(archs <= everything.get(n, set()) for n, archs in now.items())
+        previous = now
+    assert previous == everything

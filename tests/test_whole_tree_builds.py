@@ -174,35 +174,6 @@ def test_a_static_inline_function_of_a_header_is_every_includer_s():
     assert set(reach) == {"hflush", "hwrap", "x_user"}
 
 
-def _reference_reach(g: CallGraph, roots, stop, arch_of) -> dict[str, set]:
-    """reaching_in_one_build as it was before it took a depth (a plain depth-first walk over the
-    same states): what depth None must still give."""
-    from armalias.callgraph import _NO, _site_list, _step, site_file
-
-    found: dict[str, set] = {}
-    seen: set[tuple] = set()
-    stack = [(r, None, "*") for r in roots if r in g]
-    while stack:
-        w, ctx, here = stack.pop()
-        if w in stop and here != "*":
-            continue
-        for c, sites in g.pred.get(w, {}).items():
-            for x in _site_list(sites):
-                f = site_file(x)
-                static_here = g._static_in(w, f)
-                if not (here == "*" or (here == f and static_here) or (here is None and not static_here)):
-                    continue
-                n = _step(ctx, arch_of(f))
-                if n is _NO:
-                    continue
-                nxt = (c, n, f if g._static_in(c, f) else None)
-                if nxt not in seen:
-                    seen.add(nxt)
-                    found.setdefault(c, set()).add(n)
-                    stack.append(nxt)
-    return found
-
-
 FILES = ("lib/a.c", "lib/b.c", "arch/arm/kernel/c.c", "arch/x86/kernel/d.c", "include/linux/e.h")
 NAMES = ("flush_icache_range", "f0", "f1", "f2", "f3", "f4", "f5")
 
@@ -212,8 +183,8 @@ NAMES = ("flush_icache_range", "f0", "f1", "f2", "f3", "f4", "f5")
                           st.lists(st.sampled_from(NAMES), max_size=3)), max_size=12))
 def test_callers_within_a_depth_are_those_of_every_depth_cut_short(defs):
     """On any small graph (cycles, statics, names defined in several files and architectures):
-    depth None finds what the walk found before depths; each depth finds a subset of the next, and
-    a depth past the number of files finds everything."""
+    depth None finds the names from which one build can take a path down to the root; each depth
+    finds a subset of the next, and a depth past the number of files finds everything."""
     spec: dict[str, list] = {}
     for rel, name, static, callees in defs:
         if all(n != name for n, _, _ in spec.get(rel, [])):
@@ -222,7 +193,10 @@ def test_callers_within_a_depth_are_those_of_every_depth_cut_short(defs):
     arch_of = load_vocabulary().arch_of
     roots, stop = ["flush_icache_range"], frozenset({"f5"})
     everything = g.reaching_in_one_build(roots, stop, arch_of)
-    assert everything == _reference_reach(g, roots, stop, arch_of)
+    # the walk up is path_in_one_build's, reversed: a name reaches the root in some build exactly
+    # when one build can take a path from it down to the root
+    walked = set(g.reaching_in_one_build(roots, frozenset(), arch_of)) - {"flush_icache_range"}
+    assert walked == {n for n in NAMES[1:] if n in g and g.path_in_one_build(n, "flush_icache_range", "", arch_of)}
     previous: dict = {}
     for depth in range(len(FILES) + 2):
         now = g.reaching_in_one_build(roots, stop, arch_of, depth)

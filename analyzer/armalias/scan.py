@@ -1099,10 +1099,12 @@ def _model_early(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
 def _facts_cache_dir(source: TreeSource, options: ScanOptions) -> Path | None:
     """The facts cache directory a scan of this source uses: None with --no-cache or when it would
     be inside the tree (never written into)."""
+    from armalias.state import in_tree
+
     cdir = cache_dir_for(options)
     if cdir is not None:
         local = source.local_path("")
-        if local is not None and cdir.is_relative_to(local.resolve()):
+        if local is not None and in_tree(cdir, local.resolve()):
             return None
     return cdir
 

@@ -47,6 +47,72 @@ def test_matcher_finds_whole_identifiers(words, filler, picks):
     assert matcher(words)(data) is _reference(words, data)
 
 
+class _Engines:
+    """prefilter._bytes_matcher with each of its engines for many words: Hyperscan (forced from 9
+    words on, where it normally starts past PACKED_PATTERNS) and, as where it cannot be had, the
+    automaton alone.  Counts the matchers Hyperscan built, so a test can tell it was used."""
+
+    def __init__(self, hyperscan: bool):
+        self.hyperscan = hyperscan
+        self.built = 0
+
+    def __enter__(self):
+        from unittest import mock
+
+        import armalias.prefilter as prefilter
+        from armalias.source.text import any_occurrence
+
+        def counted(patterns, tests):
+            found = any_occurrence(patterns, tests) if self.hyperscan else None
+            self.built += found is not None
+            return found
+
+        self._patches = [mock.patch.object(prefilter, "any_occurrence", counted),
+                         mock.patch.object(prefilter, "PACKED_PATTERNS", 8 if self.hyperscan else prefilter.PACKED_PATTERNS)]
+        for p in self._patches:
+            p.start()
+        return self
+
+    def __exit__(self, *exc):
+        for p in self._patches:
+            p.stop()
+
+
+@settings(max_examples=300, deadline=None)
+@given(words=st.frozensets(st.one_of(IDENT, st.sampled_from(MEMBERS + ("v4wb_coh", "kern_range_x"))), min_size=9,
+                           max_size=80), filler=st.one_of(st.binary(max_size=300), FILLER),
+       picks=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0)), max_size=4),
+       hyperscan=st.booleans())
+def test_each_engine_for_many_words_finds_whole_identifiers(words, filler, picks, hyperscan):
+    """Hyperscan reports every occurrence (overlapping ones too) and each is tested, a member's
+    `_member` end included; without Hyperscan the automaton answers the same."""
+    data = filler
+    ordered = sorted(words)
+    for pick, where in picks:
+        w = ordered[pick % len(ordered)].encode()
+        i = where % (len(data) + 1)
+        data = data[:i] + w + data[i:]
+    with _Engines(hyperscan) as engines:
+        assert matcher(words)(data) is _reference(words, data)
+    assert engines.built == hyperscan
+
+
+def test_past_the_packed_searchers_limit_hyperscan_answers():
+    """More words than ahocorasick-rs's packed searcher takes (a whole-tree scan's second round):
+    Hyperscan, a dependency, is used, and answers as the automaton does on kernel-shaped text."""
+    import armalias.prefilter as prefilter
+
+    words = frozenset(f"caller_{i:03d}_of_root" for i in range(prefilter.PACKED_PATTERNS + 1)) | {"coherent_kern_range"}
+    texts = [b"void f(void)\n{\n\tcaller_007_of_root(a);\n}\n", b"x = local_caller_007_of_root;",
+             b"caller_064_of_root_late();", b"ENTRY(v4wb_coherent_kern_range)\n", b"xcoherent_kern_range();",
+             b"\xff" * 5000 + b"(caller_000_of_root)", b""]
+    for hyperscan in (True, False):
+        with _Engines(hyperscan) as engines:
+            mentions = matcher(words)
+            assert [mentions(t) for t in texts] == [True, False, False, True, False, True, False]
+        assert engines.built == hyperscan
+
+
 @given(words=st.frozensets(IDENT, min_size=9, max_size=30), pick=st.integers(min_value=0))
 def test_a_word_inside_a_longer_name_is_not_a_mention(words, pick):
     w = sorted(words)[pick % len(words)]

@@ -16,7 +16,7 @@ from typing import Callable
 from armalias.cache import MarshalEntries
 from armalias.facts import Skipped
 from armalias.rules import load_vocabulary, load_watched
-from armalias.source.text import IDENTIFIER_BYTES, Unreadable, check_text, multi_find, whole_identifier
+from armalias.source.text import IDENTIFIER_BYTES, Unreadable, any_occurrence, check_text, multi_find, whole_identifier
 from armalias.source.tree import TreeSource, read_file
 from armalias.state import in_tree, stamp
 
@@ -45,6 +45,11 @@ def _name_end(data: bytes, start: int, end: int) -> bool:
             and (end == len(data) or data[end] not in IDENTIFIER_BYTES))
 
 
+# ahocorasick-rs hands at most this many patterns to its packed (Teddy) searcher: over a quarter of
+# 6.12's tree, 52 and 64 of the second round's words ran at 4.0-5.4 GB/s, 65 to 193 at 0.68 GB/s
+PACKED_PATTERNS = 64
+
+
 def _bytes_matcher(bwords: tuple[bytes, ...]):
     """Few words: a search of its own for each.  More: one Aho-Corasick automaton over the bytes
     (text.multi_find): measured on 320 MB of 6.12 with the 289 words of the whole tree's last round,
@@ -53,9 +58,16 @@ def _bytes_matcher(bwords: tuple[bytes, ...]):
     members are searched for again, overlapping, in the (few) texts with a match that is no name.
     Over the 1.04 GB of 6.12's drivers/, a search for one name took 0.05 s (ahocorasick-rs hands a
     single pattern to a vectorized substring search) against 0.22-0.58 s for bytes.find, and one
-    automaton of 2 to 8 function names 2.9-3.5 s: few words are searched for one by one."""
+    automaton of 2 to 8 function names 2.9-3.5 s: few words are searched for one by one.  Past
+    PACKED_PATTERNS words, one Hyperscan database (text.any_occurrence) when it can be had: the
+    193 words of 6.12's whole-tree second round took 0.50 s over its 1.2 GB against 1.77 s for the
+    automaton."""
     members = frozenset(m.encode() for m in load_watched().cache_fns_members)
     suffixes = [w for w in bwords if w in members]
+    if len(bwords) > PACKED_PATTERNS:
+        found = any_occurrence(list(bwords), [_name_end if w in members else whole_identifier for w in bwords])
+        if found is not None:
+            return found
     if len(bwords) > 8:
         find = multi_find(list(bwords))
         find_suffix = multi_find(suffixes, overlapping=True) if suffixes else None

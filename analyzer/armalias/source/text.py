@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 
 from armalias.rules import NeutralizeSpec, load_neutralize
@@ -185,6 +185,41 @@ def multi_find(patterns: list[bytes], overlapping: bool = False):
         return lambda data: find(data, overlapping=True)
     return ahocorasick_rs.BytesAhoCorasick(patterns, matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_LONGEST,
                                            implementation=ahocorasick_rs.Implementation.DFA).find_matches_as_indexes
+
+
+def any_occurrence(patterns: list[bytes], tests: list[Callable[[bytes, int, int], bool]]
+                   ) -> Callable[[bytes], bool] | None:
+    """`data -> bool`: does some occurrence of a pattern (every one, overlapping ones too) pass its
+    test, `tests[i](data, start, end)`?  One Hyperscan database of the literals, whose matcher for
+    many literals keeps its speed where ahocorasick-rs's packed searcher stops (65 patterns and
+    more, multi_find falls back to its DFA).  Measured on a quarter of 6.12's tree (340 MB), with 65
+    to 193 of a whole-tree scan's second-round words: 2.9-3.6 GB/s against 0.68 GB/s.  The scan
+    stops at the first occurrence that passes.  None when Hyperscan cannot be had here (not
+    installed, or a CPU it does not support): the caller uses multi_find."""
+    try:
+        import hyperscan
+    except ImportError:
+        return None
+    try:
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        db.compile(expressions=list(patterns), ids=list(range(len(patterns))), elements=len(patterns), literal=True)
+        scratch = hyperscan.Scratch(db)
+    except hyperscan.error:
+        return None
+    lengths = [len(p) for p in patterns]
+    stop = hyperscan.ScanTerminated
+
+    def found(data: bytes) -> bool:
+        def on_match(index: int, _start: int, end: int, _flags: int, _context) -> bool:
+            return tests[index](data, end - lengths[index], end)  # True ends the scan
+
+        try:
+            db.scan(data, match_event_handler=on_match, scratch=scratch)
+        except stop:
+            return True
+        return False
+
+    return found
 
 
 @lru_cache(maxsize=4)

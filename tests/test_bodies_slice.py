@@ -234,3 +234,21 @@ def test_keep_lines_keeps_what_its_contract_says(data: bytes, ranges):
     the flow's 0.58 s on the whole tree); it keeps the same bytes: directives and their
     continuations (CRLF ones too), comments, and the lines asked for, past the end of the file or not."""
     assert keep_lines(data, ranges) == _keep_lines_by_line(data, ranges)
+
+
+def test_a_whole_file_parsed_for_one_round_is_not_parsed_again_for_the_next():
+    """The flow asks a file parsed whole for more functions in a later round (the callers that
+    round's summaries made interesting): its tree is kept (cflow._kept), the bodies are those of a
+    fresh parse, and a changed text is parsed anew, never taken for the one kept."""
+    from armalias.source import cflow
+
+    cflow._kept.cache_clear()
+    first = function_bodies("a.c", FILE, {"helper"}, keep=True)
+    again = function_bodies("a.c", bytes(FILE), {"noisy", "helper"}, keep=True)  # equal bytes, another object
+    assert cflow._kept.cache_info().hits == 1
+    assert first == function_bodies("a.c", FILE, {"helper"}) and first
+    assert again == function_bodies("a.c", FILE, {"noisy", "helper"}) and len(again) == 3
+    changed = FILE.replace(b"return x + 1;", b"return x + 2; memcpy(x, y, 4);")
+    assert function_bodies("a.c", changed, {"helper"}, keep=True) == function_bodies("a.c", changed, {"helper"})
+    assert cflow._kept.cache_info().misses == 2
+    assert function_bodies("a.c", changed, {"helper"}) != first

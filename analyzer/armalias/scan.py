@@ -841,7 +841,8 @@ def _bodies_one(args: tuple[str, bytes, set[str], list[tuple[int, int]] | None, 
     from armalias.source.cflow import function_bodies, keep_lines
 
     rel, data, names, ranges, bid, cache = args
-    found = function_bodies(rel, keep_lines(data, ranges) if ranges is not None else data, names)
+    found = function_bodies(rel, data, names, keep=True) if ranges is None else \
+        function_bodies(rel, keep_lines(data, ranges), names)
     if cache is not None:
         BodiesCache(*cache).put(rel, bid, sorted(names), found)
     return found

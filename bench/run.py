@@ -614,15 +614,19 @@ def _find(rows: list[dict], scope: str, what: str) -> dict | None:
 
 
 def targets(rows: list[dict]) -> list[dict]:
-    """The ratios issue 6 targets, PASS/MISS (n/a when a term was not measured)."""
+    """The ratios issue 6 targets, PASS/MISS (n/a when a term was not measured).  Each says whether
+    it is one of issue 6's targets as the issue measured them (`issue6`: Coccinelle's two rules
+    each in a run of its own, "0.5 + 1.0 s on arch/arm", and a one-file change of one line) or a
+    stricter comparison the bench adds (both rules in one spatch run; every kind of one-file change)."""
     out = []
 
-    def ratio(name, num, den, limit, unit="x"):
+    def ratio(name, num, den, limit, issue6):
         if num is None or den is None:
-            out.append({"target": name, "value": None, "limit": limit, "result": "n/a"})
+            out.append({"target": name, "value": None, "limit": limit, "result": "n/a", "issue6": issue6})
             return
-        v = num["wall_s"] / den["wall_s"] if unit == "x" else num
-        out.append({"target": name, "value": round(v, 3), "limit": limit, "result": "PASS" if v <= limit else "MISS"})
+        v = num["wall_s"] / den["wall_s"]
+        out.append({"target": name, "value": round(v, 3), "limit": limit, "result": "PASS" if v <= limit else "MISS",
+                    "issue6": issue6})
 
     arm_cold = _find(rows, "arch/arm", "armalias scan cold")
     arm_warm = _find(rows, "arch/arm", "armalias scan warm")
@@ -634,23 +638,25 @@ def targets(rows: list[dict]) -> list[dict]:
     whole_cocci_each = _find(rows, "whole tree", "coccinelle (2 rules, one run each)")
     whole_lb = _find(rows, "whole tree", "lower bound (")
     check = _find(rows, "whole tree", "armalias check warm (1-file change)")
-    ratio("arch/arm cold / Coccinelle arch/arm <= 1.0x", arm_cold, arm_cocci, 1.0)
-    ratio("arch/arm warm / Coccinelle arch/arm <= 0.3x", arm_warm, arm_cocci, 0.3)
-    ratio("whole tree cold / Coccinelle whole tree <= 1.0x", whole_cold, whole_cocci, 1.0)
-    # the same two, against the two rules run one after the other, as the issue measured them
-    ratio("arch/arm cold / Coccinelle arch/arm, one run per rule <= 1.0x", arm_cold, arm_cocci_each, 1.0)
-    ratio("whole tree cold / Coccinelle whole tree, one run per rule <= 1.0x", whole_cold, whole_cocci_each, 1.0)
+    # issue 6's, against the two rules run one after the other, as the issue measured them
+    ratio("arch/arm cold / Coccinelle arch/arm, one run per rule <= 1.0x", arm_cold, arm_cocci_each, 1.0, True)
+    ratio("arch/arm warm / Coccinelle arch/arm, one run per rule <= 0.3x", arm_warm, arm_cocci_each, 0.3, True)
+    ratio("whole tree cold / Coccinelle whole tree, one run per rule <= 1.0x", whole_cold, whole_cocci_each, 1.0, True)
     peaks = [r["tree_pss_mb"] for r in (whole_cold, whole_warm) if r]
     peak = max(peaks) if peaks else None
     out.append({"target": "whole tree peak memory (process-tree PSS) < 500 MB", "value": peak, "limit": 500,
-                "result": "n/a" if peak is None else ("PASS" if peak < 500 else "MISS")})
-    ratio("whole tree cold / lower bound <= 2.0x", whole_cold, whole_lb, 2.0)
+                "result": "n/a" if peak is None else ("PASS" if peak < 500 else "MISS"), "issue6": True})
+    ratio("whole tree cold / lower bound <= 2.0x", whole_cold, whole_lb, 2.0, True)
     val = check["wall_s"] if check else None
     # no row at all: the whole tree was not benched (--arch-arm-only)
     unavailable = any(r["what"] == "armalias check warm (1-file change)" and r["info"].get("error") for r in rows)
     unmeasured = "n/a (check not available yet)" if unavailable else "n/a"
     out.append({"target": "armalias check warm, 1-file change, whole tree < 1 s", "value": val, "limit": 1.0,
-                "result": unmeasured if val is None else ("PASS" if val < 1.0 else "MISS")})
+                "result": unmeasured if val is None else ("PASS" if val < 1.0 else "MISS"), "issue6": True})
+    # stricter: the same limits against both rules in one spatch run
+    ratio("arch/arm cold / Coccinelle arch/arm <= 1.0x", arm_cold, arm_cocci, 1.0, False)
+    ratio("arch/arm warm / Coccinelle arch/arm <= 0.3x", arm_warm, arm_cocci, 0.3, False)
+    ratio("whole tree cold / Coccinelle whole tree <= 1.0x", whole_cold, whole_cocci, 1.0, False)
     # every kind of one-file change the bench makes, not only the comment line: the slowest
     kinds = [r for r in rows if r["scope"] == "whole tree" and r["what"].startswith("armalias check warm")
              and r.get("wall_s") is not None and "error" not in r["info"]]
@@ -658,7 +664,8 @@ def targets(rows: list[dict]) -> list[dict]:
     out.append({"target": "armalias check warm, slowest kind of 1-file change, whole tree < 1 s",
                 "value": slowest["wall_s"] if slowest else None, "limit": 1.0,
                 "result": "n/a" if slowest is None else
-                f"{'PASS' if slowest['wall_s'] < 1.0 else 'MISS'} {slowest['what'][len('armalias check warm '):]}"})
+                f"{'PASS' if slowest['wall_s'] < 1.0 else 'MISS'} {slowest['what'][len('armalias check warm '):]}",
+                "issue6": False})
     return out
 
 
@@ -678,10 +685,14 @@ def print_report(result: dict) -> None:
         rss = "-" if r["rss_mb"] is None else f"{r['rss_mb']:.0f}"
         tree = "-" if r["tree_pss_mb"] is None else f"{r['tree_pss_mb']:.0f}"
         print(f"{r['scope']:<11} {r['what']:<38} {wall:>8} {rss:>8} {tree:>8}  {json.dumps(info)}")
-    print()
-    for t in result["targets"]:
-        v = "-" if t["value"] is None else t["value"]
-        print(f"{t['result']:<5} {t['target']}: {v}")
+    for issue6, title in ((True, "issue 6's targets (Coccinelle's two rules each in a run of its own, as the issue measured them):"),
+                          (False, "stricter (both rules in one spatch run; the slowest kind of one-file change):")):
+        print()
+        print(title)
+        for t in result["targets"]:
+            if t.get("issue6", True) is issue6:
+                v = "-" if t["value"] is None else t["value"]
+                print(f"{t['result']:<5} {t['target']}: {v}")
     for r in result["rows"]:
         for s in r["info"].get("hit_sites", []):
             print(f"  hit [{r['scope']}] {r['what']}: {s}")

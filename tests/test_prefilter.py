@@ -1,6 +1,7 @@
 """The identifier prefilter's text test: the same answer as a regular expression for the words as whole
 identifiers, whatever the number of words (a search of its own for each of a few, one Aho-Corasick
-automaton for many), on any bytes.  And the files no word applies to are not read."""
+automaton for more, one Hyperscan database past 64, or the automaton where Hyperscan cannot be had), on
+any bytes.  And the files no word applies to are not read."""
 
 from __future__ import annotations
 

@@ -142,3 +142,42 @@ def test_a_check_takes_the_base_s_prefilter_rounds_and_answers_the_same(whole, t
     assert hinted.head.findings == plain.head.findings
     assert (hinted.new, hinted.fixed, hinted.unchanged) == (plain.new, plain.fixed, plain.unchanged)
     assert [f.function for f in hinted.fixed] == ["__patch_text_real"]
+
+
+def test_hyperscan_chooses_the_files_the_automaton_chooses(whole):
+    """A whole-tree scan's second round searches for more words than ahocorasick-rs's packed
+    searcher takes (PACKED_PATTERNS): Hyperscan answers.  Over real files (the generated register
+    headers of drivers/gpu/drm/amd among them, and files that are not ASCII), it chooses exactly the
+    files the automaton chooses, with the second round's words and their architectures."""
+    from unittest import mock
+
+    import armalias.prefilter as prefilter
+    from armalias.scan import _reaching_names
+    from armalias.source.text import MAX_FILE_BYTES, Unreadable, check_text
+    from armalias.source.tree import DirectorySource, read_file
+
+    first = prefilter.rule_words()
+    reach = _reaching_names(whole.facts, None, 1)
+    words = first | frozenset(reach)
+    restricted = {n: frozenset(a) for n, a in reach.items() if n not in first and None not in a}
+    assert len(words) > prefilter.PACKED_PATTERNS and restricted
+    root = Path(whole.root)
+    source = DirectorySource(root)
+    texts = []
+    for under in ("drivers/gpu/drm/amd/include", "arch/arm", "arch/x86/kernel", "mm", "kernel", "drivers/misc"):
+        for rel in source.discover(under).files:
+            try:
+                data, _ = read_file(str(root / rel))
+                check_text(data)
+            except (OSError, Unreadable):
+                continue
+            texts.append((rel, data))
+    assert sum(len(d) for _, d in texts) > 100 * 2**20 and any(len(d) > MAX_FILE_BYTES // 8 for _, d in texts)
+    assert any(not d.isascii() for _, d in texts)
+    hyperscan = prefilter.file_matcher(words, restricted)
+    with mock.patch.object(prefilter, "any_occurrence", lambda *args: None):
+        automaton = prefilter.file_matcher(words, restricted)
+    chosen = [rel for rel, data in texts if hyperscan(rel, data)]
+    assert chosen == [rel for rel, data in texts if automaton(rel, data)]
+    assert 50 < len(chosen) < len(texts) // 4
+    assert prefilter.any_occurrence([w.encode() for w in sorted(words)], [lambda *a: True] * len(words)) is not None

@@ -138,10 +138,7 @@ def test_a_base_state_that_no_longer_holds_is_not_taken(tree: Path, tmp_path: Pa
     found not to hold, before any search is gone on without)."""
     import os
 
-    import armalias.scan as scan_module
-
     if jobs > 1:
-        monkeypatch.setattr(scan_module, "SPECULATE_FILES", 0)
         monkeypatch.setattr(prefilter, "POOL_FILES", 0)
 
     rel, new = _edits(tree)[case]
@@ -243,14 +240,13 @@ def test_a_search_for_new_words_the_check_goes_on_without_gives_the_same_answer(
     """A round whose words grew, words the change brought in (diff._brought_in: the base's bytes of
     the changed files name none), searches the files the base passed over in worker processes while
     the head's scan goes on as if none named a new word (SelectionHints.speculate; on a real tree
-    only past SPECULATE_FILES files, here past none).  When none does, that scan is the answer;
+    only past prefilter.POOL_FILES files, here past none).  When none does, that scan is the answer;
     when one does (drivers/misc/other.c names the new function), the scan is made again.  A
     function the change makes reach a watched call ("made to reach": quiet() in kernel/text.c) was
     named before: that search is waited for.  Every way, the answer is that of listing and
     searching the whole tree."""
     import armalias.scan as scan_module
 
-    monkeypatch.setattr(scan_module, "SPECULATE_FILES", 0)
     monkeypatch.setattr(prefilter, "POOL_FILES", 0)
     name = "fresh_sync" if case == "named nowhere else" else "other_hook"
     (tree / "drivers/misc/other.c").write_text(
@@ -305,7 +301,6 @@ def test_the_workers_of_a_search_gone_on_without_end_when_the_scan_fails(tree: P
     ends that search's worker processes (scan._end_pending)."""
     import armalias.scan as scan_module
 
-    monkeypatch.setattr(scan_module, "SPECULATE_FILES", 0)
     monkeypatch.setattr(prefilter, "POOL_FILES", 0)
     patch_c = (tree / "arch/arm/kernel/patch.c").read_text()
     new = patch_c + "\nvoid fresh_sync(unsigned long a)\n{\n\tflush_icache_range(a, a + 4);\n}\n"

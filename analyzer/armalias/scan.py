@@ -652,8 +652,9 @@ def _delta_round(hint, source: TreeSource, words: frozenset[str], restricted: di
     the words; a changed file, and one the base's rounds took before this one, is searched with
     the words.  `remaining`: the files no earlier round took; `base_taken`: those the base's earlier
     rounds took.  When `hints.speculate` says so of the new words, the search of the files passed
-    over (past SPECULATE_FILES of them, and those the prefilter's memo does not answer) goes on in
-    worker processes and this round's choice leaves it out: hints.pending, confirmed by _confirm.
+    over, when it runs in worker processes (past prefilter.POOL_FILES of them that the prefilter's
+    memo does not answer), goes on there and this round's choice leaves it out: hints.pending,
+    confirmed by _confirm.
     On whole 6.12 that search for a new function's name took 0.6 s of a 1.4 s check; gone on
     without (and reading no other architecture's files, prefilter._applicable), the check takes
     0.9-1.0 s when no file names it, and 1.8 s when one does (made again)."""
@@ -681,8 +682,9 @@ def _delta_round(hint, source: TreeSource, words: frozenset[str], restricted: di
             continue
         # select keeps the restrictions of the words it is given
         selection = select_started(source, sorted(rels), these, jobs, cache_dir, stamps, restricted, None)
-        if (may_go_on and not selection.done  # done: the memo knew every file, nothing to go on without
-                and len(rels) >= SPECULATE_FILES and hints.speculate is not None and hints.speculate(these)):
+        # done: searched in this process (fewer than prefilter.POOL_FILES files, or one job), or the
+        # memo knew every file; nothing to go on without
+        if may_go_on and not selection.done and hints.speculate is not None and hints.speculate(these):
             hints.pending.append(selection)
             continue
         more, more_bad = selection()
@@ -690,8 +692,6 @@ def _delta_round(hint, source: TreeSource, words: frozenset[str], restricted: di
         bad.extend(more_bad)
     return sorted(chosen), sorted(bad, key=lambda b: b.file)
 
-
-SPECULATE_FILES = 2000  # fewer files passed over are searched before the round goes on (prefilter._Search)
 
 
 class SpeculationMissed(Exception):

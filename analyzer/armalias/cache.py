@@ -19,6 +19,7 @@ from dataclasses import fields
 from functools import lru_cache, partial
 from pathlib import Path
 
+from armalias.source.files import read_regular
 from armalias.facts import AsmSymbol, Call, FileFacts, FunctionDef, Initializer, MacroDef
 
 
@@ -121,6 +122,10 @@ def facts_from_rows(raw: dict) -> FileFacts:
                      bodies=tuple(_bodies_from_rows(raw["bodies"], raw["file"])) if raw["bodies"] else (), **parts)
 
 
+# An entry larger than this is damaged (the largest real one, a whole tree's state, is far below it).
+MAX_ENTRY_BYTES = 256 * 1024 * 1024
+
+
 class JsonEntries:
     """JSON entries in a directory, each named by the hash of its key parts and holding that hash:
     written atomically; an entry that does not load or does not match is deleted and read as a miss.
@@ -155,8 +160,7 @@ class JsonEntries:
         ValueError, KeyError, TypeError or AttributeError counts as damaged)."""
         path, key = self._path(parts)
         try:
-            with open(path, "rb") as fh:
-                raw = self._loads(fh.read())
+            raw = self._loads(read_regular(path, MAX_ENTRY_BYTES)[0])
             if raw.get("key") != key:
                 raise ValueError("key mismatch")
             return decode(raw)

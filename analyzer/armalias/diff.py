@@ -18,16 +18,15 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import quopri
 import re
-import subprocess
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from armalias.cache import JsonEntries
+from armalias.check.git import run_git
 from armalias.errors import InputError
 from armalias.findings import Finding, severity_rank
 from armalias.rules import Vocabulary
@@ -35,9 +34,13 @@ from armalias.scan import (Progress, ScanOptions, ScanResult, StaleState, cache_
                            scan_sources, speculative_state, timed_out)
 from armalias.source.tree import (SOURCE_SUFFIXES, DirectorySource, GitSource, OverlaySource, TreeSource, blob_id,
                                   tree_identity)
-from armalias.source.text import Unreadable
+from armalias.source.files import read_input, read_regular
+from armalias.source.text import MAX_FILE_BYTES, Unreadable
 from armalias.state import analysis_digest, finding_from_dict
 from armalias.suppress import apply_suppressions
+
+# A patch, a format-patch file or an mbox larger than this is refused (a series of thousands of patches fits).
+MAX_PATCH_BYTES = 256 * 1024 * 1024
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 NULL_SHA = "0" * 40
@@ -410,25 +413,15 @@ def apply_patches(source: TreeSource, patches: list[FilePatch], applied: Applied
 
 # -- git, read-only -------------------------------------------------------------------------------
 def _git(repo: Path, *args: str) -> bytes:
-    # GIT_OPTIONAL_LOCKS=0: no command here may refresh the user's index as a side effect.
-    # GIT_INDEX_FILE is kept: in a `git commit -a` hook it names the index being committed.
-    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
-    try:
-        res = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, env=env)
-    except OSError as exc:
-        raise InputError(f"cannot run git: {exc.strerror or exc}") from None
-    if res.returncode != 0:
-        err = res.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise InputError(f"{repo}: git {args[0]} failed: {err[-1] if err else f'exit {res.returncode}'}")
-    return res.stdout
+    # GIT_INDEX_FILE is kept (check.git): in a `git commit -a` hook it names the index being committed.
+    return run_git(repo, *args).stdout
 
 
 def repo_toplevel(path: Path) -> Path | None:
     """The work tree top of the git repository holding path, or None (not in a repository)."""
-    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
     try:
-        res = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, env=env)
-    except OSError:
+        res = run_git(path, "rev-parse", "--show-toplevel", check=False)
+    except InputError:
         return None
     if res.returncode != 0 or not res.stdout.strip():
         return None
@@ -444,9 +437,7 @@ def resolve_commit(repo: Path, rev: str) -> str:
 
 def _head_or_empty(repo: Path) -> str:
     """HEAD's commit, or the empty tree in a repository with no commit yet."""
-    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
-    res = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
-                         capture_output=True, env=env)
+    res = run_git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False)
     return res.stdout.decode().strip() if res.returncode == 0 else EMPTY_TREE
 
 
@@ -481,9 +472,7 @@ def _raw_entries(out: bytes) -> list[RawEntry]:
 def _read_blobs(repo: Path, shas: list[str]) -> dict[str, bytes]:
     if not shas:
         return {}
-    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
-    res = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch"], input="".join(s + "\n" for s in shas).encode(),
-                         capture_output=True, env=env)
+    res = run_git(repo, "cat-file", "--batch", stdin="".join(s + "\n" for s in shas).encode(), check=False)
     out: dict[str, bytes] = {}
     data = res.stdout
     pos = 0
@@ -604,7 +593,7 @@ def _overlay_from_index_diff(repo: Path, prefix: str, cached: bool) -> tuple[Git
             wanted[e.new] = e.new_sha
             continue
         try:  # the working tree's bytes (dirty relative to the index)
-            data = (root / e.new).read_bytes()
+            data = read_regular(root / e.new, MAX_FILE_BYTES, repo)[0]
         except FileNotFoundError:
             changes[e.new] = None
             continue
@@ -636,8 +625,8 @@ def working_tree(repo: Path, prefix: str) -> Change:
         if not rel or not (rel.endswith(SOURCE_SUFFIXES) or rel.endswith(SETTINGS_NAME)) or not rel.startswith(p):
             continue
         rel = rel[len(p):]
-        try:
-            changes[rel] = (root / rel).read_bytes()
+        try:  # an untracked link leading out of the repository, a FIFO, a device: not read
+            changes[rel] = read_regular(root / rel, MAX_FILE_BYTES, repo)[0]
         except OSError:
             continue
     _pair_exact_renames(base, changes, renames)
@@ -658,10 +647,9 @@ def _pair_exact_renames(base: TreeSource, changes: dict[str, bytes | None], rena
 def patch_change(tree: Path, patch: Path, strip: int = 1) -> Change:
     """A patch file (or '-' for stdin) applied in memory over the tree: its working tree when it is a
     git repository (HEAD plus local changes), else the directory as it is."""
-    import sys
 
     try:
-        data = sys.stdin.buffer.read() if str(patch) == "-" else patch.read_bytes()
+        data = read_input(patch, MAX_PATCH_BYTES)
     except OSError as exc:
         raise InputError(f"{patch}: cannot read the patch: {exc.strerror or exc}") from None
     patches = parse_patch(data, patch.name, strip)

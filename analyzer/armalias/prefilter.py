@@ -163,7 +163,7 @@ def _mentions(args: tuple[str, list[str], frozenset[str], Restricted, bool]
 
     def read(rel: str) -> bytes:
         # a file over MAX_FILE_BYTES is said to be so, not read (11 files, 158 MB of 6.12)
-        data, stamps[rel] = read_file(os.path.join(root, rel))
+        data, stamps[rel] = read_file(os.path.join(root, rel), root)
         return data
 
     key = frozenset((w, frozenset(a)) for w, a in restricted.items())

@@ -4,12 +4,16 @@ first line) and baselines (a JSON file of fingerprints).  An unused suppression 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from armalias.errors import InputError
 from armalias.facts import FileFacts
 from armalias.findings import Finding
+from armalias.source.files import read_regular
+
+MAX_BASELINE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,12 +63,21 @@ def apply_suppressions(findings: list[Finding], facts: list[FileFacts]
 
 
 def load_baseline(path: Path) -> set[str]:
+    """The fingerprints of a baseline file named by the user (a link is followed: the user named it),
+    which must be a regular file of the shape write_baseline writes."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return {str(x) for x in raw["fingerprints"]}
+        data = read_regular(os.path.realpath(path), MAX_BASELINE_BYTES)[0]
     except FileNotFoundError:
         raise InputError(f"{path}: no such baseline file") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the baseline: {exc.strerror or exc}") from None
+    try:
+        raw = json.loads(data.decode("utf-8"))
+        fingerprints = raw["fingerprints"]
+        if not isinstance(fingerprints, list) or not all(isinstance(x, str) for x in fingerprints):
+            raise ValueError("`fingerprints` is not a list of strings")
+        return set(fingerprints)
+    except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not an armalias baseline ({exc})") from None
 
 

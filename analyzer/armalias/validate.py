@@ -20,6 +20,8 @@ from armalias.flow.alias import eval_guard
 from armalias.model import ExternalRead, Fetch, Maintain, Map, Read, Scenario, Unmap, Write, impl_from_dict
 from armalias.model import replay_all, summarize
 from armalias.rules import load_vocabulary, rules_dir
+from armalias.source.files import read_regular
+from armalias.source.text import MAX_FILE_BYTES
 
 # vocabulary cache kinds -> the model's cache kinds
 _KINDS = {"vivt": ("vivt",), "vipt_aliasing": ("vipt-aliasing",), "pipt": ("vipt-nonaliasing", "pipt")}
@@ -57,7 +59,10 @@ def _mm_key(mm: Path) -> str:
     for path in sorted(mm.iterdir()):
         if path.is_file():
             h.update(path.name.encode())
-            h.update(path.read_bytes())
+            try:  # what the audit reads: a FIFO, a device or a link out of the tree is not read there either
+                h.update(read_regular(path, MAX_FILE_BYTES, mm)[0])
+            except OSError as exc:
+                h.update(f"unreadable: {exc.strerror}".encode())
     return h.hexdigest()
 
 

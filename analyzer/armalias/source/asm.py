@@ -21,12 +21,15 @@ The ``struct cpu_cache_fns`` tables are read both as ``.long`` lists after a ``N
 from __future__ import annotations
 
 import heapq
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from armalias.cacheimpl import CACHE_MEMBERS, CACHE_OPS, CacheOp
+from armalias.source.files import read_regular
+from armalias.source.text import MAX_FILE_BYTES
 
 # ---------------------------------------------------------------------------------------------------
 # The decoding table (rules/cache-ops.toml)
@@ -481,7 +484,13 @@ class _Reader:
 
     def _include(self, name: str, rel: str) -> None:
         path = self.directory / name
-        if name in self.included or not path.is_file():
+        if name in self.included:
+            return
+        if Path(name).is_absolute() or not os.path.normpath(path).startswith(os.path.join(os.path.normpath(self.tree.root), "")):
+            self.included.add(name)
+            self.asm.notes.append(f"included {name} lies outside the tree: not read")
+            return
+        if not path.is_file():
             return
         self.included.add(name)
         lines = self.tree.lines_of(path)
@@ -836,14 +845,14 @@ class AsmTree:
 
     def lines_of(self, path: Path) -> list[tuple[int, str]] | None:
         if path not in self._lines:
-            text = _read_text(path)
+            text = _read_text(path, self.root)
             self._lines[path] = None if isinstance(text, tuple) else logical_lines(text)
         return self._lines[path]
 
     # -- reading -------------------------------------------------------------------------------------
     def read_file(self, path: Path) -> AsmFile | None:
         rel = self.rel(path)
-        text = _read_text(path)
+        text = _read_text(path, self.root)
         if isinstance(text, tuple):
             self.skipped.append((rel, text[1]))
             return None
@@ -1256,9 +1265,10 @@ def _index(asm: AsmFile) -> None:
         asm.owner.append(owner)
 
 
-def _read_text(path: Path) -> str | tuple[None, str]:
+def _read_text(path: Path, root: Path) -> str | tuple[None, str]:
+    """The text of an assembly file inside the kernel tree `root` (a link out of it is refused)."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, MAX_FILE_BYTES, root)[0]
     except OSError as exc:
         return (None, f"unreadable: {exc.strerror or exc}")
     try:
@@ -1285,7 +1295,7 @@ def read_mm(root: Path, mm_dir: Path, optable: CacheOpTable | None = None) -> As
     tree = AsmTree(root=root, optable=optable or load_cache_ops())
     header = root / "arch/arm/include/asm/cacheflush.h"
     if header.is_file():
-        text = _read_text(header)
+        text = _read_text(header, root)
         if isinstance(text, str):
             order = member_order_from_header(text)
             if order:
@@ -1293,7 +1303,7 @@ def read_mm(root: Path, mm_dir: Path, optable: CacheOpTable | None = None) -> As
     for path in sorted(mm_dir.glob("*.S")):
         tree.read_file(path)
     for path in sorted(mm_dir.glob("*.c")):
-        text = _read_text(path)
+        text = _read_text(path, root)
         if isinstance(text, tuple):
             tree.skipped.append((tree.rel(path), text[1]))
             continue

@@ -7,6 +7,7 @@ visited (symlink loops).  Nothing here writes anywhere.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,3 +131,104 @@ def walk(root: Path, start: Path, suffixes: tuple[str, ...], out: Discovery) -> 
                 break  # go down into it; this directory's remaining entries wait on the stack
         else:
             stack.pop()
+
+
+class NotRegular(OSError):
+    """A path that is not a regular file (a FIFO, a device, a socket, a directory), or a symbolic link that
+    leads out of the root it must stay in: never opened for reading, so nothing blocks on it."""
+
+
+def _open_regular(path: str, root: str | None) -> int:
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags)
+    except OSError as exc:
+        if exc.errno != 40:  # ELOOP: the last component is a symbolic link
+            raise
+    if root is None:
+        raise NotRegular(40, "a symbolic link (not followed)", path)
+    real = os.path.realpath(path)
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real, real_root]) != real_root:
+        raise NotRegular(40, "a symbolic link leading outside the tree (not followed)", path)
+    return os.open(real, flags)
+
+
+def read_regular(path: str | os.PathLike, limit: int, root: str | os.PathLike | None = None) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file of at most `limit` bytes, and its stat, from one descriptor.
+
+    The open never blocks (O_NONBLOCK: a FIFO gives no writer a chance to hold it), the descriptor is
+    checked to be a regular file before anything is read, and at most `limit` + 1 bytes are read, so a
+    file that grows past its stat, or lies about its size (/proc, a device behind a link), is refused
+    rather than read to its end.  A symbolic link as the last component is followed only when `root`
+    is given and the link resolves inside it.  Raises NotRegular, FileTooLarge or OSError."""
+    fd = _open_regular(os.fspath(path), None if root is None else os.fspath(root))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegular(0, f"not a regular file ({_kind(st.st_mode)})", os.fspath(path))
+        if st.st_size > limit:
+            raise FileTooLarge(st.st_size, limit)
+        parts = []
+        got = 0
+        want = min(st.st_size, limit) + 1  # the size the stat gives, and one byte to see the end
+        while got <= limit:
+            asked = min(want, limit + 1 - got)
+            chunk = os.read(fd, asked)
+            parts.append(chunk)
+            got += len(chunk)
+            if len(chunk) < asked:  # a short read of a regular file: its end
+                break
+            want = 1 << 16
+        if got > limit:
+            raise FileTooLarge(got, limit)
+        return b"".join(parts), st
+    finally:
+        os.close(fd)
+
+
+class FileTooLarge(OSError):
+    def __init__(self, size: int, limit: int):
+        super().__init__(27, f"too large ({size} bytes > {limit})")
+        self.size = size
+        self.limit = limit
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def read_input(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of an input named on the command line (a patch, '-' for standard input): a regular
+    file, or a pipe (`--patch <(git diff)`), read to its end but never past `limit` + 1 bytes.  A
+    device, a socket or a directory is refused (NotRegular), as is anything larger (FileTooLarge)."""
+    if os.fspath(path) == "-":
+        import sys
+
+        data = sys.stdin.buffer.read(limit + 1)
+        if len(data) > limit:
+            raise FileTooLarge(len(data), limit)
+        return data
+    fd = os.open(os.fspath(path), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+            raise NotRegular(0, f"not a regular file or a pipe ({_kind(st.st_mode)})", os.fspath(path))
+        if stat.S_ISFIFO(st.st_mode):
+            os.set_blocking(fd, True)  # a pipe's writer may still be writing: wait for its end
+        parts, got = [], 0
+        while got <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - got))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        if got > limit:
+            raise FileTooLarge(got, limit)
+        return b"".join(parts)
+    finally:
+        os.close(fd)

@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from armalias.source.files import read_regular
+from armalias.source.text import MAX_FILE_BYTES
+
 _CONFIG_RE = re.compile(r"^\s*(?:menu)?config\s+(\w+)\s*$")
 _SELECT_RE = re.compile(r"^\s*select\s+(\w+)(?:\s+if\s+(.+?))?\s*$")
 _DEPENDS_RE = re.compile(r"^\s*depends\s+on\s+(.+?)\s*$")
@@ -192,7 +195,7 @@ def read_mm_build(mm_dir: Path) -> MmBuild:
     def text_of(name: str) -> str:
         path = mm_dir / name
         try:
-            return path.read_bytes().decode("utf-8")
+            return read_regular(path, MAX_FILE_BYTES, mm_dir)[0].decode("utf-8")
         except OSError as exc:
             problems.append((name, f"unreadable: {exc.strerror or exc}"))
         except UnicodeDecodeError as exc:

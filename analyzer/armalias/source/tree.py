@@ -15,8 +15,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from armalias.check.git import run_git, start_git
 from armalias.errors import InputError
-from armalias.source.files import ASM_SUFFIXES, C_SUFFIXES, Discovery, walk
+from armalias.source.files import ASM_SUFFIXES, C_SUFFIXES, Discovery, FileTooLarge, NotRegular, read_regular, walk
 from armalias.source.text import MAX_FILE_BYTES, Unreadable, check_text
 
 SOURCE_SUFFIXES = C_SUFFIXES + ASM_SUFFIXES
@@ -26,24 +27,17 @@ def too_large(size: int) -> Unreadable:
     return Unreadable(f"too large ({size} bytes > {MAX_FILE_BYTES})")
 
 
-def read_file(path: str) -> tuple[bytes, list[int]]:
-    """A file's bytes and [size, mtime_ns], from one open: os.open and os.read of its size (no
-    file object; a third of the time of open().read() over a tree's 61,000 files).  Raises OSError,
-    or Unreadable without reading a file over MAX_FILE_BYTES (never parsed)."""
-    fd = os.open(path, os.O_RDONLY)
+def read_file(path: str, root: str | None = None) -> tuple[bytes, list[int]]:
+    """A file's bytes and [size, mtime_ns], from one descriptor (files.read_regular:
+    regular files only, never blocking, never more than MAX_FILE_BYTES + 1 bytes read).  Raises
+    OSError, or Unreadable for a file over MAX_FILE_BYTES (never parsed) or one that is no regular file."""
     try:
-        st = os.fstat(fd)
-        if st.st_size > MAX_FILE_BYTES:
-            raise too_large(st.st_size)
-        data = os.read(fd, st.st_size + 1)
-        if len(data) != st.st_size:  # changed since, or a short read: read on to the end
-            parts = [data]
-            while chunk := os.read(fd, 1 << 20):
-                parts.append(chunk)
-            data = b"".join(parts)
-        return data, [st.st_size, st.st_mtime_ns]
-    finally:
-        os.close(fd)
+        data, st = read_regular(path, MAX_FILE_BYTES, root)
+    except FileTooLarge as exc:
+        raise too_large(exc.size) from None
+    except NotRegular as exc:
+        raise Unreadable(exc.strerror) from None
+    return data, [st.st_size, st.st_mtime_ns]
 
 
 def blob_id(data: bytes) -> str:
@@ -95,7 +89,7 @@ class DirectorySource(TreeSource):
 
     def read(self, rel: str) -> bytes:
         try:
-            return read_file(os.path.join(self.root, rel))[0]
+            return read_file(os.path.join(self.root, rel), os.fspath(self.root))[0]
         except OSError as exc:
             raise Unreadable(f"cannot read: {exc.strerror or exc}") from None
 
@@ -137,11 +131,13 @@ class GitSource(TreeSource):
         self.rev = rev
         self.label = label if label is not None else str(repo)
         try:
-            out = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "-z", "--full-tree", "-l", rev],
-                                 capture_output=True, check=True).stdout
-        except (OSError, subprocess.CalledProcessError) as exc:
-            msg = getattr(exc, "stderr", b"") or b""
-            raise InputError(f"{repo}: cannot list revision {rev}: {msg.decode(errors='replace').strip() or exc}") from None
+            res = run_git(repo, "ls-tree", "-r", "-z", "--full-tree", "-l", rev, check=False)
+        except InputError as exc:
+            raise InputError(f"{repo}: cannot list revision {rev}: {exc}") from None
+        if res.returncode != 0:
+            msg = res.stderr.decode(errors="replace").strip() or f"exit {res.returncode}"
+            raise InputError(f"{repo}: cannot list revision {rev}: {msg}")
+        out = res.stdout
         self.blobs: dict[str, tuple[str, int]] = {}
         self.dirs: set[str] = {""}
         for entry in out.split(b"\0"):
@@ -181,8 +177,7 @@ class GitSource(TreeSource):
         if b[1] > MAX_FILE_BYTES:
             raise too_large(b[1])
         if self._batch is None:
-            self._batch = subprocess.Popen(["git", "-C", str(self.repo), "cat-file", "--batch"],
-                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self._batch = start_git(self.repo, "cat-file", "--batch")
         assert self._batch.stdin is not None and self._batch.stdout is not None
         self._batch.stdin.write(b[0].encode() + b"\n")
         self._batch.stdin.flush()

@@ -1,0 +1,227 @@
+"""Hostile trees and repositories: armalias runs nothing from the scanned repository (git included)
+and never blocks on, or reads without bound from, a file that is not a regular file.
+
+Each command runs in a child process with a time limit, so a hang fails the test instead of the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_check import POKE, UNCLEAN, _quiet_git, commit, edit, git, make_repo, make_tree  # noqa: F401
+
+LIMIT = 120  # seconds a command may take before it counts as hung
+
+
+def armalias(*args: str, cwd: Path | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "armalias", *args], capture_output=True, timeout=LIMIT, cwd=cwd,
+                          input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
+
+
+def _program(path: Path, marker: Path) -> str:
+    """A program that leaves `marker` behind when it runs, and otherwise behaves (cat)."""
+    path.write_text(f"#!/bin/sh\necho ran >> '{marker}'\nexec cat\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+# Every key git would run a program for while armalias reads a repository.
+def _hostile_config(root: Path, tmp: Path) -> Path:
+    marker = tmp / "ran"
+    prog = _program(tmp / "evil.sh", marker)
+    for key, value in (("core.fsmonitor", prog), ("core.pager", prog), ("diff.external", prog),
+                       ("filter.evil.clean", prog), ("filter.evil.smudge", prog), ("filter.evil.required", "true"),
+                       ("filter.proc.process", prog), ("diff.evil.textconv", prog), ("diff.evil.command", prog),
+                       ("core.hooksPath", str(tmp / "hooks")), ("core.sshCommand", prog)):
+        git(root, "config", key, value)
+    hooks = tmp / "hooks"
+    hooks.mkdir()
+    for hook in ("post-index-change", "pre-auto-gc", "reference-transaction", "post-checkout"):
+        _program(hooks / hook, marker)
+    (root / ".gitattributes").write_text("*.c filter=evil diff=evil\n*.h filter=proc\n")
+    return marker
+
+
+MODES = {
+    "working tree": (),
+    "staged": ("--staged",),
+    "git range": ("--git-range", "HEAD~1..HEAD"),
+    "patch": ("--patch", "PATCH"),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_git_runs_nothing_the_repository_configures(tmp_path: Path, mode: str):
+    root = make_repo(tmp_path)
+    edit(root, POKE, *UNCLEAN)
+    commit(root, "lose the clean")
+    patch = tmp_path / "change.patch"
+    patch.write_bytes(subprocess.run(["git", "-C", str(root), "format-patch", "-1", "--stdout"],
+                                     capture_output=True, check=True).stdout)
+    git(root, "reset", "-q", "--hard", "HEAD~1")
+    if mode != "patch":
+        edit(root, POKE, *UNCLEAN)
+    if mode == "staged":
+        git(root, "add", POKE)
+    elif mode == "git range":
+        commit(root, "lose the clean")
+    marker = _hostile_config(root, tmp_path)
+    # make every tracked file's stat information stale, so git has to look at the working tree's bytes
+    for p in root.rglob("*.c"):
+        os.utime(p, (1, 1))
+    args = [a if a != "PATCH" else str(patch) for a in MODES[mode]]
+    res = armalias("check", "--tree", str(root), "--format", "json", *args)
+    assert not marker.exists(), f"{mode}: git ran a program of the repository's config:\n{res.stderr.decode()}"
+    assert res.returncode == 1, res.stderr.decode()
+    data = json.loads(res.stdout)
+    assert [(f["rule"], f["file"]) for f in data["new"]] == [("AA001", POKE)]
+
+
+def test_the_user_environment_cannot_smuggle_git_settings(tmp_path: Path, monkeypatch):
+    from armalias.check.git import git_environment
+
+    monkeypatch.setenv("GIT_EXTERNAL_DIFF", "/bin/false")
+    monkeypatch.setenv("GIT_CONFIG_PARAMETERS", "'core.fsmonitor'='/bin/false'")
+    monkeypatch.setenv("GIT_INDEX_FILE", "/tmp/index")
+    env = git_environment()
+    assert "GIT_EXTERNAL_DIFF" not in env and "GIT_CONFIG_PARAMETERS" not in env
+    assert env["GIT_INDEX_FILE"] == "/tmp/index"  # a commit hook's index is still the one read
+    assert env["GIT_CONFIG_NOSYSTEM"] == "1" and env["GIT_OPTIONAL_LOCKS"] == "0"
+
+
+# -- files that are not regular files ---------------------------------------------------------------------------
+def _special(kind: str, path: Path) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "dev-null":
+        path.symlink_to("/dev/null")
+    elif kind == "outside":
+        path.symlink_to("/etc/passwd")
+    else:
+        raise AssertionError(kind)
+
+
+SPECIAL_REASONS = {"fifo": "not a regular file (a FIFO)", "dev-zero": "symlink pointing outside the scanned tree",
+                   "dev-null": "symlink pointing outside the scanned tree",
+                   "outside": "symlink pointing outside the scanned tree"}
+
+
+@pytest.mark.parametrize("kind", sorted(SPECIAL_REASONS))
+@pytest.mark.parametrize("name", ["arch/arm/kernel/evil.c", "arch/arm/include/asm/evil.h", "arch/arm/kernel/evil.S"])
+def test_scan_skips_what_is_no_regular_file(tmp_path: Path, kind: str, name: str):
+    root = make_tree(tmp_path / "linux")
+    _special(kind, root / name)
+    res = armalias("scan", str(root), "--format", "json", "--no-cache")
+    assert res.returncode in (0, 1), res.stderr.decode()
+    data = json.loads(res.stdout)
+    reasons = {s["file"]: s["reason"] for s in data["skipped"]}
+    assert name in reasons and reasons[name].startswith(SPECIAL_REASONS[kind]), reasons
+
+
+def test_reader_refuses_without_blocking(tmp_path: Path):
+    from armalias.source.files import FileTooLarge, NotRegular, read_input, read_regular
+
+    fifo = tmp_path / "pipe.c"
+    os.mkfifo(fifo)
+    with pytest.raises(NotRegular, match="FIFO"):
+        read_regular(fifo, 100)
+    link = tmp_path / "zero.c"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(NotRegular, match="symbolic link"):
+        read_regular(link, 100)
+    with pytest.raises(NotRegular, match="outside"):
+        read_regular(link, 100, root=tmp_path)
+    with pytest.raises(NotRegular, match="character device"):
+        read_input("/dev/zero", 100)
+    inside = tmp_path / "real.c"
+    inside.write_bytes(b"x" * 101)
+    (tmp_path / "alias.c").symlink_to(inside)
+    with pytest.raises(FileTooLarge):
+        read_regular(tmp_path / "alias.c", 100, root=tmp_path)
+    assert read_regular(tmp_path / "alias.c", 101, root=tmp_path)[0] == b"x" * 101
+    assert stat.S_ISREG(read_regular(inside, 101)[1].st_mode)
+
+
+def test_audit_skips_a_fifo_in_arch_arm_mm(tmp_path: Path):
+    root = make_tree(tmp_path / "linux")
+    os.mkfifo(root / "arch/arm/mm/proc-evil.S")
+    (root / "arch/arm/mm/cache-evil.S").symlink_to("/dev/zero")
+    res = armalias("audit", str(root), "--format", "json", "--no-cache")
+    assert res.returncode == 0, res.stderr.decode()
+    data = json.loads(res.stdout)
+    skipped = {s["file"]: s["reason"] for s in data.get("skipped", [])}
+    assert "FIFO" in skipped.get("arch/arm/mm/proc-evil.S", ""), skipped
+    assert "symbolic link" in skipped.get("arch/arm/mm/cache-evil.S", ""), skipped
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_baseline_that_is_no_regular_file_is_an_input_error(tmp_path: Path, kind: str):
+    root = make_tree(tmp_path / "linux")
+    baseline = tmp_path / "baseline.json"
+    _special(kind, baseline)
+    res = armalias("scan", str(root), "--baseline", str(baseline), "--no-cache")
+    assert res.returncode == 2, (res.returncode, res.stderr.decode())
+    assert "baseline" in res.stderr.decode() and "regular file" in res.stderr.decode()
+
+
+def test_a_baseline_of_the_wrong_shape_is_refused(tmp_path: Path):
+    root = make_tree(tmp_path / "linux")
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text('{"fingerprints": "abc"}')
+    res = armalias("scan", str(root), "--baseline", str(baseline), "--no-cache")
+    assert res.returncode == 2 and "not an armalias baseline" in res.stderr.decode()
+
+
+def test_a_patch_from_a_pipe_is_read_and_a_device_is_refused(tmp_path: Path):
+    root = make_tree(tmp_path / "linux")
+    diff = (Path(__file__).resolve().parent.parent / "fixtures/check/patches/poke-unclean.diff").read_bytes()
+    res = armalias("check", "--tree", str(root), "--patch", "-", "--format", "json", stdin=diff)
+    assert res.returncode == 1, res.stderr.decode()
+    res = armalias("check", "--tree", str(root), "--patch", "/dev/zero")
+    assert res.returncode == 2 and "character device" in res.stderr.decode()
+
+
+def test_a_fifo_in_the_cache_directory_is_not_waited_for(tmp_path: Path, monkeypatch):
+    root = make_tree(tmp_path / "linux")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ARMALIAS_CACHE_DIR", str(cache))
+    first = armalias("scan", str(root), "--format", "json")
+    assert first.returncode in (0, 1)
+    entries = [p for p in cache.rglob("*") if p.is_file()]
+    assert entries
+    for p in entries:  # every entry of the store becomes a FIFO
+        p.unlink()
+        os.mkfifo(p)
+    again = armalias("scan", str(root), "--format", "json")
+    assert again.returncode == first.returncode, again.stderr.decode()
+    assert json.loads(again.stdout)["findings"] == json.loads(first.stdout)["findings"]
+
+
+def test_assembly_includes_stay_inside_the_tree(tmp_path: Path, monkeypatch):
+    from armalias.source.asm import read_mm
+
+    root = tmp_path / "linux"
+    mm = root / "arch/arm/mm"
+    mm.mkdir(parents=True)
+    secret = tmp_path / "outside.S"
+    secret.write_text("\tmcr\tp15, 0, r0, c7, c10, 4\n")
+    (mm / "proc-hostile.S").write_text('#include "/etc/passwd"\n#include "../../../../outside.S"\n'
+                                       '#include "inside.S"\n')
+    (mm / "inside.S").write_text("\tmov\tr0, #0\n")
+    opened: list[str] = []
+    monkeypatch.setattr("armalias.source.asm.read_regular",
+                        lambda path, limit, root=None: (opened.append(str(path)), (Path(path).read_bytes(), None))[1])
+    tree = read_mm(root, mm)
+    notes = [n for f in tree.files for n in f.notes]
+    assert "included /etc/passwd lies outside the tree: not read" in notes
+    assert "included ../../../../outside.S lies outside the tree: not read" in notes
+    assert not any(p in ("/etc/passwd", str(secret)) or p.endswith("outside.S") for p in opened), opened
+    assert any(p.endswith("inside.S") for p in opened)

@@ -16,7 +16,7 @@ from test_check import (BASE_FINDINGS, FIXTURES, POKE, POKE_H, UNCLEAN, _quiet_g
                         make_repo, make_tree, snapshot, summary)
 
 PATCHES = FIXTURES / "check" / "patches"
-SERIES_RESULT = ([("AA001", "arch/arm/kernel/demo_poke_far.c", "poke_far")],
+SERIES_RESULT = ([("AA001", "arch/arm/kernel/demo_poke_far.c", "poke_far"), ("AA002", "arch/arm/kernel/demo_poke_far.c", "poke_far")],
                  [("AA001", POKE, "poke_half")], BASE_FINDINGS - 1)
 
 

@@ -81,4 +81,4 @@ def test_scan_command_sarif_output(tmp_path: Path, capsys):
     assert main(["scan", str(fixture), "--format", "sarif"]) == 1
     log = json.loads(capsys.readouterr().out)
     validate(log)
-    assert {r["ruleId"] for r in log["runs"][0]["results"]} == {"AA001"}
+    assert {r["ruleId"] for r in log["runs"][0]["results"]} == {"AA001", "AA002"}

@@ -30,6 +30,8 @@ class MaintenanceEvidence:
     alias: str
     guard: str = ""  # the condition the call runs under, when it matters
     member: str = ""  # the cpu_cache_fns member the call amounts to (what the model replays)
+    covers: str = ""  # what of the finding's write it reaches: "written" (the alias written), "exec" (where
+    #                   the bytes run), "written+exec" (one alias is both), "all" (whole cache), "" (neither)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class ModelResult:
     verdict: str = "not-run"  # confirmed | refuted | not-run
     implementations: tuple[tuple[str, str], ...] = ()  # (implementation, verdict)
     witness: tuple[str, ...] = ()
+    configs: tuple[str, ...] = ()  # the CPU configs selecting an implementation that confirms it
 
 
 @dataclass(frozen=True)

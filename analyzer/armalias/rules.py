@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -113,6 +113,9 @@ class Vocabulary:
     alias_rules: tuple[str, ...] = ()  # rules that need ARM's vocabulary
     foreign_prefixes: tuple[str, ...] = ()
     native_prefixes: tuple[str, ...] = ()
+    runs_at: dict[str, str] = field(default_factory=dict)  # alias kind -> the address its bytes run at ("" none)
+    runs_here: frozenset[str] = frozenset()  # alias kinds whose bytes run at the very alias written
+    fills: frozenset[str] = frozenset()  # write sinks that write a repeated byte: data, never code
 
     def alias_words(self) -> frozenset[str]:
         """The alias globals, and those alias constants that are names rather than numbers: a call
@@ -174,9 +177,12 @@ def load_vocabulary() -> Vocabulary:
     preds = {k: dict(v) for k, v in raw.get("cache_predicates", {}).items()}
     entries = {e["function"]: e.get("param", "") for e in raw.get("exec_entry", ())}
     scope = raw.get("scope", {})
+    runs_at = {g["kind"]: g["runs_at"] for g in raw.get("alias_global", ()) if g.get("runs_at")}
+    runs_here = frozenset(s["kind"] for s in raw.get("alias_source", ()) if s.get("runs") == "here")
     return Vocabulary(sources, globals_, consts, sinks, maint, preds, entries,
                       tuple(scope.get("alias_rules", ())), tuple(scope.get("foreign_prefixes", ())),
-                      tuple(scope.get("native_prefixes", ())))
+                      tuple(scope.get("native_prefixes", ())), runs_at, runs_here,
+                      frozenset(n for s in raw.get("write_sink", ()) if s.get("fills") for n in s["names"]))
 
 
 # -- rules: one TOML file per rule (rules/AA###-slug.toml) -----------------------------------------

@@ -119,11 +119,17 @@ def _only_on(m: MaintenanceEvidence) -> tuple[str, ...]:
 
 
 def _maintain(m: MaintenanceEvidence, written: str) -> Maintain | None:
+    """The model step of one maintenance call: on the alias written, where the bytes run, or the whole
+    cache, as the evidence says it reaches (`covers`); a call that reaches neither is left out."""
     if not m.member:
         return None
-    kinds = set(m.alias.split("|"))
-    if m.target == "(whole cache)":
+    if m.covers == "all" or m.target == "(whole cache)":
         return Maintain(m.member, None, 0, 0, _only_on(m))
+    if m.covers:
+        roles = m.covers.split("+")
+        alias = written if "written" in roles else "exec"
+        return Maintain(m.member, alias, 0, 4, _only_on(m))
+    kinds = set(m.alias.split("|"))  # evidence of a finding that names no write (AA003's)
     alias = written if written in kinds else ("exec" if "exec" in kinds else None)
     if alias is None:
         return None
@@ -131,10 +137,15 @@ def _maintain(m: MaintenanceEvidence, written: str) -> Maintain | None:
 
 
 def scenario_for(f: Finding) -> Scenario | None:
+    """The steps the finding's evidence states, and nothing else: the write, each maintenance call
+    that reaches the written alias or the execution address (with the cache kinds its guard lets it
+    run on), the written alias unmapped, and the consumer its category implies."""
+    vocab = load_vocabulary()
     written = "exec"
     if f.write is not None:
         kinds = [k for k in f.write.alias.split("|") if k not in ("exec", "param", "unknown", "phys")]
-        written = kinds[0] if kinds else "exec"
+        if kinds and kinds[0] not in vocab.runs_here:
+            written = kinds[0]
     steps: list = [Map("exec", "text")]
     if written != "exec":
         steps.append(Map(written, "text"))
@@ -147,8 +158,6 @@ def scenario_for(f: Finding) -> Scenario | None:
     steps.extend(maint)
     if written != "exec":
         steps.append(Unmap(written))
-        if not any(m.alias == "exec" for m in maint) and f.category in ("alias-write", "range"):
-            steps.append(Maintain("coherent_kern_range", "exec", 0, 4))
     consumer = {"stale-exec-alias": Read("exec", 0, 4), "poc": ExternalRead("exec", 0, 4)}.get(
         f.category, Fetch("exec", 0, 4))
     steps.append(consumer)
@@ -163,7 +172,9 @@ def validate(findings: list[Finding], impls: tuple[CacheImpl, ...]) -> list[Find
             out.append(f)
             continue
         summary = summarize(replay_all(scenario, impls))
-        model = ModelResult(summary.verdict, summary.implementations, summary.witness)
+        confirming = {name for name, verdict in summary.implementations if verdict == "confirmed"}
+        configs = tuple(sorted({c for impl in impls if impl.name in confirming for c in impl.configs}))
+        model = ModelResult(summary.verdict, summary.implementations, summary.witness, configs)
         if summary.verdict == "refuted" and f.severity != "note":
             f = replace(f, severity="note", message=f.message + " (refuted by the cache model on every implementation)")
         out.append(replace(f, model=model))

@@ -16,16 +16,20 @@ def _guard_text(m: MaintSite) -> str:
     return " && ".join(("" if g.holds else "!") + f"({g.cond})" for g in m.guards if g.cond != "<loop>")
 
 
-def _evidence(m: MaintSite) -> MaintenanceEvidence:
+def _evidence(m: MaintSite, covers: str = "") -> MaintenanceEvidence:
     kinds = sorted({a.kind for a in m.aliases}) or (["all"] if m.spec.whole else ["unknown"])
     return MaintenanceEvidence(m.call, m.line, m.start or "(whole cache)", "|".join(kinds), _guard_text(m),
-                               m.spec.member)
+                               m.spec.member, "all" if m.spec.whole else covers)
 
 
 def _covers(m: MaintSite, targets: set[AliasVal]) -> bool:
     if m.spec.whole:
         return True
     return any(a in targets for a in m.aliases)
+
+
+def _terms_key(terms: list[tuple[str, str]]) -> str:
+    return "".join(sorted(sign + t.replace(" ", "") for sign, t in terms))
 
 
 class AliasChecks:
@@ -50,15 +54,29 @@ class AliasChecks:
                     best = p
         return tuple(best) if best else (fn,)
 
+    def _role(self, m: MaintSite, written: set[AliasVal], targets: frozenset[AliasVal]) -> str:
+        roles = []
+        if _covers(m, written):
+            roles.append("written")
+        if self._covers_place(m, targets):
+            roles.append("exec")
+        return "+".join(roles)
+
     def finding(self, code: str, f: FunctionFlow, line: int, column: int, write: WriteSite | None,
-                maint: list[MaintSite], key: tuple[str, ...], guard: str = "", **fmt: str) -> Finding:
+                maint: list[MaintSite], key: tuple[str, ...], guard: str = "",
+                places: tuple[set[AliasVal], frozenset[AliasVal]] | None = None, **fmt: str) -> Finding:
+        """`places`: (the aliases written, where the bytes run), which say what each maintenance
+        call reaches; without them, a call reaches the write when it covers one of its aliases."""
         rule = self.rules[code]
+        if places is None and write is not None:
+            places = (set(write.aliases), frozenset())
+        evidence = tuple(_evidence(m, self._role(m, *places) if places else "") for m in maint)
         return Finding(
             rule=code, category=rule.category, severity=rule.severity, file=f.file, line=line, column=column,
             function=f.name, message=rule.message.format(**fmt),
             write=WriteEvidence(write.line, write.expr, "|".join(sorted({a.kind for a in write.aliases})) or "unknown")
             if write is not None else None,
-            maintenance=tuple(_evidence(m) for m in maint), chain=self.chain(f.name, f.file), guard=guard, key_exprs=key,
+            maintenance=evidence, chain=self.chain(f.name, f.file), guard=guard, key_exprs=key,
         )
 
     def run(self, flows: list[FunctionFlow]) -> list[Finding]:
@@ -71,59 +89,125 @@ class AliasChecks:
         return sorted(out, key=Finding.sort_key)
 
     def check_function(self, f: FunctionFlow) -> list[Finding]:
+        out = self.check_writes(f)
+        out.extend(self.check_ranges(f))
+        out.extend(self.check_poc(f))
+        return out
+
+    # where written bytes run
+    def _same_place(self, a: AliasVal, b: AliasVal) -> bool:
+        """Whether two alias values name one address: equal, or both the high vectors (an address
+        constant of the vocabulary, spelled as a number or a name)."""
+        if a == b:
+            return True
+        return a.kind == b.kind == "exec" and self._vectors(a.origin) and self._vectors(b.origin)
+
+    def _vectors(self, origin: str) -> bool:
+        n = number(origin)
+        return origin in self.vocab.alias_constants or (
+            n is not None and any(number(c) == n for c in self.vocab.alias_constants))
+
+    def runs_at(self, w: WriteSite, f: FunctionFlow) -> frozenset[AliasVal]:
+        """Where the bytes of a write run, found from the code: the function's execution parameter
+        (rules/vocabulary.toml exec_entry), the address an alias of the write runs at (`runs_at` of a
+        global such as vectors_page), the alias itself when it is executable memory (`runs = "here"`)
+        or an execution address, and else the addresses the function invalidates in the I-cache."""
+        targets: set[AliasVal] = set()
+        if f.exec_param is not None:
+            targets.add(AliasVal("exec", f.exec_param))
+        for a in w.aliases:
+            if a.kind in self.vocab.runs_at:
+                targets.add(AliasVal("exec", self.vocab.runs_at[a.kind]))
+            if a.kind in self.vocab.runs_here or a.kind == "exec":
+                targets.add(a)
+        if not targets:
+            # the I-cache invalidates of the function say where: the alias written itself (code copied
+            # where it runs, as fncpy does), or another address when the write goes through a second
+            # mapping (a fixmap, a kmap ...); a write through anything else is data
+            ranged = [m for m in f.maintenance if m.spec.i == "invalidate" and not m.spec.whole]
+            targets = {a for m in ranged for a in m.aliases}
+            if not (targets & set(w.aliases)) and not any(a.kind in DISTINCT_KINDS for a in w.aliases):
+                return frozenset()
+            # a whole I-cache invalidate says code runs when the function itself makes it, not when a
+            # callee does on some branch (flush_dcache_page's, for a page mapped executable); a ranged one
+            # on an address of no known alias says it runs somewhere
+            if not targets and (ranged or any(m.spec.i == "invalidate" and not m.via for m in f.maintenance)) and any(
+                    a.kind in DISTINCT_KINDS for a in w.aliases):
+                targets = {AliasVal("exec", "")}  # runs somewhere the function invalidates as a whole
+        return frozenset(targets)
+
+    def _covers_place(self, m: MaintSite, targets: frozenset[AliasVal]) -> bool:
+        return m.spec.whole or any(self._same_place(a, t) for a in m.aliases for t in targets)
+
+    def _on_vivt(self, m: MaintSite) -> bool:
+        return guards_allow(m.guards, self.vivt)[0]
+
+    def check_writes(self, f: FunctionFlow) -> list[Finding]:
+        """AA001, AA002 and AA004: for each write whose bytes run somewhere, the maintenance after it
+        must write the written alias back (AA001), invalidate the I-cache at the execution address
+        (AA004), and drop stale D-cache lines there when it only cleans (AA002, a note).  One finding
+        per function, rule and alias: a second write through the same alias says nothing new."""
         out: list[Finding] = []
-        isync = [m for m in f.maintenance if m.spec.i == "invalidate"]
-        executed = bool(isync) or f.exec_param is not None
-        exec_of = lambda w: sorted({str(a) for a in w.aliases if a.kind == "exec"})  # noqa: E731
-        stale_reported = False
-        uncleaned: set[tuple[str, ...]] = set()  # one AA001 per function and uncleaned alias
+        reported: set[tuple[str, ...]] = set()
+
+        def once(key: tuple[str, ...]) -> bool:
+            if key in reported:
+                return False
+            reported.add(key)
+            return True
+
         for w in f.writes:
-            distinct = {a for a in w.aliases if a.kind in DISTINCT_KINDS}
+            if w.expr.split("(", 1)[0] in self.vocab.fills:
+                continue  # a fill is data
+            targets = self.runs_at(w, f)
+            if not targets:
+                continue
+            distinct = {a for a in w.aliases if a.kind in DISTINCT_KINDS and not any(self._same_place(a, t) for t in targets)}
+            written = distinct or set(w.aliases)  # what a call must reach to write the written alias back
             later = [m for m in f.maintenance if m.order > w.order]
-            runs_at = ", ".join(exec_of(w)) or ", ".join(sorted({str(a) for m in isync for a in m.aliases if a.kind == "exec"})) or "another address"
-            if executed and distinct:
+            shown = ", ".join(sorted(str(t) for t in targets if t.origin)) or "another address"
+            alias_key = tuple(sorted(str(a) for a in distinct))
+            kinds = "|".join(sorted({a.kind for a in distinct}))
+            if distinct and later:  # with no maintenance at all, the finding is AA004's
                 cleaning = [m for m in later if m.spec.d in D_CLEANS and _covers(m, distinct)]
-                allowed = [m for m in cleaning if guards_allow(m.guards, self.vivt)[0]]
-                alias_key = tuple(sorted(str(a) for a in distinct))
-                if not allowed and alias_key in uncleaned:
-                    continue
-                if not allowed:
-                    uncleaned.add(alias_key)
-                    kinds = "|".join(sorted({a.kind for a in distinct}))
+                allowed = [m for m in cleaning if self._on_vivt(m)]
+                if not allowed and once(("AA001",) + alias_key):
                     if cleaning:
                         guard = guards_allow(cleaning[0].guards, self.vivt)[1]
                         why = f"the clean of that alias ({cleaning[0].call}, line {cleaning[0].line}) is skipped on VIVT caches by `{guard}`"
                     else:
+                        guard = ""
                         covered = sorted({str(a) for m in later for a in m.aliases})
                         if covered:
                             why = f"the maintenance after the write covers only {', '.join(covered)}"
                         elif later:
-                            why = ("the maintenance after the write is on an address of no known alias "
-                                   f"(`{later[0].start}`)")
+                            why = f"the maintenance after the write is on an address of no known alias (`{later[0].start}`)"
                         else:
                             why = "no maintenance follows the write"
-                        guard = ""
                     out.append(self.finding("AA001", f, w.line, w.column, w, later, (kinds,) + alias_key, guard,
-                                            alias=kinds, expr=w.pointer, exec=runs_at, maintenance=why))
-                elif not stale_reported:
-                    exec_targets = {a for m in isync for a in m.aliases if a.kind == "exec"}
-                    exec_m = [m for m in later if m.spec.i == "invalidate" and any(a.kind == "exec" for a in m.aliases)]
-                    invalidated = any(m.spec.d in D_INVALIDATES and _covers(m, exec_targets) for m in later)
-                    if exec_m and not invalidated:
-                        m0 = exec_m[0]
-                        stale_reported = True
-                        out.append(self.finding("AA002", f, m0.line, m0.column, w, later, (w.expr, m0.start),
-                                                alias="|".join(sorted({a.kind for a in distinct})), expr=w.pointer,
-                                                exec=m0.start, call=m0.call))
-            if f.exec_param is not None or any(a.kind == "vectors" for a in w.aliases):
-                targets = set(w.aliases)
-                relevant = any(a.kind == "exec" or a.kind in DISTINCT_KINDS for a in w.aliases)
-                if relevant and not any(m.spec.i == "invalidate" for m in later):
-                    out.append(self.finding("AA004", f, w.line, w.column, w, later, (w.expr,),
-                                            expr=w.pointer, alias="|".join(sorted({a.kind for a in targets})),
-                                            exec=runs_at))
-        out.extend(self.check_ranges(f))
-        out.extend(self.check_poc(f))
+                                            (written, targets), alias=kinds, expr=w.pointer, exec=shown,
+                                            maintenance=why))
+            syncing = [m for m in later if m.spec.i == "invalidate" and self._covers_place(m, targets)]
+            if not [m for m in syncing if self._on_vivt(m)]:
+                place = tuple(sorted(str(t) for t in targets))
+                if once(("AA004",) + place):
+                    alias = "|".join(sorted({a.kind for a in w.aliases})) or "unknown"
+                    elsewhere = sorted({str(a) for m in later if m.spec.i == "invalidate" for a in m.aliases})
+                    detail = (f" (the I-cache invalidates after it are at {', '.join(elsewhere)}: on a VIVT I-cache "
+                              "another alias's lines)" if elsewhere else "")
+                    out.append(self.finding("AA004", f, w.line, w.column, w, later, place, "",
+                                            (written, targets), expr=w.pointer, alias=alias, exec=shown,
+                                            detail=detail))
+                continue
+            if distinct:  # whether or not the written alias is written back (AA001 says that)
+                exec_m = [m for m in syncing if not m.spec.whole]
+                invalidated = any(m.spec.d in D_INVALIDATES and self._covers_place(m, targets) for m in later)
+                if exec_m and not invalidated and once(("AA002",)):
+                    m0 = exec_m[0]
+                    out.append(self.finding("AA002", f, m0.line, m0.column, w, later,
+                                            (kinds, "|".join(sorted(str(a) for a in m0.aliases))), "",
+                                            (written, targets), alias=kinds, expr=w.pointer, exec=m0.start,
+                                            call=m0.call))
         return out
 
     # AA003
@@ -162,7 +246,8 @@ class AliasChecks:
             elif sb and not (sb & eb) and not (len(end_terms) == 1 and end_terms[0][1] not in f.env and root(end_terms[0][1]) not in f.params):
                 reason = f"end `{m.end}` is not computed from the base `{', '.join(sorted(sb))}` of start `{m.start}`"
             if reason:
-                out.append(self.finding("AA003", f, m.line, m.column, None, [m], (m.call, m.start, m.end),
+                key = (m.call, _terms_key(start_terms), _terms_key(end_terms))  # locals resolved: a rename keeps it
+                out.append(self.finding("AA003", f, m.line, m.column, None, [m], key,
                                         call=m.call, reason=reason))
         for w in f.writes:
             wsize = const_size(w.size) if w.size else None
@@ -173,7 +258,8 @@ class AliasChecks:
                     continue
                 msize = const_size(m.size)
                 if msize is not None and msize < wsize:
-                    out.append(self.finding("AA003", f, m.line, m.column, w, [m], (m.call, m.start, m.size),
+                    out.append(self.finding("AA003", f, m.line, m.column, w, [m],
+                                            (m.call, "|".join(sorted(str(a) for a in m.aliases)), str(msize), str(wsize)),
                                             call=m.call, reason=f"{msize} bytes maintained, {wsize} written at line {w.line}"))
         return out
 
@@ -206,6 +292,7 @@ class AliasChecks:
             wt = set(w.aliases) or targets
             cov = [m for m in f.maintenance if m.order > w.order and m.spec.d in D_CLEANS and _covers(m, wt)]
             if cov and all(m.spec.point == "pou" for m in cov):
-                out.append(self.finding("AA005", f, p.line, p.column, w, cov, (p.call, p.arg, w.expr),
+                out.append(self.finding("AA005", f, p.line, p.column, w, cov,
+                                        (p.call, "|".join(sorted(str(a) for a in wt))),
                                         arg=p.arg, call=p.call, maintenance=", ".join(f"{m.call} line {m.line}" for m in cov)))
         return out

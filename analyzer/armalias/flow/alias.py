@@ -101,7 +101,9 @@ class Summary:
 
     returns: tuple[tuple[str, int], ...] = ()  # (alias kind, index of the parameter it maps, or -1)
     maintains: tuple[tuple[int, int, int, MaintenanceSpec, tuple[Guard, ...], str], ...] = ()
-    # (start param, end param or -1, size param or -1, what the call amounts to, guards inside, call name)
+    # (start param, end param or -1, size param or -1, what the call amounts to, guards inside, call name);
+    # start -1: a whole-cache operation
+    writes: tuple[tuple[int, int], ...] = ()  # (parameter written through, size parameter or -1)
 
 
 # -- guards -------------------------------------------------------------------------------------
@@ -225,6 +227,7 @@ class FlowAnalysis:
         self._called_by: dict[str, set[str]] = {}  # callee -> the functions whose code calls it (_callers)
         self._fixed_interest: set[str] = set()
         self._macro_callees: list[str] | None = None  # the macros called anywhere
+        self._local_callees: dict[tuple[str, str], set[str]] = {}
         # names whose macro expansion is worth following inside a function
         self._interesting = frozenset(vocab.maintenance) | frozenset(vocab.write_sinks) | frozenset(vocab.alias_sources)
 
@@ -237,13 +240,25 @@ class FlowAnalysis:
         if self._macro_callees is None:  # what does not change from one round of summaries to the next
             self._fixed_interest = {c.caller for c in _naming(self.index.code_calls, v.alias_words()) if c.caller}
             self._fixed_interest |= {f for f in v.exec_entries if f in self.index.functions}
+            # code copied into executable memory needs no maintenance call to matter
+            executable = {n for n, (kind, _) in v.alias_sources.items() if kind in v.runs_here}
+            self._fixed_interest |= {c.caller for c in self.index.code_calls if c.callee in executable and c.caller}
             self._macro_callees = [m for m in self.graph.pred if m in self.index.macros]
+            self._local_callees = defaultdict(set)  # caller -> what it calls that its own file defines
+            for c in self.index.code_calls:
+                if c.caller and any(d.file == c.file for d in self.index.functions.get(c.callee, ())):
+                    self._local_callees[(c.caller, c.file)].add(c.callee)
         wanted = set(self._fixed_interest)
         for n in names:
             wanted |= self._callers(n)
         for m in self._macro_callees:
             if not names.isdisjoint(self.index.reachable_names(m)):
                 wanted |= self._callers(m)
+        # a static helper of a function of interest may write through its parameters for it (its
+        # summary says so): the helpers of the same file are analysed too
+        for name in list(wanted):
+            for d in self.index.functions.get(name, ()):
+                wanted |= self._local_callees.get((name, d.file), set())
         return wanted
 
     def _callers(self, name: str) -> set[str]:
@@ -320,13 +335,25 @@ class FlowAnalysis:
         for f in self.flows.values():
             by_name[f.name].append(f)
         for name, flows in by_name.items():
-            returns, maintains = set(), set()
+            returns, maintains, writes = set(), set(), set()
             for f in flows:
+                for w in f.writes:
+                    # a store or a copy through a parameter writes the caller's memory: the caller's
+                    # argument says through which alias (a parameter the function moves, dest++, still
+                    # starts where the caller's memory does)
+                    dest = self._param_origin(f, root(w.pointer))
+                    if dest in f.params:
+                        size = strip(w.size)
+                        size_idx = f.params.index(size) if size in f.params and size not in f.mutated else -1
+                        writes.add((f.params.index(dest), size_idx))
                 for a in f.returns:
                     if a.kind in DISTINCT_KINDS or a.kind == "phys":
                         idx = f.params.index(a.origin) if a.origin in f.params else -1
                         returns.add((a.kind, idx))
                 for m in f.maintenance:
+                    if m.spec.whole:  # the whole cache: the same for every caller, whatever it passed
+                        maintains.add((-1, -1, -1, m.spec, m.guards, m.call))
+                        continue
                     start_root = root(m.start)
                     start_root = self._param_origin(f, start_root)
                     if start_root not in f.params:
@@ -340,8 +367,9 @@ class FlowAnalysis:
                     if size_idx >= 0 and f.params[size_idx] in f.mutated:
                         size_idx = -1
                     maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, m.guards, m.call))
-            if returns or maintains:
-                self.summaries[name] = Summary(tuple(sorted(returns)), tuple(sorted(maintains, key=lambda t: (t[0], t[3].name, t[5]))))
+            if returns or maintains or writes:
+                self.summaries[name] = Summary(tuple(sorted(returns)), tuple(sorted(maintains, key=lambda t: (t[0], t[3].name, t[5]))),
+                                               tuple(sorted(writes)))
 
     @staticmethod
     def _param_origin(f: FunctionFlow, name: str) -> str:
@@ -494,9 +522,20 @@ class FlowAnalysis:
             f.phys_uses.append(PhysUse(order, ev.line, ev.column, callee, args[0], self.classify(args[0], f)))
             return order
         summ = self.summaries.get(callee)
-        if summ is not None and summ.maintains:
+        if summ is not None and (summ.maintains or summ.writes):
+            for dp, zp in summ.writes:  # the callee's writes come before its maintenance
+                if dp < len(args):
+                    f.writes.append(WriteSite(order, ev.line, ev.column, f"{callee}({', '.join(args)})", args[dp],
+                                              self.classify(args[dp], f), args[zp] if 0 <= zp < len(args) else "",
+                                              ev.guards, via + (callee,)))
+            if summ.writes:
+                order += 1  # what the callee maintains, it maintains after writing
             for sp, ep, zp, mspec, inner, call in summ.maintains:
                 if sp >= len(args):
+                    continue
+                if sp < 0:
+                    f.maintenance.append(self._maint(call, mspec, [], ev, f, order, ev.guards + inner, via + (callee,),
+                                                     start="", end="", size=""))
                     continue
                 margs = [args[sp], args[ep] if 0 <= ep < len(args) else "", ""]
                 size = args[zp] if 0 <= zp < len(args) else ""

@@ -29,6 +29,9 @@ def finding_to_dict(f: Finding) -> dict[str, Any]:
     d["fingerprint"] = f.fingerprint
     d["model"] = {"verdict": f.model.verdict, "implementations": dict(f.model.implementations),
                   "witness": list(f.model.witness)}
+    confirming = [name for name, verdict in f.model.implementations if verdict == "confirmed"]
+    if confirming:
+        d["affects"] = {"implementations": confirming, "configs": list(f.model.configs)}
     return d
 
 

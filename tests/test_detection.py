@@ -1,0 +1,85 @@
+"""Detection as a change meets it: fingerprints survive refactors that keep behaviour, and a write's
+execution address is found from the code (the vocabulary's runs_at / runs = "here"), not from an
+I-cache call next to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from armalias.scan import ScanOptions, scan
+
+FIQ = """extern void *vectors_page;
+void set_fiq_handler(void *start, unsigned int length)
+{
+	void *BASE = vectors_page;
+	unsigned OFF = 0x1c;
+
+	memcpy(BASE + OFF, start, length);
+	flush_icache_range((unsigned long)BASE + OFF, (unsigned long)BASE + OFF + length);
+	EXEC
+}
+"""
+EXEC_FLUSH = "flush_icache_range(0xffff0000 + OFF, 0xffff0000 + OFF + length);"
+
+PATCH = """void __patch_text_real(void *addr, unsigned int insn, bool remap)
+{
+	void *WADDR = addr;
+	unsigned long flags;
+
+	if (remap)
+		WADDR = patch_map(addr, FIX_TEXT_POKE0, &flags);
+	*(u32 *)WADDR = insn;
+	if (WADDR != addr) {
+		CLEAN
+		patch_unmap(FIX_TEXT_POKE0, &flags);
+	}
+	flush_icache_range((uintptr_t)(addr), (uintptr_t)(addr) + 4);
+}
+"""
+
+
+def findings(tmp_path: Path, name: str, text: str) -> set[tuple[str, str, str]]:
+    d = tmp_path / name / "arch/arm/kernel"
+    d.mkdir(parents=True)
+    (d / "f.c").write_text(text)
+    return {(f.rule, f.severity, f.fingerprint) for f in scan([d / "f.c"], ScanOptions(jobs=1, use_cache=False)).findings}
+
+
+@pytest.mark.parametrize("names", [("base", "offset"), ("vbase", "off"), ("v", "o")])
+def test_renamed_locals_keep_the_fingerprints(tmp_path: Path, names: tuple[str, str]):
+    plain = FIQ.replace("BASE", "base").replace("OFF", "offset").replace("EXEC", EXEC_FLUSH)
+    renamed = FIQ.replace("BASE", names[0]).replace("OFF", names[1]).replace("EXEC", EXEC_FLUSH)
+    before, after = findings(tmp_path, "a", plain), findings(tmp_path, "b", renamed)
+    assert before and before == after  # the residual AA002 note, under one fingerprint
+
+
+def test_vectors_code_needs_an_invalidate_where_it_runs(tmp_path: Path):
+    """Deleting the invalidate at 0xffff0000 leaves only the kernel alias's: AA004, found from the
+    vectors page's runs_at though the function no longer names the address it runs from."""
+    kept = findings(tmp_path, "a", FIQ.replace("BASE", "base").replace("OFF", "offset").replace("EXEC", EXEC_FLUSH))
+    deleted = findings(tmp_path, "b", FIQ.replace("BASE", "base").replace("OFF", "offset").replace("EXEC", ""))
+    assert {r for r, _, _ in kept} == {"AA002"}
+    assert {(r, s) for r, s, _ in deleted} == {("AA004", "error")}
+
+
+@pytest.mark.parametrize("waddr", ["waddr", "poke"])
+def test_patch_text_clean_deleted_is_caught_and_kept_is_quiet(tmp_path: Path, waddr: str):
+    good = PATCH.replace("WADDR", waddr).replace("CLEAN", f"__cpuc_flush_dcache_area({waddr}, 4);")
+    bad = PATCH.replace("WADDR", waddr).replace("CLEAN", "")
+    wrong = PATCH.replace("WADDR", waddr).replace("CLEAN", "__cpuc_flush_dcache_area(addr, 4);")
+    assert {r for r, _, _ in findings(tmp_path, "good", good)} == {"AA002"}
+    assert ("AA001", "error") in {(r, s) for r, s, _ in findings(tmp_path, "bad", bad)}
+    assert ("AA001", "error") in {(r, s) for r, s, _ in findings(tmp_path, "wrong", wrong)}
+
+
+def test_witness_holds_only_steps_of_the_code(tmp_path: Path):
+    """An alias-write witness replays the calls the function makes, no invented maintenance."""
+    d = tmp_path / "arch/arm/kernel"
+    d.mkdir(parents=True)
+    (d / "f.c").write_text(PATCH.replace("WADDR", "waddr").replace("CLEAN", ""))
+    (f,) = [f for f in scan([d / "f.c"], ScanOptions(jobs=1, use_cache=False)).findings if f.rule == "AA001"]
+    assert f.model.verdict == "confirmed"
+    calls = [step for step in f.model.witness if "coherent_kern_range(" in step]
+    assert len(calls) == 1 and "coherent_kern_range(exec+" in calls[0]  # flush_icache_range(addr), once

@@ -4,13 +4,18 @@
 (armalias.source.kconfig) of a kernel tree and returns one CacheImpl per ``struct cpu_cache_fns``
 instance, with the decoded operations of each member, the CPUs that use it and their cache type.
 It never writes into the tree. ``to_json`` gives the ``audit --format json`` document (CONTRACT.md).
+
+Each member's contract (rules/AA006-contract.toml: the promise of arch/arm/include/asm/cacheflush.h
+as a small scenario) is replayed on the cache model for every implementation; where the model finds
+stale data the result holds a ``Deviation`` (rule AA006) with the model's witness.  ``with_callers``
+adds the C call sites, from a scan of the tree, of the kernel functions that reach the member.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,12 @@ from armalias.source.asm import AsmTree, CacheTable, TableEntry, read_mm, summar
 from armalias.source.kconfig import MmBuild, read_mm_build
 
 WRITETHROUGH_OPTION = "CPU_DCACHE_WRITETHROUGH"
+# What r1 holds for each ranged member (arch/arm/include/asm/cacheflush.h, struct cpu_cache_fns).
+_EXTENT_ARGUMENT = {
+    "flush_user_range": "end", "coherent_kern_range": "end", "coherent_user_range": "end",
+    "dma_flush_range": "end", "flush_kern_dcache_area": "size", "dma_map_area": "size",
+    "dma_unmap_area": "size",
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,35 @@ class Undecoded:
 
 
 @dataclass(frozen=True)
+class Caller:
+    """A C call site of a kernel function that reaches a cpu_cache_fns member."""
+
+    file: str
+    line: int
+    function: str
+    callee: str = ""  # what it calls (__cpuc_flush_dcache_area, flush_kernel_vmap_range, ...)
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One way an implementation's member does less than the member's contract (rule AA006):
+    the model found stale data after the contract's scenario (rules/AA006-contract.toml)."""
+
+    implementation: str
+    member: str
+    rule: str
+    message: str
+    witness: tuple[str, ...]
+    callers: tuple[Caller, ...] = ()
+    symbol: str = ""
+    file: str = ""  # where the member's code starts
+    line: int = 0
+    scope: str = ""  # the member's scope as decoded ("page": one page whatever the size)
+    promise: str = ""  # the contract, in the kernel's words
+    source: str = ""  # where that contract is written
+
+
+@dataclass(frozen=True)
 class AuditResult:
     root: Path
     implementations: tuple[CacheImpl, ...]
@@ -45,6 +85,24 @@ class AuditResult:
     fallthroughs: tuple[str, ...] = ()  # "a falls through into b" over every function of the tree
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
+    # (deviations, notes) of the contracts (rule AA006), computed when first asked for: the scan's
+    # model reads the implementations only and never pays for the contracts' replays
+    contracts: tuple[tuple[Deviation, ...], tuple[str, ...]] | None = field(default=None, compare=False)
+
+    def _contracts(self) -> tuple[tuple[Deviation, ...], tuple[str, ...]]:
+        if self.contracts is None:
+            deviations, notes = contract_deviations(self.implementations)
+            object.__setattr__(self, "contracts", (tuple(deviations), tuple(notes)))
+        return self.contracts  # type: ignore[return-value]
+
+    @property
+    def deviations(self) -> tuple[Deviation, ...]:
+        """The contract deviations, sorted as the implementations are, then by member."""
+        return self._contracts()[0]
+
+    @property
+    def contract_notes(self) -> tuple[str, ...]:
+        return self._contracts()[1]
 
 
 def _requires(condition: str, option: str) -> bool:
@@ -74,8 +132,19 @@ def _function(tree: AsmTree, table: CacheTable, member: str) -> tuple[CacheFunct
         return None
     entry, notes = _choose(tree, entries)
     trace = tree.trace(entry.symbol)
-    summary = summarize(trace.steps)
-    notes = list(trace.notes) + notes
+    coverage = tree.coverage(entry.symbol)
+    steps = tuple(replace(s, extent=coverage.extent_of(s)) for s in trace.steps)
+    summary = summarize(steps)
+    notes = list(trace.notes) + list(coverage.notes) + notes
+    extents = {s.extent for s in steps}
+    for where, page in coverage.discards:
+        what = _EXTENT_ARGUMENT.get(member, "end or size")
+        if page and "page" in extents:
+            notes.append(f"the {what} given in r1 is replaced before use by a value from the start and the "
+                         f"page size ({where}): one page from the start")
+        elif "fixed" in extents:
+            notes.append(f"the {what} given in r1 is replaced before use by a value from the start and "
+                         f"constants ({where}): a fixed length from the start")
     if trace.alias_conditions:
         notes.append(f"{entry.symbol} is an alias of {trace.resolved} only when "
                      + " && ".join(trace.alias_conditions))  # fmt: skip
@@ -86,7 +155,7 @@ def _function(tree: AsmTree, table: CacheTable, member: str) -> tuple[CacheFunct
     fn = CacheFunction(
         member=member, symbol=entry.symbol, d=summary.d, i=summary.i, scope=summary.scope, ops=ops,
         file=trace.file, line=trace.line, undecoded=tuple(undecoded), resolved=trace.resolved,
-        d_scope=summary.d_scope, i_scope=summary.i_scope, steps=trace.steps,
+        d_scope=summary.d_scope, i_scope=summary.i_scope, steps=steps,
         via=trace.via, condition=entry.condition,
         notes=tuple(dict.fromkeys(list(trace.fallthroughs) + notes)),
     )  # fmt: skip
@@ -265,6 +334,114 @@ def audit_tree(root: Path) -> AuditResult:
     )  # fmt: skip
 
 
+# -- the contracts (rule AA006) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What callers may rely on from one member, and the scenario that shows it (rules/AA006-contract.toml)."""
+
+    member: str
+    promise: str
+    source: str
+    scenario: Any  # armalias.model.Scenario
+
+
+CONTRACT_RULE = "AA006"
+
+
+def load_contracts() -> tuple[Contract, ...]:
+    """The [[contract]] entries of the AA006 rule file, in file order."""
+    import tomllib
+
+    from armalias.model import scenario_from_dict
+    from armalias.rules import load_rules, rules_dir
+
+    spec = load_rules().get(CONTRACT_RULE)
+    if spec is None:
+        return ()
+    with open(rules_dir() / spec.path, "rb") as fh:
+        raw = tomllib.load(fh)
+    return tuple(Contract(c["member"], c["promise"], c.get("source", ""), scenario_from_dict(c["scenario"]))
+                 for c in raw.get("contract", ()))
+
+
+def _reason(fn: CacheFunction, witness: tuple[str, ...]) -> str:
+    """Why the member falls short: the decoded coverage when it says (a size discarded), else the
+    stale consumer the model found."""
+    for note in fn.notes:
+        if "replaced before use" in note:
+            return note
+    stale = witness[-1] if witness else "the model finds stale data"
+    return f"after it, {stale}"
+
+
+def contract_deviations(impls: list[CacheImpl] | tuple[CacheImpl, ...]) -> tuple[list[Deviation], list[str]]:
+    """Replay every contract on every implementation providing the member; a confirmed hazard is a
+    deviation.  A hazard that involves an operation the reader could not decode is not reported as
+    one (the unknown operation could be what keeps the contract): a note says so instead."""
+    from armalias.model import default_config, replay
+    from armalias.model.scenario import function_steps
+    from armalias.rules import load_rules
+
+    spec = load_rules().get(CONTRACT_RULE)
+    contracts = load_contracts()
+    out: list[Deviation] = []
+    notes: list[str] = []
+    # Implementations of one kind often run the very same operations for a member (arm920, arm926,
+    # mohawk ...): one replay answers for all of them; a confirmed one is replayed again on its own
+    # implementation for a witness in its names
+    verdicts: dict[tuple, str] = {}
+    for impl in impls:
+        for number, contract in enumerate(contracts):
+            fn = impl.functions.get(contract.member)
+            if fn is None:
+                continue
+            key = (number, default_config(impl), impl.mpu_only, function_steps(fn, impl), bool(fn.undecoded))
+            if key not in verdicts:
+                verdicts[key] = replay(contract.scenario, impl).verdict
+            if verdicts[key] != "confirmed":
+                continue
+            verdict = replay(contract.scenario, impl)
+            if verdict.unknown_ops:
+                notes.append(f"{impl.name}.{contract.member}: the {CONTRACT_RULE} contract ({contract.promise}) "
+                             "is not shown to hold, but an operation the reader did not decode is involved")
+                continue
+            witness = (f"on {impl.name}:",) + verdict.witness
+            message = spec.message.format(implementation=impl.name, member=contract.member, symbol=fn.symbol,
+                                          promise=contract.promise, reason=_reason(fn, verdict.witness))
+            out.append(Deviation(impl.name, contract.member, CONTRACT_RULE, message, witness, (), fn.symbol,
+                                 fn.file, fn.line, fn.scope, contract.promise, contract.source))
+    order = {impl.name: n for n, impl in enumerate(impls)}
+    out.sort(key=lambda d: (order.get(d.implementation, 0), d.implementation, d.member))
+    return out, notes
+
+
+def entry_points(member: str) -> tuple[str, ...]:
+    """The kernel functions and macros that call `member` (armalias.model.KERNEL_CALLS)."""
+    from armalias.model import KERNEL_CALLS
+
+    return tuple(sorted(name for name, (m, _) in KERNEL_CALLS.items() if m == member))
+
+
+def with_callers(result: AuditResult, callsites: Any) -> AuditResult:
+    """The result with each deviation's callers: the C call sites (`scan`'s call sites of the
+    watched functions: CallSite with callee, caller, file, line, via) of a kernel function that
+    reaches the member, directly or through the macros in `via`."""
+    from dataclasses import replace as _replace
+
+    deviations = []
+    for d in result.deviations:
+        names = set(entry_points(d.member))
+        found = {}
+        for site in callsites:
+            if site.callee in names or names.intersection(getattr(site, "via", ())):
+                key = (site.file, site.line, site.caller or "")
+                found.setdefault(key, Caller(site.file, site.line, site.caller or "", site.callee))
+        deviations.append(_replace(d, callers=tuple(found[k] for k in sorted(found))))
+    return replace(result, contracts=(tuple(deviations), result.contract_notes))
+
+
 def function_to_dict(fn: CacheFunction) -> dict[str, Any]:
     return {
         "d": fn.d, "i": fn.i, "scope": fn.scope, "ops": list(fn.ops),
@@ -273,7 +450,8 @@ def function_to_dict(fn: CacheFunction) -> dict[str, Any]:
         "condition": fn.condition, "via": list(fn.via), "undecoded": list(fn.undecoded),
         "steps": [
             {"op": s.op, "file": s.file, "line": s.line, "function": s.function, "raw": s.raw,
-             "conditions": list(s.conditions), "conditional": s.conditional, "macros": list(s.macros)}
+             "conditions": list(s.conditions), "conditional": s.conditional, "macros": list(s.macros),
+             "extent": s.extent}
             for s in fn.steps
         ],
         "notes": list(fn.notes),
@@ -297,11 +475,24 @@ def to_json(result: AuditResult, root_arg: str) -> dict[str, Any]:
         "tool": "armalias", "version": __version__, "schema": 1, "root": root_arg,
         "stats": {"files": result.files, "implementations": len(result.implementations),
                   "undecoded": len(result.undecoded), "skipped": len(result.skipped),
-                  "fallthroughs": len(result.fallthroughs), "seconds": round(result.seconds, 3)},
+                  "fallthroughs": len(result.fallthroughs), "deviations": len(result.deviations),
+                  "seconds": round(result.seconds, 3)},
         "implementations": [implementation_to_dict(impl) for impl in result.implementations],
         "undecoded": [{"implementation": u.implementation, "member": u.member, "file": u.file,
                        "line": u.line, "text": u.text} for u in result.undecoded],
         "fallthroughs": list(result.fallthroughs),
+        "deviations": [deviation_to_dict(d) for d in result.deviations],
         "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
-        "notes": list(result.notes),
+        "notes": list(result.notes) + list(result.contract_notes),
+    }  # fmt: skip
+
+
+def deviation_to_dict(d: Deviation) -> dict[str, Any]:
+    """One `deviations[]` entry: the CONTRACT.md fields, then where the member is and what it promises."""
+    return {
+        "implementation": d.implementation, "member": d.member, "rule": d.rule, "message": d.message,
+        "witness": list(d.witness),
+        "callers": [{"file": c.file, "line": c.line, "function": c.function, "callee": c.callee} for c in d.callers],
+        "symbol": d.symbol, "file": d.file, "line": d.line, "scope": d.scope,
+        "promise": d.promise, "source": d.source,
     }  # fmt: skip

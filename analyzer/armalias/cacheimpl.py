@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 CACHE_TYPES = ("VIVT", "VIPT", "PIPT", "none", "unknown")
 D_EFFECTS = ("none", "clean", "invalidate", "clean+invalidate")
 I_EFFECTS = ("none", "invalidate")
-SCOPES = ("range", "whole", "none")
+# "page": the function covers one page from the start whatever the size it is given (CONTRACT.md).
+SCOPES = ("range", "whole", "none", "page")
+EXTENTS = ("range", "page", "fixed", "line", "whole", "")
 
 # The vocabulary above as data, so readers of rules/cache-ops.toml can check their input against it.
 CACHE_OPS = (
@@ -67,6 +69,11 @@ class CacheOp:
     conditions: tuple[str, ...] = ()  # enclosing #if / .if / ALT_SMP conditions, outermost first
     conditional: bool = False  # the instruction carries a condition code (mcrne, ...)
     macros: tuple[str, ...] = ()  # macros expanded to produce it, outermost first
+    # What it covers, read from the flow of the member's arguments (armalias.source.asm, "Register
+    # flow"): "range" (the range or size the caller gave), "page" (one page from the start, whatever
+    # the size), "fixed" (a fixed length from the start), "line" (one line: no loop around it),
+    # "whole" (the whole cache); "" for operations without data effect or not analysed.
+    extent: str = ""
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from armalias.audit import audit_tree, to_json
+    from armalias.audit import audit_tree, to_json, with_callers
     from armalias.report import audit as audit_report
     from armalias.report.jsonout import finding_to_dict
 
@@ -110,6 +110,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
         scanned = scan([args.path], ScanOptions(jobs=args.jobs, use_cache=not args.no_cache))
         findings = [finding_to_dict(f) for f in scanned.findings]
+        result = with_callers(result, scanned.callsites)  # the C callers that reach each deviation
     if args.format == "json":
         data = to_json(result, str(args.path))
         if findings:

@@ -84,6 +84,9 @@ WHOLE_OPS: dict[str, tuple[str, str]] = {
 # Barriers, write-buffer drains and branch-predictor maintenance: no effect on cached data.
 NO_DATA_OPS = frozenset({"drain-wb", "flush-btb", "flush-btb-line", "dsb", "isb", "barrier"})
 UNKNOWN_OP = "unknown"
+# A by-MVA operation over more lines than this names only the lines it found something at in a
+# witness; the rest are one count (a page is 128 lines of 32 bytes).
+_SHOWN_LINES = 4
 
 # Illustrative virtual bases (4 KiB aligned, pairwise distinct) for the usual alias names. Only their
 # distinctness and their colour (VIPT-aliasing) matter: "fixmap" and "exec" differ in colour on
@@ -501,9 +504,19 @@ class Machine:
             geometry = self.config.d if side == "d" else self.config.i
             self._check_range(alias, offset, length)
             parts = []
-            for line_offset in self.line_offsets(offset, length, geometry.line_size):
+            offsets = self.line_offsets(offset, length, geometry.line_size)
+            long = len(offsets) > _SHOWN_LINES
+            # A long range (a page is 128 lines) visits only the lines something is held for: at
+            # any other offset the operation finds no line and changes nothing
+            visited = self._held_offsets(side, alias, offsets) if long else offsets
+            for line_offset in visited:
                 result = self._by_mva(side, effect, alias, line_offset)
-                parts.append(f"{op} {alias}+{line_offset:#x} ({result})")
+                if result != "no line" or not long:
+                    parts.append(f"{op} {alias}+{line_offset:#x} ({result})")
+            quiet = len(offsets) - len(parts)
+            if long and quiet:  # the lines that held nothing, as one count
+                which = "any of its" if quiet == len(offsets) else "the other"
+                parts.append(f"{op} {alias}+{offsets[0]:#x}..+{offsets[-1]:#x}: no line at {which} {quiet} lines")
             if trace is not None:
                 trace.append(", ".join(parts) if parts else f"{op} (empty range)")
             return True
@@ -511,6 +524,30 @@ class Machine:
             why = "no address range" if op in LINE_OPS else "not modelled"
             trace.append(f"{op}: {why}, treated as doing nothing")
         return False
+
+    def _held_offsets(self, side: str, alias: str, offsets: list[int]) -> list[int]:
+        """Those of `offsets` (line offsets of `alias`) at which a by-MVA operation on `side` can find
+        anything: a line of that cache whose tag is this alias's (VIVT) or this alias's page's
+        (PIPT, VIPT), or an outer-level copy of a line of that page; in ascending order."""
+        if side == "i" and self.unified:
+            return offsets  # "no separate I line" at every one
+        geometry = self.config.d if side == "d" else self.config.i
+        size, line = self.config.page_size, geometry.line_size
+        page = self.mapping.get(alias)
+        held: set[int] = set()
+        base = self.va[alias]
+        for lines in self.dsets if side == "d" else self.isets:
+            for entry in lines:
+                tag = entry[0]
+                if geometry.indexing == "VIVT":
+                    held.add(tag * line - base)  # type: ignore[operator]
+                else:
+                    pa = tag if geometry.indexing == "PIPT" else tag[1]  # type: ignore[index]
+                    if pa[0] == page:
+                        held.add(pa[1] * line)
+        held.update(index * line for (outer_page, index) in self.outer if outer_page == page)
+        wanted = set(offsets)
+        return sorted(o for o in held if o in wanted and 0 <= o < size)
 
     def _by_mva(self, side: str, effect: str, alias: str, line_offset: int) -> str:
         if side == "i" and self.unified:

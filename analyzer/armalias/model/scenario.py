@@ -9,13 +9,25 @@ A `Scenario` is a tuple of steps:
     Fetch(alias, offset, size)            an instruction fetch through the alias  } consumers: checked
     ExternalRead(alias, offset, size)     a point-of-coherency consumer (MMU off,/ against the last write
                                           another bus master) of the page the alias maps
-    Maintain(call, alias, offset, length) a cpu_cache_fns member (or a kernel wrapper of one, see
-                                          `KERNEL_CALLS`), expanded per implementation into its ops
+    Maintain(call, alias, offset, length, a cpu_cache_fns member (or a kernel wrapper of one, see
+             next_aliases)                `KERNEL_CALLS`), expanded per implementation into its ops
     Op(op, alias, offset, length)         one vocabulary operation directly (inline assembly)
 
-An alias maps one page: offsets and ranges stay within it (a `ScenarioError` otherwise), so a range
-that crosses into the next page is two steps on two aliases (e.g. "exec" and "exec1", as the kernel's
-two-page Thumb-2 patch uses FIX_TEXT_POKE0 and FIX_TEXT_POKE1).
+An alias maps one page: offsets and ranges stay within it (a `ScenarioError` otherwise), so a write
+or a read that crosses into the next page is two steps on two aliases (e.g. "exec" and "exec1", as the
+kernel's two-page Thumb-2 patch uses FIX_TEXT_POKE0 and FIX_TEXT_POKE1).  A `Maintain` step is one
+call however long its range: `next_aliases` names the aliases of the pages that follow the alias's
+page, in order, and a `length` beyond the end of the first page continues at offset 0 of the next
+one (`Maintain("__cpuc_flush_dcache_area", "lowmem", 0, 8192, next_aliases=("lowmem1",))` flushes two
+pages); a range running past the last page named is a `ScenarioError`.
+
+How far each operation of the call reaches is the implementation's, as the audit read it from the
+assembly (`CacheOp.extent`): a ranged operation covers [offset, offset + length) across the pages
+named; one of extent "page" covers one page from the start whatever the length (Feroceon's
+flush_kern_dcache_area on the range-operation CPUs: `add r1, r0, #PAGE_SZ - CACHE_DLINESIZE`), so
+the rest of a longer range keeps its dirty lines; a whole-cache operation covers everything.  Bytes
+on pages the scenario does not name are never observed, so a page-wide operation stops at the last
+page named.
 
 Every step has `only_on`: the cache kinds (`vivt`, `vipt-aliasing`, `vipt-nonaliasing`, `pipt`) on
 which it runs, empty for all; `flush_kernel_vmap_range` carries its own (`vivt`, `vipt-aliasing`), as
@@ -116,8 +128,9 @@ class Maintain:
     call: str
     alias: str | None = None
     offset: int = 0
-    length: int = 0
+    length: int = 0  # from alias+offset, continuing into next_aliases past the end of the page
     only_on: tuple[str, ...] = ()
+    next_aliases: tuple[str, ...] = ()  # the aliases of the pages after alias's, in order
 
 
 @dataclass(frozen=True)
@@ -174,6 +187,8 @@ def scenario_from_dict(data: Mapping) -> Scenario:
             if bad:
                 raise ScenarioError(f"step {number}: unknown cache kind(s) {sorted(bad)}")
             fields["only_on"] = tuple(fields["only_on"])
+        if "next_aliases" in fields:
+            fields["next_aliases"] = tuple(fields["next_aliases"])
         try:
             steps.append(_STEP_KINDS[kind](**fields))
         except TypeError as error:
@@ -200,7 +215,8 @@ def impl_from_dict(data: Mapping) -> CacheImpl:
     for member, fn in dict(data.get("functions", {})).items():
         steps = tuple(CacheOp(op=st["op"], raw=st.get("raw", ""), file=st.get("file", ""), line=int(st.get("line", 0)),
                               function=st.get("function", ""), conditions=tuple(st.get("conditions", ())),
-                              conditional=bool(st.get("conditional", False)), macros=tuple(st.get("macros", ())))
+                              conditional=bool(st.get("conditional", False)), macros=tuple(st.get("macros", ())),
+                              extent=st.get("extent", ""))
                       for st in fn.get("steps", ()))
         functions[member] = CacheFunction(
             member=member, symbol=fn.get("symbol", f"{data['name']}_{member}"), d=fn.get("d", "none"),
@@ -286,33 +302,79 @@ def _consumer(step: Read | Fetch | ExternalRead, verb: str) -> ProgramStep:
     return ProgramStep(label, apply)
 
 
-def _ops_steps(label: str, ops: Iterable[str], alias: str | None, offset: int, length: int,
+@dataclass(frozen=True)
+class _Range:
+    """Where a call's operations act: alias+offset, length bytes on, through the pages of
+    next_aliases (see the module docstring)."""
+
+    alias: str | None
+    offset: int = 0
+    length: int = 0
+    next_aliases: tuple[str, ...] = ()
+
+    def spans(self, length: int, page_size: int, clip: bool = False) -> list[tuple[str | None, int, int]]:
+        """(alias, offset, length) per page for `length` bytes from the start.  Without next_aliases
+        the one span is the range itself (the machine refuses one leaving the page); `clip` stops at
+        the last page named instead of refusing."""
+        if not self.next_aliases and not clip:
+            return [(self.alias, self.offset, length)]
+        names = (self.alias, *self.next_aliases)
+        out: list[tuple[str | None, int, int]] = []
+        position, remaining = self.offset, length
+        for name in names:
+            if remaining <= 0:
+                break
+            n = min(remaining, page_size - position)
+            out.append((name, position, n))
+            remaining -= n
+            position = 0
+        if remaining > 0 and not clip:
+            raise ScenarioError(f"{self.alias}+{self.offset:#x} length {length:#x} runs past the page of "
+                                f"{names[-1]}: name the next page's alias in next_aliases")
+        return out or [(self.alias, self.offset, 0)]
+
+
+def _ops_steps(label: str, ops: Iterable[str | tuple[str, str]], where: _Range,
                unknown: tuple[str, ...], header_notes: tuple[str, ...] = ()) -> list[ProgramStep]:
     """One program step per operation that changes data (barriers ride along with the operation
     before them), so the environment can act between two operations of one call, e.g. prefetch
     between an I invalidate and a later D clean. All share `label` as their group, and the witness
-    shows consecutive ones on one line."""
-    chunks: list[list[str]] = []
-    for op in ops:
+    shows consecutive ones on one line. An operation is its name, or (name, extent) as the audit read
+    it (`CacheOp.extent`)."""
+    chunks: list[list[tuple[str, str]]] = []
+    for entry in ops:
+        op, extent = (entry, "") if isinstance(entry, str) else entry
         if chunks and op in NO_DATA_OPS:
-            chunks[-1].append(op)
+            chunks[-1].append((op, extent))
         else:
-            chunks.append([op])
+            chunks.append([(op, extent)])
     if not chunks:
         chunks.append([])
     steps = []
     for number, chunk in enumerate(chunks):
         notes = header_notes if number == 0 else ()
-        steps.append(ProgramStep(label, _op_runner(tuple(chunk), alias, offset, length, notes),
+        steps.append(ProgramStep(label, _op_runner(tuple(chunk), where, notes),
                                  unknown if number == 0 else (), group=label))
     return steps
 
 
-def _op_runner(ops: tuple[str, ...], alias: str | None, offset: int, length: int, notes: tuple[str, ...]):
+def _op_runner(ops: tuple[tuple[str, str], ...], where: _Range, notes: tuple[str, ...]):
     def apply(machine: Machine, trace: list[str] | None) -> bool:
         parts: list[str] | None = [] if trace is not None else None
-        for op in ops:
-            machine.maintain(op, alias, offset, length, parts)
+        page_size = machine.config.page_size
+        for op, extent in ops:
+            if where.alias is None or op in NO_DATA_OPS or op in WHOLE_OPS:
+                machine.maintain(op, where.alias, where.offset, where.length, parts)
+                continue
+            if extent == "page":  # one page from the start, whatever the length (the audit's "page")
+                if parts is not None:
+                    parts.append(f"{op} covers one page from {where.alias}+{where.offset:#x}, "
+                                 f"not the {where.length:#x} bytes asked")
+                spans = where.spans(page_size, page_size, clip=True)
+            else:
+                spans = where.spans(where.length, page_size)
+            for alias, offset, length in spans:
+                machine.maintain(op, alias, offset, length, parts)
         if trace is not None:
             trace.append("; ".join([*notes, *(parts or [])]) or "no operations")
         return False
@@ -332,19 +394,22 @@ def _op_unknown(op: str, alias: str | None) -> str | None:
 def _maintain_steps(step: Maintain, impl: CacheImpl) -> list[ProgramStep]:
     member = KERNEL_CALLS.get(step.call, (step.call, ()))[0]
     where = _where(step.alias, step.offset, step.length)
+    if step.next_aliases:
+        where += " then " + ", ".join(step.next_aliases)
     fn = impl.functions.get(member)
     if fn is None:
         note = f"{member} not provided by {impl.name}: treated as doing nothing"
-        return _ops_steps(f"{step.call}({where})", (), None, 0, 0, (f"{step.call}: {note}",), (note,))
+        return _ops_steps(f"{step.call}({where})", (), _Range(None), (f"{step.call}: {note}",), (note,))
     label = f"{step.call}({where})"
     if member != step.call:
         label += f" = {member}"
     label += f" [{fn.symbol}]"
-    ops = function_ops(fn, impl)
-    unknown = [f"{fn.symbol}: {u}" for u in (_op_unknown(op, step.alias) for op in ops) if u]
+    ops = function_steps(fn, impl)
+    unknown = [f"{fn.symbol}: {u}" for u in (_op_unknown(op, step.alias) for op, _ in ops) if u]
     unknown += [f"{fn.symbol}: undecoded {text!r}" for text in fn.undecoded]
     notes = tuple(f"undecoded {text!r} treated as doing nothing" for text in fn.undecoded)
-    return _ops_steps(label, ops, step.alias, step.offset, step.length, tuple(unknown), notes)
+    return _ops_steps(label, ops, _Range(step.alias, step.offset, step.length, step.next_aliases),
+                      tuple(unknown), notes)
 
 
 def _write_through_condition(condition: str) -> bool | None:
@@ -367,13 +432,24 @@ def function_ops(fn: CacheFunction, impl: CacheImpl) -> tuple[str, ...]:
     the alternatives the kernel picks between do the same to the data, or only add barriers.
     Without `steps`, `ops` is used as it is.
     """
+    return tuple(op for op, _ in function_steps(fn, impl))
+
+
+def function_steps(fn: CacheFunction, impl: CacheImpl) -> tuple[tuple[str, str], ...]:
+    """`function_ops` with each operation's extent: what the model applies, and how far.  From
+    `steps` when the reader recorded them (`CacheOp.extent`); without them (a hand-built table,
+    `audit --format json` reduced to the CONTRACT.md fields), a ranged operation is "page" when its
+    side's scope is (`d_scope`/`i_scope`, or `scope` when those are not given)."""
     if not fn.steps:
-        return fn.ops
+        def extent(op: str) -> str:
+            side = fn.d_scope if "-d-" in op else fn.i_scope if "-i-" in op else ""
+            return "page" if (side if side not in ("", "none") else fn.scope) == "page" and op in LINE_OPS else ""
+        return tuple((op, extent(op)) for op in fn.ops)
     kept = []
     for step in fn.steps:
         selects = [s for s in map(_write_through_condition, step.conditions) if s is not None]
         if all(s == impl.write_through for s in selects):
-            kept.append(step.op)
+            kept.append((step.op, step.extent))
     return tuple(kept)
 
 
@@ -394,7 +470,9 @@ def compile_scenario(scenario: Scenario, impl: CacheImpl, config: ModelConfig
             pages.setdefault(step.page, len(pages))
     va = dict(DEFAULT_VA)
     va.update(dict(scenario.va))
-    aliases = sorted({a for s in scenario.steps if (a := getattr(s, "alias", None)) is not None} - set(va))
+    named = {a for s in scenario.steps if (a := getattr(s, "alias", None)) is not None}
+    named.update(a for s in scenario.steps if isinstance(s, Maintain) for a in s.next_aliases)
+    aliases = sorted(named - set(va))
     for n, alias in enumerate(aliases):
         va[alias] = 0x40000000 + n * config.page_size
     labels: dict[int, str] = {}
@@ -408,14 +486,15 @@ def compile_scenario(scenario: Scenario, impl: CacheImpl, config: ModelConfig
             what = getattr(step, "call", None) or _KIND_OF[type(step)]
             note = f"skipped {what}: runs only on {', '.join(step.only_on or KERNEL_CALLS[step.call][1])}" \
                    f" (this cache is {config.kind})"
-            steps.extend(_ops_steps(note, (), None, 0, 0, ()))
+            steps.extend(_ops_steps(note, (), _Range(None), ()))
             continue
         alias = getattr(step, "alias", None)
-        span = getattr(step, "size", getattr(step, "length", 0))
-        if alias is not None and alias in mapping and hasattr(step, "offset"):
-            offset = step.offset
-            first = offset - offset % line
-            interest.update((mapping[alias], o) for o in range(first, offset + max(span, 1), line))
+        if alias is not None and alias in mapping and isinstance(step, (Write, Read, Fetch, ExternalRead)):
+            # the lines the program accesses (the environment reads and prefetches there); a
+            # maintained range adds none: a line nothing writes or reads holds the old data whatever
+            # the environment does there
+            first = step.offset - step.offset % line
+            interest.update((mapping[alias], o) for o in range(first, step.offset + max(step.size, 1), line))
         if isinstance(step, Map):
             mapping[step.alias] = step.page
             steps.append(ProgramStep(f"map {step.alias} -> page {step.page}",
@@ -439,7 +518,7 @@ def compile_scenario(scenario: Scenario, impl: CacheImpl, config: ModelConfig
             steps.extend(_maintain_steps(step, impl))
         else:
             unknown = _op_unknown(step.op, step.alias)
-            steps.extend(_ops_steps(_KIND_OF[Op], (step.op,), step.alias, step.offset, step.length,
+            steps.extend(_ops_steps(_KIND_OF[Op], (step.op,), _Range(step.alias, step.offset, step.length),
                                     (unknown,) if unknown else ()))
     machine = Machine(config, va, pages, labels)
     return steps, machine, interest, executable
@@ -504,6 +583,9 @@ def without_mmu(scenario: Scenario) -> Scenario:
         alias = getattr(step, "alias", None)
         if alias is not None and alias in current:
             step = replace(step, alias=canonical[current[alias]])
+        if isinstance(step, Maintain) and step.next_aliases:
+            step = replace(step, next_aliases=tuple(canonical[current[a]] if a in current else a
+                                                    for a in step.next_aliases))
         steps.append(step)
     executable = set(scenario.executable)
     for alias, page in current.items():

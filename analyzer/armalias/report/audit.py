@@ -4,6 +4,9 @@ Every renderer takes ``findings``: scan findings as CONTRACT.md dicts. When give
 lists, per implementation, the findings whose ``model.implementations`` verdict for it is
 ``confirmed`` (the replay of the finding on that cache model shows the bug).
 
+Every renderer lists the contract deviations (rule AA006: the member, the contract, the model's
+witness, the C callers) after the table.
+
 The HTML page also draws the call graph behind the confirmed findings as inline SVG (no script, no
 external asset): each finding's ``chain`` of callers, the maintenance calls it makes, and for every
 implementation that confirms it the cpu_cache_fns member's code those calls reach (e.g.
@@ -21,7 +24,7 @@ from typing import Any, Iterable
 from rich.console import Console
 from rich.table import Table
 
-from armalias.audit import AuditResult
+from armalias.audit import AuditResult, Deviation
 from armalias.cacheimpl import CACHE_MEMBERS, CacheFunction, CacheImpl
 from armalias.model.scenario import KERNEL_CALLS
 
@@ -76,8 +79,20 @@ def _type(impl: CacheImpl) -> str:
 
 def _summary_line(result: AuditResult) -> str:
     return (f"{len(result.implementations)} implementations from {result.files} files; "
+            f"{len(result.deviations)} contract deviations; "
             f"{len(result.undecoded)} undecoded operations; {len(result.skipped)} files skipped; "
             f"{len(result.fallthroughs)} fall-throughs between functions")  # fmt: skip
+
+
+def _deviation_title(d: Deviation) -> str:
+    return f"{d.rule} {d.implementation}.{d.member} ({d.symbol}, {d.file}:{d.line})"
+
+
+def _callers_text(d: Deviation) -> list[str]:
+    """``file:line in function (callee)`` per caller; one line saying none were given otherwise."""
+    if not d.callers:
+        return ["callers: not looked up (the scan's call sites were not given)"]
+    return [f"{c.file}:{c.line} in {c.function or '?'} ({c.callee})" for c in d.callers]
 
 
 def render_audit_text(result: AuditResult, console: Console, findings: Iterable[dict[str, Any]] = ()) -> None:
@@ -101,6 +116,17 @@ def render_audit_text(result: AuditResult, console: Console, findings: Iterable[
             row.append("\n".join(confirmed_by(impl, findings)) or "-")
         table.add_row(*row)
     console.print(table)
+    if result.deviations:
+        console.print("[bold]Contract deviations[/bold]")
+        for d in result.deviations:
+            console.print(f"  {_deviation_title(d)}", markup=False, highlight=False)
+            console.print(f"    {d.message}", markup=False, highlight=False)
+            console.print("    witness:", markup=False)
+            for line in d.witness:
+                console.print(f"      {line}", markup=False, highlight=False)
+            console.print("    callers:" if d.callers else f"    {_callers_text(d)[0]}", markup=False)
+            for line in _callers_text(d) if d.callers else ():
+                console.print(f"      {line}", markup=False, highlight=False)
     if result.undecoded:
         console.print("[bold]Undecoded operations[/bold]")
         for u in result.undecoded:
@@ -109,7 +135,7 @@ def render_audit_text(result: AuditResult, console: Console, findings: Iterable[
         console.print("[bold]Skipped files[/bold]")
         for file, reason in result.skipped:
             console.print(f"  {file}: {reason}")
-    for note in result.notes:
+    for note in (*result.notes, *result.contract_notes):
         console.print(f"note: {note}")
 
 
@@ -130,6 +156,18 @@ def render_audit_markdown(result: AuditResult, findings: Iterable[dict[str, Any]
             row.append(", ".join(confirmed_by(impl, findings)) or "-")
         lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
     lines.append("")
+    if result.deviations:
+        lines += ["## Contract deviations", ""]
+        for d in result.deviations:
+            lines += [f"### {_md_cell(_deviation_title(d))}", "", _md_cell(d.message), "",
+                      f"Contract: {_md_cell(d.promise)} ({_md_cell(d.source)})", "", "Witness:", "", "```"]
+            lines += list(d.witness)
+            lines += ["```", ""]
+            if d.callers:
+                lines += ["Callers:", ""] + [f"- `{_md_cell(t)}`" for t in _callers_text(d)]
+            else:
+                lines.append(_md_cell(_callers_text(d)[0]))
+            lines.append("")
     lines.append("## Operations")
     lines.append("")
     for impl in result.implementations:
@@ -149,6 +187,8 @@ def render_audit_markdown(result: AuditResult, findings: Iterable[dict[str, Any]
         lines += ["## Skipped files", ""]
         lines += [f"- `{file}`: {reason}" for file, reason in result.skipped]
         lines.append("")
+    if result.contract_notes:
+        lines += ["## Notes", ""] + [f"- {_md_cell(n)}" for n in result.contract_notes] + [""]
     return "\n".join(lines)
 
 
@@ -483,6 +523,18 @@ def render_audit_html(result: AuditResult, findings: Iterable[dict[str, Any]] = 
             cells.append("<td class='confirms'>" + "<br>".join(e(x) for x in confirmed_by(impl, findings)) + "</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
+    if result.deviations:
+        out.append("<h2 id='deviations'>Contract deviations</h2>")
+        for d in result.deviations:
+            out.append(f"<h3><code>{e(_deviation_title(d))}</code></h3><p>{e(d.message)}</p>"
+                       f"<p>Contract: {e(d.promise)} <small>({e(d.source)})</small></p>"
+                       "<details open><summary>witness</summary><pre class='mono'>"
+                       + e("\n".join(d.witness)) + "</pre></details>")  # fmt: skip
+            if d.callers:
+                out.append("<details><summary>" + f"{len(d.callers)} callers</summary><ul>"
+                           + "".join(f"<li class='mono'>{e(t)}</li>" for t in _callers_text(d)) + "</ul></details>")
+            else:
+                out.append(f"<p>{e(_callers_text(d)[0])}</p>")
     if findings:
         out += _findings_section(result, findings, graph)
     out.append("<h2>Operations</h2>")
@@ -495,7 +547,8 @@ def render_audit_html(result: AuditResult, findings: Iterable[dict[str, Any]] = 
                        f"{e(_effect(fn))} &mdash; {ops or 'no cache operation'}</summary><ul>")  # fmt: skip
             for step in fn.steps:
                 cond = f" <i>if {e(' && '.join(step.conditions))}</i>" if step.conditions else ""
-                out.append(f"<li class='mono'>{e(step.op)}: {e(step.raw)} "
+                extent = f" [{e(step.extent)}]" if step.extent not in ("", "whole", "range") else ""
+                out.append(f"<li class='mono'>{e(step.op)}{extent}: {e(step.raw)} "
                            f"<small>{e(step.file)}:{step.line} in {e(step.function)}</small>{cond}</li>")  # fmt: skip
             for note in fn.notes:
                 out.append(f"<li>note: {e(note)}</li>")
@@ -511,5 +564,7 @@ def render_audit_html(result: AuditResult, findings: Iterable[dict[str, Any]] = 
         out.append("<h2>Skipped files</h2><ul>")
         out += [f"<li><code>{e(f)}</code>: {e(r)}</li>" for f, r in result.skipped]
         out.append("</ul>")
+    if result.contract_notes:
+        out.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in result.contract_notes) + "</ul>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"

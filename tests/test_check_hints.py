@@ -218,10 +218,12 @@ def test_a_round_whose_words_differ_takes_the_base_listing_not_the_tree(tree: Pa
     monkeypatch.setattr(DirectorySource, "discover", lambda self, under="": walks.append(under) or
                         real_discover(self, under))
     hinted = _check(tree, patch)
-    assert walks == ([] if listing else [""])
+    # arch/arm is listed for its assembly (the MMU-off readers of AA005); the tree is not listed again
+    assert [w for w in walks if w != "arch/arm"] == ([] if listing else [""])
     monkeypatch.setattr(diff, "_selection_hints", lambda change, state, holds=None: None)
+    before = len(walks)
     assert hinted == _check(tree, patch)
-    assert walks[-1] == ""  # without hints the tree is listed
+    assert "" in walks[before:]  # without hints the tree is listed
 
 
 def _check_jobs(root: Path, patch: Path, jobs: int) -> tuple[int, dict]:

@@ -83,3 +83,50 @@ def test_witness_holds_only_steps_of_the_code(tmp_path: Path):
     assert f.model.verdict == "confirmed"
     calls = [step for step in f.model.witness if "coherent_kern_range(" in step]
     assert len(calls) == 1 and "coherent_kern_range(exec+" in calls[0]  # flush_icache_range(addr), once
+
+
+HEADSMP = """ENTRY(board_secondary_startup)
+	adr	r4, 1f
+	ldmia	r4, {r5, r6}
+	sub	r4, r4, r5
+	add	r6, r6, r4
+pen:	ldr	r7, [r6]
+	b	pen
+	.align
+1:	.long	.
+	.long	board_pen_release
+ENDPROC(board_secondary_startup)
+"""
+
+PLATSMP = """int board_pen_release;
+int board_other_flag;
+
+static void board_write_pen_release(int val)
+{
+	board_pen_release = val;
+	smp_wmb();
+	SYNC
+}
+
+static void board_boot(int cpu)
+{
+	board_other_flag = cpu;
+	board_write_pen_release(cpu);
+}
+"""
+
+
+@pytest.mark.parametrize("sync,fires", [("sync_cache_w(&board_pen_release);", False),
+                                        ("flush_cache_louis();", True)])
+def test_an_object_mmu_off_assembly_reads_is_cleaned_to_poc(tmp_path: Path, sync: str, fires: bool):
+    """board_pen_release is addressed the way MMU-off code does (beside a `.long .`), and the tree
+    cleans it to the point of coherency: its writer must do so after writing it.  A clean that stops
+    at the point of unification does not reach the secondary CPU reading memory with its caches off."""
+    d = tmp_path / "arch/arm/mach-board"
+    d.mkdir(parents=True)
+    (d / "headsmp.S").write_text(HEADSMP)
+    (d / "platsmp.c").write_text(PLATSMP.replace("SYNC", sync))
+    (d / "other.c").write_text("void elsewhere(void)\n{\n\tboard_pen_release = -1;\n\tsync_cache_w(&board_pen_release);\n}\n")
+    (tmp_path / "Makefile").write_text("")
+    found = [(f.rule, f.function) for f in scan([tmp_path], ScanOptions(jobs=1, use_cache=False)).findings]
+    assert found == ([("AA005", "board_write_pen_release")] if fires else [])

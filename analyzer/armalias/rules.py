@@ -116,6 +116,7 @@ class Vocabulary:
     runs_at: dict[str, str] = field(default_factory=dict)  # alias kind -> the address its bytes run at ("" none)
     runs_here: frozenset[str] = frozenset()  # alias kinds whose bytes run at the very alias written
     fills: frozenset[str] = frozenset()  # write sinks that write a repeated byte: data, never code
+    alias_slots: dict[str, int] = field(default_factory=dict)  # alias source -> argument naming its slot
 
     def alias_words(self) -> frozenset[str]:
         """The alias globals, and those alias constants that are names rather than numbers: a call
@@ -182,7 +183,8 @@ def load_vocabulary() -> Vocabulary:
     return Vocabulary(sources, globals_, consts, sinks, maint, preds, entries,
                       tuple(scope.get("alias_rules", ())), tuple(scope.get("foreign_prefixes", ())),
                       tuple(scope.get("native_prefixes", ())), runs_at, runs_here,
-                      frozenset(n for s in raw.get("write_sink", ()) if s.get("fills") for n in s["names"]))
+                      frozenset(n for s in raw.get("write_sink", ()) if s.get("fills") for n in s["names"]),
+                      {n: int(s["slot"]) for s in raw.get("alias_source", ()) if "slot" in s for n in s["names"]})
 
 
 # -- rules: one TOML file per rule (rules/AA###-slug.toml) -----------------------------------------
@@ -196,6 +198,7 @@ class RuleSpec:
     message: str
     docs: tuple[tuple[str, object], ...]
     path: str
+    variants: tuple[tuple[str, str], ...] = ()  # other messages of the rule, for other shapes of evidence
 
 
 @lru_cache(maxsize=None)
@@ -206,5 +209,6 @@ def load_rules() -> dict[str, RuleSpec]:
             raw = tomllib.load(fh)
         out[raw["code"]] = RuleSpec(raw["code"], raw["slug"], raw["category"], raw["severity"],
                                     raw.get("confidence", "medium"), raw["message"],
-                                    tuple(raw.get("docs", {}).items()), path.name)
+                                    tuple(raw.get("docs", {}).items()), path.name,
+                                    tuple(raw.get("variants", {}).items()))
     return out

@@ -826,12 +826,31 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     from armalias.flow.alias import FlowAnalysis
     from armalias.rules import load_rules
 
+    from armalias.source.asmrefs import asm_objects, functions_naming
+
     vocab = load_vocabulary() if vocab is None else vocab
     read = lambda rel: result.sources[rel].read(rel)  # noqa: E731
     analysis = FlowAnalysis(result.index, vocab, _bodies_reader(result, read, result.jobs), result.graph)
     flows = analysis.run()
     result.summarized = frozenset(analysis.summaries)
-    return AliasChecks(load_rules(), vocab, result.graph).run(flows)
+    # Objects read by code running with the MMU off: the tree's assembly addresses them the way such
+    # code does, and the tree cleans them to the point of coherency somewhere.  Every function that
+    # writes one is analysed (it may call nothing the vocabulary knows) and checked by AA005.
+    # arch/arm is listed for its assembly whatever the prefilter chose, so every scan of a tree (a
+    # check's head taking the base's rounds too) reads the same files
+    listed = [(s, rel) for s in {id(s): s for s in result.sources.values()}.values() if s.is_dir("arch/arm")
+              for rel in s.discover("arch/arm").files if rel.endswith(".S")]
+    read_by_asm = asm_objects(listed)
+    checks = AliasChecks(load_rules(), vocab, result.graph)
+    mmu_off = checks.cleaned_to_poc(flows) & read_by_asm
+    spans: dict[str, list[tuple[int, int, str]]] = {}
+    for name, defs in result.index.functions.items():
+        for d in defs:
+            if d.file in result.sources and not d.file.endswith(".S"):
+                spans.setdefault(d.file, []).append((d.line, d.end_line, name))
+    flows = flows + analysis.analyse_more(functions_naming(mmu_off, spans, read))
+    checks.read_by_asm = mmu_off
+    return checks.run(flows)
 
 
 def _bodies_one(args: tuple[str, bytes, set[str], list[tuple[int, int]] | None, str, tuple[Path, str] | None]):

@@ -118,7 +118,7 @@ def _only_on(m: MaintenanceEvidence) -> tuple[str, ...]:
     return tuple(kinds) if kinds else ("none",)
 
 
-def _maintain(m: MaintenanceEvidence, written: str) -> Maintain | None:
+def _maintain(m: MaintenanceEvidence, written: str, by_role: bool) -> Maintain | None:
     """The model step of one maintenance call: on the alias written, where the bytes run, or the whole
     cache, as the evidence says it reaches (`covers`); a call that reaches neither is left out."""
     if not m.member:
@@ -129,6 +129,8 @@ def _maintain(m: MaintenanceEvidence, written: str) -> Maintain | None:
         roles = m.covers.split("+")
         alias = written if "written" in roles else "exec"
         return Maintain(m.member, alias, 0, 4, _only_on(m))
+    if by_role:  # the evidence says what each call reaches: this one reaches neither
+        return None
     kinds = set(m.alias.split("|"))  # evidence of a finding that names no write (AA003's)
     alias = written if written in kinds else ("exec" if "exec" in kinds else None)
     if alias is None:
@@ -152,7 +154,8 @@ def scenario_for(f: Finding) -> Scenario | None:
     if f.category == "stale-exec-alias":
         steps.append(Read("exec", 0, 4))
     steps.append(Write(written, 0, 4))
-    maint = [m for m in (_maintain(m, written) for m in f.maintenance) if m is not None]
+    by_role = f.write is not None
+    maint = [m for m in (_maintain(m, written, by_role) for m in f.maintenance) if m is not None]
     if f.category == "range":
         maint = [Maintain(m.call, m.alias, m.offset, 0, m.only_on) for m in maint]  # covers none of the write
     steps.extend(maint)

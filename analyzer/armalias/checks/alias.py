@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from armalias.callgraph import CallGraph
 from armalias.findings import Finding, MaintenanceEvidence, WriteEvidence
 from armalias.flow.alias import DISTINCT_KINDS, AliasVal, FunctionFlow, MaintSite, WriteSite, const_size, guards_allow
@@ -32,8 +34,15 @@ def _terms_key(terms: list[tuple[str, str]]) -> str:
     return "".join(sorted(sign + t.replace(" ", "") for sign, t in terms))
 
 
+IDENT_RE = re.compile(r"^[A-Za-z_]\w*$")
+
+
 class AliasChecks:
-    def __init__(self, rules: dict[str, RuleSpec], vocab: Vocabulary, graph: CallGraph | None):
+    def __init__(self, rules: dict[str, RuleSpec], vocab: Vocabulary, graph: CallGraph | None,
+                 read_by_asm: frozenset[str] = frozenset()):
+        """`read_by_asm`: the objects the tree's assembly names (armalias.source.asmrefs), which code
+        running with the MMU or the caches off may read."""
+        self.read_by_asm = read_by_asm
         self.rules = rules
         self.vocab = vocab
         self.graph = graph
@@ -64,7 +73,8 @@ class AliasChecks:
 
     def finding(self, code: str, f: FunctionFlow, line: int, column: int, write: WriteSite | None,
                 maint: list[MaintSite], key: tuple[str, ...], guard: str = "",
-                places: tuple[set[AliasVal], frozenset[AliasVal]] | None = None, **fmt: str) -> Finding:
+                places: tuple[set[AliasVal], frozenset[AliasVal]] | None = None, variant: str = "",
+                **fmt: str) -> Finding:
         """`places`: (the aliases written, where the bytes run), which say what each maintenance
         call reaches; without them, a call reaches the write when it covers one of its aliases."""
         rule = self.rules[code]
@@ -73,7 +83,7 @@ class AliasChecks:
         evidence = tuple(_evidence(m, self._role(m, *places) if places else "") for m in maint)
         return Finding(
             rule=code, category=rule.category, severity=rule.severity, file=f.file, line=line, column=column,
-            function=f.name, message=rule.message.format(**fmt),
+            function=f.name, message=(dict(rule.variants)[variant] if variant else rule.message).format(**fmt),
             write=WriteEvidence(write.line, write.expr, "|".join(sorted({a.kind for a in write.aliases})) or "unknown")
             if write is not None else None,
             maintenance=evidence, chain=self.chain(f.name, f.file), guard=guard, key_exprs=key,
@@ -91,6 +101,7 @@ class AliasChecks:
     def check_function(self, f: FunctionFlow) -> list[Finding]:
         out = self.check_writes(f)
         out.extend(self.check_ranges(f))
+        out.extend(self.check_extents(f))
         out.extend(self.check_poc(f))
         return out
 
@@ -115,10 +126,14 @@ class AliasChecks:
         targets: set[AliasVal] = set()
         if f.exec_param is not None:
             targets.add(AliasVal("exec", f.exec_param))
+        # executable memory that leaves the function (returned, kept in a member or a global) may be
+        # made runnable by its owner later (a module's sections are copied in one function and the
+        # I-cache is invalidated over the module in another): the function's own I-cache calls decide
+        makes_runnable = any(m.spec.i == "invalidate" for m in f.maintenance)
         for a in w.aliases:
             if a.kind in self.vocab.runs_at:
                 targets.add(AliasVal("exec", self.vocab.runs_at[a.kind]))
-            if a.kind in self.vocab.runs_here or a.kind == "exec":
+            if a.kind == "exec" or (a.kind in self.vocab.runs_here and (makes_runnable or a not in f.escaped)):
                 targets.add(a)
         if not targets:
             # the I-cache invalidates of the function say where: the alias written itself (code copied
@@ -149,6 +164,7 @@ class AliasChecks:
         per function, rule and alias: a second write through the same alias says nothing new."""
         out: list[Finding] = []
         reported: set[tuple[str, ...]] = set()
+        reported_aliases: set[AliasVal] = set()
 
         def once(key: tuple[str, ...]) -> bool:
             if key in reported:
@@ -157,21 +173,29 @@ class AliasChecks:
             return True
 
         for w in f.writes:
-            if w.expr.split("(", 1)[0] in self.vocab.fills:
-                continue  # a fill is data
+            if w.data or w.expr.split("(", 1)[0] in self.vocab.fills:
+                continue  # a struct member or a fill is data
             targets = self.runs_at(w, f)
             if not targets:
                 continue
             distinct = {a for a in w.aliases if a.kind in DISTINCT_KINDS and not any(self._same_place(a, t) for t in targets)}
+            if targets <= {a for a in w.aliases if a.kind in self.vocab.runs_here}:
+                distinct = set()  # the bytes run where written; other values are other buffers, not aliases
             written = distinct or set(w.aliases)  # what a call must reach to write the written alias back
             later = [m for m in f.maintenance if m.order > w.order]
             shown = ", ".join(sorted(str(t) for t in targets if t.origin)) or "another address"
             alias_key = tuple(sorted(str(a) for a in distinct))
             kinds = "|".join(sorted({a.kind for a in distinct}))
-            if distinct and later:  # with no maintenance at all, the finding is AA004's
-                cleaning = [m for m in later if m.spec.d in D_CLEANS and _covers(m, distinct)]
-                allowed = [m for m in cleaning if self._on_vivt(m)]
-                if not allowed and once(("AA001",) + alias_key):
+            # every alias written must be written back: a clean of one fixmap slot says nothing of another
+            uncleaned = {a for a in distinct
+                         if not any(m.spec.d in D_CLEANS and _covers(m, {a}) and self._on_vivt(m) for m in later)}
+            uncleaned -= reported_aliases  # each alias once: its first uncleaned write says it
+            reported_aliases |= uncleaned
+            if uncleaned:
+                alias_key = tuple(sorted(str(a) for a in uncleaned))
+                kinds = "|".join(sorted({a.kind for a in uncleaned}))
+                cleaning = [m for m in later if m.spec.d in D_CLEANS and _covers(m, uncleaned)]
+                if once(("AA001",) + alias_key):
                     if cleaning:
                         guard = guards_allow(cleaning[0].guards, self.vivt)[1]
                         why = f"the clean of that alias ({cleaning[0].call}, line {cleaning[0].line}) is skipped on VIVT caches by `{guard}`"
@@ -185,7 +209,7 @@ class AliasChecks:
                         else:
                             why = "no maintenance follows the write"
                     out.append(self.finding("AA001", f, w.line, w.column, w, later, (kinds,) + alias_key, guard,
-                                            (written, targets), alias=kinds, expr=w.pointer, exec=shown,
+                                            (uncleaned, targets), alias=kinds, expr=w.pointer, exec=shown,
                                             maintenance=why))
             syncing = [m for m in later if m.spec.i == "invalidate" and self._covers_place(m, targets)]
             if not [m for m in syncing if self._on_vivt(m)]:
@@ -249,18 +273,61 @@ class AliasChecks:
                 key = (m.call, _terms_key(start_terms), _terms_key(end_terms))  # locals resolved: a rename keeps it
                 out.append(self.finding("AA003", f, m.line, m.column, None, [m], key,
                                         call=m.call, reason=reason))
+        return out
+
+    def _length(self, m: MaintSite, f: FunctionFlow) -> str | None:
+        """The bytes a ranged maintenance call covers, as text: its size, or its end less its start
+        when both are the same base plus terms (locals assigned once resolved)."""
+        if m.size:
+            return strip(m.size)
+        if not m.end or not m.start:
+            return None
+        start, end = self._linear(m.start, f), self._linear(m.end, f)
+        rest = list(end)
+        for term in start:
+            if term not in rest:
+                return None
+            rest.remove(term)
+        if len(rest) != 1 or rest[0][0] != "+":
+            return None
+        return strip(rest[0][1])
+
+    _SHORTER = re.compile(r"^\(?\s*(?P<x>[A-Za-z_]\w*)\s*\)?\s*(?:/\s*\d+|>>\s*\d+|-\s*\d+)$")
+
+    def _shorter(self, maintained: str, written: str) -> str | None:
+        """Why `maintained` bytes are fewer than `written`, or None when that is not certain."""
+        m, w = const_size(maintained), const_size(written)
+        if m is not None and w is not None:
+            return f"{m} bytes maintained, {w} written" if m < w else None
+        if m is not None and w is None and written and IDENT_RE.match(written) and m <= 8:
+            return f"{m} bytes maintained, `{written}` written"
+        part = self._SHORTER.match(maintained)
+        if part and part.group("x") == written:
+            return f"`{maintained}` bytes maintained, `{written}` written"
+        return None
+
+    def check_extents(self, f: FunctionFlow) -> list[Finding]:
+        """AA003: a call that maintains the bytes a write wrote, where they were written or where
+        they run, over fewer bytes than were written."""
+        out: list[Finding] = []
         for w in f.writes:
-            wsize = const_size(w.size) if w.size else None
-            if wsize is None:
+            if w.data or not w.size:
+                continue
+            targets = self.runs_at(w, f)
+            if not targets:
                 continue
             for m in f.maintenance:
-                if m.order < w.order or m.spec.whole or not m.size or not _covers(m, set(w.aliases) & {a for a in w.aliases if a.kind in DISTINCT_KINDS}):
+                if m.order < w.order or m.spec.whole:
                     continue
-                msize = const_size(m.size)
-                if msize is not None and msize < wsize:
+                if not (_covers(m, set(w.aliases)) or self._covers_place(m, targets)):
+                    continue
+                length = self._length(m, f)
+                reason = self._shorter(length, strip(w.size)) if length else None
+                if reason:
                     out.append(self.finding("AA003", f, m.line, m.column, w, [m],
-                                            (m.call, "|".join(sorted(str(a) for a in m.aliases)), str(msize), str(wsize)),
-                                            call=m.call, reason=f"{msize} bytes maintained, {wsize} written at line {w.line}"))
+                                            (m.call, "|".join(sorted(str(a) for a in m.aliases)), "short"),
+                                            call=m.call, reason=f"{reason} at line {w.line}"))
+                    break
         return out
 
     def _aliases_of(self, t: str, f: FunctionFlow):
@@ -280,8 +347,50 @@ class AliasChecks:
         return ()
 
     # AA005
+    def _object(self, text: str, f: FunctionFlow, depth: int = 0) -> str:
+        """The C object an address expression lies in, through locals assigned once
+        (`c = &mcpm_sync.clusters[n]`: mcpm_sync)."""
+        r = root(text).split("->", 1)[0].split(".", 1)[0]
+        if depth < 4 and r in f.linear and r not in f.params and r in f.locals:
+            return self._object(f.linear[r], f, depth + 1)
+        return r
+
+    def cleaned_to_poc(self, flows: list[FunctionFlow]) -> frozenset[str]:
+        """The objects of file scope some function cleans to the point of coherency."""
+        out = set()
+        for f in flows:
+            for m in f.maintenance:
+                if m.start and m.spec.d in D_CLEANS and m.spec.point == "poc":
+                    obj = self._object(m.start, f)
+                    if obj and obj not in f.params and obj not in f.locals:
+                        out.add(obj)
+        return frozenset(out)
+
+    def check_mmu_off_readers(self, f: FunctionFlow) -> list[Finding]:
+        """An object the tree's assembly reads, written here, must be cleaned to the point of
+        coherency after the write: that assembly runs with the MMU or the caches off (secondary
+        boot, resume, MCPM entry), and reads memory, not the inner caches."""
+        out: list[Finding] = []
+        seen: set[str] = set()
+        for w in sorted(f.writes + f.stores, key=lambda w: w.order):
+            if w.expr.split("(", 1)[0] in self.vocab.fills:
+                continue  # clearing an object after its reader is done with it
+            obj = w.pointer if w in f.stores else self._object(w.pointer, f)
+            if obj not in self.read_by_asm or obj in f.params or obj in f.locals or obj in seen:
+                continue
+            later = [m for m in f.maintenance if m.order > w.order and m.spec.d in D_CLEANS]
+            cov = [m for m in later if m.spec.whole or self._object(m.start, f) == obj]
+            if any(m.spec.point == "poc" and self._on_vivt(m) for m in cov):
+                continue
+            seen.add(obj)
+            done = (f"cleaned only to the point of unification ({', '.join(f'{m.call} line {m.line}' for m in cov)})"
+                    if cov else "never cleaned after the write")
+            out.append(self.finding("AA005", f, w.line, w.column, w, cov, ("asm", obj), variant="asm_reader",
+                                    object=obj, maintenance=done))
+        return out
+
     def check_poc(self, f: FunctionFlow) -> list[Finding]:
-        out = []
+        out = self.check_mmu_off_readers(f)
         for p in f.phys_uses:
             targets = {a for a in p.aliases if a.kind != "phys"}
             origins = {a.origin for a in targets} | {root(p.arg)}

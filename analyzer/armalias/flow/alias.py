@@ -20,7 +20,7 @@ from typing import Callable
 from armalias.callgraph import CallGraph
 from armalias.index import SymbolIndex, substitute
 from armalias.rules import IDENTIFIER, MaintenanceSpec, Vocabulary, load_watched
-from armalias.source.cflow import LOOP, Event, FunctionBody, Guard
+from armalias.source.cflow import DECLARATION, FIELD_STORE, LOOP, Event, FunctionBody, Guard
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 
 # Alias kinds that are a second virtual mapping of memory that runs elsewhere.
@@ -52,6 +52,7 @@ class WriteSite:
     size: str  # bytes written, as text ("" unknown)
     guards: tuple[Guard, ...]
     via: tuple[str, ...] = ()
+    data: bool = False  # a store to a struct member or a variable: data, never code
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ class FunctionFlow:
     writes: list[WriteSite] = field(default_factory=list)
     maintenance: list[MaintSite] = field(default_factory=list)
     phys_uses: list[PhysUse] = field(default_factory=list)
+    stores: list[WriteSite] = field(default_factory=list)  # assignments to variables of file scope
+    locals: set[str] = field(default_factory=set)  # variables the function declares
+    escaped: set[AliasVal] = field(default_factory=set)  # returned, or kept in a member or a global
     returns: set[AliasVal] = field(default_factory=set)
     linear: dict[str, str] = field(default_factory=dict)  # locals assigned once: name -> value text
     mutated: set[str] = field(default_factory=set)  # assigned more than once, or parameters assigned
@@ -314,6 +318,12 @@ class FlowAnalysis:
             analysed = wanted
         return sorted(self.flows.values(), key=lambda f: (f.file, f.line))
 
+    def analyse_more(self, names: set[str]) -> list[FunctionFlow]:
+        """The flows of functions `run` did not look at, with the summaries it made."""
+        done = {f.name for f in self.flows.values()}
+        out = [self.analyse(body) for body in self._bodies_of({n for n in names if n not in done})]
+        return sorted(out, key=lambda f: (f.file, f.line))
+
     def _depends_on(self, body: FunctionBody) -> frozenset[str]:
         """Every name whose summary the analysis of the body can read: the identifiers of its events
         (callees, expressions, arguments, guards), and what the macros among them reach
@@ -338,6 +348,8 @@ class FlowAnalysis:
             returns, maintains, writes = set(), set(), set()
             for f in flows:
                 for w in f.writes:
+                    if w.data:
+                        continue
                     # a store or a copy through a parameter writes the caller's memory: the caller's
                     # argument says through which alias (a parameter the function moves, dest++, still
                     # starts where the caller's memory does)
@@ -368,7 +380,9 @@ class FlowAnalysis:
                         size_idx = -1
                     maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, m.guards, m.call))
             if returns or maintains or writes:
-                self.summaries[name] = Summary(tuple(sorted(returns)), tuple(sorted(maintains, key=lambda t: (t[0], t[3].name, t[5]))),
+                # a total order: the same summary whatever order the flows came in
+                order = lambda t: (t[0], t[1], t[2], t[3].name, t[5], tuple((g.cond, g.holds) for g in t[4]))  # noqa: E731
+                self.summaries[name] = Summary(tuple(sorted(returns)), tuple(sorted(maintains, key=order)),
                                                tuple(sorted(writes)))
 
     @staticmethod
@@ -400,15 +414,17 @@ class FlowAnalysis:
         if call is not None:
             name, args = call
             return self._call_aliases(name, args, f)
+        if not is_ident(t) and f.env and _member_key(t) in f.env:
+            return f.env[_member_key(t)]
         if is_ident(t):
             if t in f.env:
                 return f.env[t]
+            if t in f.params:  # a parameter shadows a global or a macro of the same name (vectors_base)
+                return frozenset({AliasVal("exec" if t == f.exec_param else "param", t)})
             if t in self.vocab.alias_globals:
                 return frozenset({AliasVal(self.vocab.alias_globals[t], t)})
             if t in self.vocab.alias_constants:
                 return frozenset({AliasVal(self.vocab.alias_constants[t], t)})
-            if t in f.params:
-                return frozenset({AliasVal("exec" if t == f.exec_param else "param", t)})
             return frozenset()
         n = number(t)
         if n is not None:
@@ -431,6 +447,9 @@ class FlowAnalysis:
         if src is not None:
             kind, origin = src
             o = self._origin_of(args[origin], f) if 0 <= origin < len(args) else name
+            slot = self.vocab.alias_slots.get(name, -1)
+            if 0 <= slot < len(args):
+                o = f"{o}@{strip(args[slot])}"
             return frozenset({AliasVal(kind, o)})
         summ = self.summaries.get(name)
         if summ is not None and summ.returns:
@@ -493,11 +512,23 @@ class FlowAnalysis:
                     f.linear[ev.target] = ev.expr
                 else:
                     f.linear.pop(ev.target, None)
+                if ev.width == DECLARATION:
+                    f.locals.add(ev.target)
+                if ev.target not in f.params and ev.target not in f.locals:  # a variable of file scope
+                    f.escaped |= f.env[ev.target]
+                    f.stores.append(WriteSite(order, ev.line, ev.column, ev.target, ev.target, frozenset(), "",
+                                              ev.guards, (), True))
             elif ev.kind == "store":
+                if ev.width == FIELD_STORE and ev.args:  # a member holds an alias (p->slot = get_insn_slot())
+                    f.env[_member_key(ev.target)] = self.classify(ev.args[0], f)
+                    f.escaped |= f.env[_member_key(ev.target)]
                 f.writes.append(WriteSite(order, ev.line, ev.column, ev.target, ev.expr, self.classify(ev.expr, f),
-                                          _width_size(ev.width), ev.guards))
+                                          _width_size(ev.width), ev.guards, (), ev.width == FIELD_STORE))
+            elif ev.kind == "declare":
+                f.locals.add(ev.target)
             elif ev.kind == "return":
                 f.returns |= set(self.classify(ev.expr, f))
+                f.escaped |= f.returns
             elif ev.kind == "call":
                 order = self._call(ev.target, ev.args, ev, f, order, (), 0)
         return f
@@ -600,6 +631,11 @@ class FlowAnalysis:
         aliases = self.classify(start, f) if start else frozenset()
         aliases = self._refine(start, aliases, guards, f)
         return MaintSite(order, ev.line, ev.column, call, spec, start, end or "", size or "", aliases, guards, via)
+
+
+def _member_key(text: str) -> str:
+    """A member access as the flow keeps its value: `p -> ainsn . insn` and `p->ainsn.insn` alike."""
+    return re.sub(r"\s+", "", text)
 
 
 _WIDTHS = {"u8": 1, "s8": 1, "char": 1, "u16": 2, "s16": 2, "short": 2, "__le16": 2, "u32": 4, "s32": 4,

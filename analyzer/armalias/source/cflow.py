@@ -26,10 +26,14 @@ class Guard:
     holds: bool  # True: inside the then-branch / loop body; False: the else-branch
 
 
+FIELD_STORE = "<field>"  # Event.width of a store to a struct member
+DECLARATION = "<decl>"  # Event.width of the assignment a local's declaration makes
+
+
 @positional_pickle
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str  # "assign" | "store" | "call" | "return"
+    kind: str  # "assign" | "store" | "call" | "return" | "declare" (a local with no value)
     line: int
     column: int
     target: str  # assign: the variable; store: the lvalue text; call: the callee (".member" for fn pointers)
@@ -104,6 +108,15 @@ class _Walker:
     def expr(self, node: Node, guards: tuple[Guard, ...]) -> None:
         """Events inside an expression or declaration, in evaluation order (operands first)."""
         t = node.type
+        if t == "declaration":  # a local declared without a value: a "declare" event names it
+            for decl in node.children_by_field_name("declarator"):
+                if decl.type == "init_declarator":
+                    continue
+                while decl is not None and decl.type != "identifier":
+                    decl = decl.child_by_field_name("declarator")
+                if decl is not None:
+                    self.events.append(Event("declare", decl.start_point[0] + 1, decl.start_point[1] + 1,
+                                             _t(self.src, decl), "", (), guards))
         if t == "call_expression":
             fn = node.child_by_field_name("function")
             args = node.child_by_field_name("arguments")
@@ -136,7 +149,7 @@ class _Walker:
                 self.events.append(Event("assign", node.start_point[0] + 1, node.start_point[1] + 1,
                                          _t(self.src, left), value, (), guards))
             else:
-                self.store(left, guards)
+                self.store(left, guards, rtext)
             return
         if t == "init_declarator":
             decl = node.child_by_field_name("declarator")
@@ -147,7 +160,10 @@ class _Walker:
                 decl = decl.child_by_field_name("declarator")
             if decl is not None and value is not None and value.type != "initializer_list":
                 self.events.append(Event("assign", node.start_point[0] + 1, node.start_point[1] + 1,
-                                         _t(self.src, decl), _t(self.src, value), (), guards))
+                                         _t(self.src, decl), _t(self.src, value), (), guards, DECLARATION))
+            elif decl is not None:
+                self.events.append(Event("declare", node.start_point[0] + 1, node.start_point[1] + 1,
+                                         _t(self.src, decl), "", (), guards))
             return
         if t == "update_expression":  # p++, --n: the variable changes
             arg = node.child_by_field_name("argument")
@@ -159,8 +175,9 @@ class _Walker:
         for child in node.named_children:
             self.expr(child, guards)
 
-    def store(self, left: Node, guards: tuple[Guard, ...]) -> None:
-        """A store through a pointer: `*(u32 *)p = v`, `p[i] = v` (struct fields are data, not code)."""
+    def store(self, left: Node, guards: tuple[Guard, ...], value: str = "") -> None:
+        """A store through a pointer: `*(u32 *)p = v`, `p[i] = v`; a store to a struct member
+        (`s.f = v`, `p->f = v`) is data, never code: its width is FIELD_STORE."""
         node = left
         while node.type == "parenthesized_expression" and node.named_children:
             node = node.named_children[0]
@@ -182,10 +199,19 @@ class _Walker:
                 return
             self.expr(node.child_by_field_name("index") or arr, guards)
             base = _t(self.src, arr)
+        elif node.type == "field_expression":
+            obj = node.child_by_field_name("argument")
+            if obj is None:
+                return
+            op = node.child_by_field_name("operator")
+            arrow = op is not None and _t(self.src, op) == "->"
+            base = _t(self.src, obj) if arrow else "&" + _t(self.src, obj)  # the object's address either way
+            width = FIELD_STORE
         else:
             return
         self.events.append(Event("store", left.start_point[0] + 1, left.start_point[1] + 1,
-                                 _t(self.src, left), base, (), guards, width))
+                                 _t(self.src, left), base, (value,) if width == FIELD_STORE and value else (),
+                                 guards, width))
 
 
 # a preprocessor line, as keep_lines reads one: `#` after blanks (what bytes.lstrip() strips) at its

@@ -130,3 +130,20 @@ def test_an_object_mmu_off_assembly_reads_is_cleaned_to_poc(tmp_path: Path, sync
     (tmp_path / "Makefile").write_text("")
     found = [(f.rule, f.function) for f in scan([tmp_path], ScanOptions(jobs=1, use_cache=False)).findings]
     assert found == ([("AA005", "board_write_pen_release")] if fires else [])
+
+
+@pytest.mark.parametrize("member,verdict", [("flush_kern_louis", "confirmed"), ("flush_kern_all", "refuted")])
+def test_louis_stops_at_the_point_of_unification(member: str, verdict: str):
+    """On a v7 implementation (an outer level beyond the PoU), flush_cache_louis leaves what it writes
+    back in the outer level, where a reader with its caches off does not look; flush_cache_all does not."""
+    from armalias.model import ExternalRead, Maintain, Map, Scenario, Write, replay
+    from armalias.validate import reference_implementations
+
+    from dataclasses import replace
+
+    (v7,) = [i for i in reference_implementations() if i.name == "v7"]
+    every = v7.functions["flush_kern_all"]  # v7's louis runs the same set/way loop, to LoUIS
+    v7 = replace(v7, functions={**v7.functions, "flush_kern_louis": replace(every, member="flush_kern_louis")})
+    scenario = Scenario("pen release", (Map("lowmem", "data"), Write("lowmem", 0, 4), Maintain(member, None),
+                                        ExternalRead("lowmem", 0, 4)))
+    assert replay(scenario, v7).verdict == verdict

@@ -34,6 +34,7 @@ CACHE_OPS = (
     "clean-d-line", "invalidate-d-line", "clean+invalidate-d-line",
     "clean-d-line-pou",
     "clean-d-all", "invalidate-d-all", "clean+invalidate-d-all",
+    "clean-d-all-pou", "clean+invalidate-d-all-pou",  # whole-cache loops that stop at LoUIS (flush_kern_louis)
     "clean-d-range", "invalidate-d-range", "clean+invalidate-d-range",
     "invalidate-i-line", "invalidate-i-all", "invalidate-i-range",
     "invalidate-i-all-is",

@@ -841,15 +841,15 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     listed = [(s, rel) for s in {id(s): s for s in result.sources.values()}.values() if s.is_dir("arch/arm")
               for rel in s.discover("arch/arm").files if rel.endswith(".S")]
     read_by_asm = asm_objects(listed)
-    checks = AliasChecks(load_rules(), vocab, result.graph)
+    checks = AliasChecks(load_rules(), vocab, result.graph, read_by_asm)
     mmu_off = checks.cleaned_to_poc(flows) & read_by_asm
+    checks.cleaned_by_tree = mmu_off
     spans: dict[str, list[tuple[int, int, str]]] = {}
     for name, defs in result.index.functions.items():
         for d in defs:
             if d.file in result.sources and not d.file.endswith(".S"):
                 spans.setdefault(d.file, []).append((d.line, d.end_line, name))
     flows = flows + analysis.analyse_more(functions_naming(mmu_off, spans, read))
-    checks.read_by_asm = mmu_off
     return checks.run(flows)
 
 

@@ -40,9 +40,11 @@ IDENT_RE = re.compile(r"^[A-Za-z_]\w*$")
 class AliasChecks:
     def __init__(self, rules: dict[str, RuleSpec], vocab: Vocabulary, graph: CallGraph | None,
                  read_by_asm: frozenset[str] = frozenset()):
-        """`read_by_asm`: the objects the tree's assembly names (armalias.source.asmrefs), which code
-        running with the MMU or the caches off may read."""
+        """`read_by_asm`: the objects the tree's assembly addresses the way code running with the MMU
+        or the caches off does (armalias.source.asmrefs); `cleaned_by_tree` (set by the caller) those
+        of them some function of the tree cleans to the point of coherency."""
         self.read_by_asm = read_by_asm
+        self.cleaned_by_tree: frozenset[str] = frozenset()
         self.rules = rules
         self.vocab = vocab
         self.graph = graph
@@ -126,14 +128,14 @@ class AliasChecks:
         targets: set[AliasVal] = set()
         if f.exec_param is not None:
             targets.add(AliasVal("exec", f.exec_param))
-        # executable memory that leaves the function (returned, kept in a member or a global) may be
-        # made runnable by its owner later (a module's sections are copied in one function and the
-        # I-cache is invalidated over the module in another): the function's own I-cache calls decide
+        # a pointer that may hold executable memory or another buffer (a module's text or its data,
+        # one copy loop for both) writes code only when the function makes code runnable itself
         makes_runnable = any(m.spec.i == "invalidate" for m in f.maintenance)
+        mixed = any(a.kind not in self.vocab.runs_here and a.kind not in ("exec", "param") for a in w.aliases)
         for a in w.aliases:
             if a.kind in self.vocab.runs_at:
                 targets.add(AliasVal("exec", self.vocab.runs_at[a.kind]))
-            if a.kind == "exec" or (a.kind in self.vocab.runs_here and (makes_runnable or a not in f.escaped)):
+            if a.kind == "exec" or (a.kind in self.vocab.runs_here and (makes_runnable or not mixed)):
                 targets.add(a)
         if not targets:
             # the I-cache invalidates of the function say where: the alias written itself (code copied
@@ -380,6 +382,9 @@ class AliasChecks:
                 continue
             later = [m for m in f.maintenance if m.order > w.order and m.spec.d in D_CLEANS]
             cov = [m for m in later if m.spec.whole or self._object(m.start, f) == obj]
+            # the tree cleans the object to PoC somewhere, or this function cleans it itself (to PoU)
+            if obj not in self.cleaned_by_tree and not cov:
+                continue
             if any(m.spec.point == "poc" and self._on_vivt(m) for m in cov):
                 continue
             seen.add(obj)

@@ -92,7 +92,6 @@ class FunctionFlow:
     phys_uses: list[PhysUse] = field(default_factory=list)
     stores: list[WriteSite] = field(default_factory=list)  # assignments to variables of file scope
     locals: set[str] = field(default_factory=set)  # variables the function declares
-    escaped: set[AliasVal] = field(default_factory=set)  # returned, or kept in a member or a global
     returns: set[AliasVal] = field(default_factory=set)
     linear: dict[str, str] = field(default_factory=dict)  # locals assigned once: name -> value text
     mutated: set[str] = field(default_factory=set)  # assigned more than once, or parameters assigned
@@ -515,20 +514,17 @@ class FlowAnalysis:
                 if ev.width == DECLARATION:
                     f.locals.add(ev.target)
                 if ev.target not in f.params and ev.target not in f.locals:  # a variable of file scope
-                    f.escaped |= f.env[ev.target]
                     f.stores.append(WriteSite(order, ev.line, ev.column, ev.target, ev.target, frozenset(), "",
                                               ev.guards, (), True))
             elif ev.kind == "store":
                 if ev.width == FIELD_STORE and ev.args:  # a member holds an alias (p->slot = get_insn_slot())
                     f.env[_member_key(ev.target)] = self.classify(ev.args[0], f)
-                    f.escaped |= f.env[_member_key(ev.target)]
                 f.writes.append(WriteSite(order, ev.line, ev.column, ev.target, ev.expr, self.classify(ev.expr, f),
                                           _width_size(ev.width), ev.guards, (), ev.width == FIELD_STORE))
             elif ev.kind == "declare":
                 f.locals.add(ev.target)
             elif ev.kind == "return":
                 f.returns |= set(self.classify(ev.expr, f))
-                f.escaped |= f.returns
             elif ev.kind == "call":
                 order = self._call(ev.target, ev.args, ev, f, order, (), 0)
         return f

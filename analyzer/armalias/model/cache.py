@@ -80,6 +80,10 @@ WHOLE_OPS: dict[str, tuple[str, str]] = {
     "clean+invalidate-d-all": ("d", "clean+invalidate"),
     "invalidate-i-all": ("i", "invalidate"),
     "invalidate-i-all-is": ("i", "invalidate"),
+    # the levels up to the point of unification only (flush_cache_louis: the set/way loop stops at
+    # LoUIS): L1 lines are written to the outer level, which keeps them
+    "clean-d-all-pou": ("d", "clean-pou"),
+    "clean+invalidate-d-all-pou": ("d", "clean+invalidate-pou"),
 }
 # Barriers, write-buffer drains and branch-predictor maintenance: no effect on cached data.
 NO_DATA_OPS = frozenset({"drain-wb", "flush-btb", "flush-btb-line", "dsb", "isb", "barrier"})
@@ -610,18 +614,25 @@ class Machine:
             count = sum(len(s) for s in self.isets)
             self.isets = [[] for _ in self.isets]
             return f"{count} I lines dropped"
+        to_pou = effect.endswith("-pou")
+        effect = effect.removesuffix("-pou")
         written = dropped = 0
         for lines in self.dsets:
             kept = []
             for tag, pa, data, dirty in lines:
                 if effect in ("clean", "clean+invalidate") and dirty:
-                    self._to_poc(pa, data)
+                    if to_pou:
+                        self._store_below(pa, data)
+                    else:
+                        self._to_poc(pa, data)
                     written += 1
                 if effect == "clean":
                     kept.append((tag, pa, data, False))
                 else:
                     dropped += 1
             lines[:] = kept
+        if to_pou:
+            return f"{written} written to the point of unification, {dropped} dropped; the outer level keeps its lines"
         if effect in ("clean", "clean+invalidate"):
             for pa in sorted(self.outer):
                 self._to_poc(pa, None)

@@ -444,13 +444,25 @@ def function_steps(fn: CacheFunction, impl: CacheImpl) -> tuple[tuple[str, str],
         def extent(op: str) -> str:
             side = fn.d_scope if "-d-" in op else fn.i_scope if "-i-" in op else ""
             return "page" if (side if side not in ("", "none") else fn.scope) == "page" and op in LINE_OPS else ""
-        return tuple((op, extent(op)) for op in fn.ops)
+        return tuple((_level(fn, op), extent(op)) for op in fn.ops)
     kept = []
     for step in fn.steps:
         selects = [s for s in map(_write_through_condition, step.conditions) if s is not None]
         if all(s == impl.write_through for s in selects):
-            kept.append((step.op, step.extent))
+            kept.append((_level(fn, step.op), step.extent))
     return tuple(kept)
+
+
+# Members whose whole-cache loops stop at the point of unification (cacheflush.h: flush_kern_louis,
+# "the levels of cache up to the Level of Unification Inner Shareable"): the same set/way instructions
+# as flush_kern_all, over fewer levels, so an outer level keeps what they write back.
+POU_MEMBERS = frozenset({"flush_kern_louis"})
+
+
+def _level(fn: CacheFunction, op: str) -> str:
+    if fn.member in POU_MEMBERS and op in ("clean-d-all", "clean+invalidate-d-all"):
+        return op + "-pou"
+    return op
 
 
 def _runs_on(step: Step, kind: str) -> bool:

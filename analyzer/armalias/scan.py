@@ -78,6 +78,7 @@ class ScanResult:
     cache_dir: Path | None = None  # the content cache used (None: --no-cache)
     jobs: int = 1  # worker processes the analysis may use
     summarized: frozenset[str] = frozenset()  # the functions the flow analysis summarized (wrappers)
+    asm_listed: dict[int, list[str]] = field(default_factory=dict)  # id(source) -> Scope.asm_files
 
 
 def available_cpus() -> int:
@@ -146,6 +147,7 @@ class Scope:
     # and what listing the tree skipped (symlink loops...): armalias.state keeps them (SelectionHints)
     rounds: list = field(default_factory=list)
     walk_skipped: list = field(default_factory=list)
+    asm_files: list[str] | None = None  # arch/arm's assembly files, when the scope listed all of arch/arm
 
 
 # -- extraction -------------------------------------------------------------------------------
@@ -414,7 +416,8 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
     if is_kernel_root(source) and not options.whole_tree:
         found = source.discover("arch/arm")
         scope = Scope(skipped=list(found.skipped), read=list(found.files), dirs=set(found.dirs),
-                      cache_dir=extractor.directory, includes={}, stamps=dict(stamps))
+                      cache_dir=extractor.directory, includes={}, stamps=dict(stamps),
+                      asm_files=[r for r in found.files if r.endswith(".S")])
         headers = _Headers(source, scope, set(found.files), extractor, progress)
         if options.prefilter:
             facts, sk, words, scope.words = _prefiltered(source, extractor, list(found.files), words, jobs,
@@ -838,11 +841,19 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     # writes one is analysed (it may call nothing the vocabulary knows) and checked by AA005.
     # arch/arm is listed for its assembly whatever the prefilter chose, so every scan of a tree (a
     # check's head taking the base's rounds too) reads the same files
-    listed = [(s, rel) for s in {id(s): s for s in result.sources.values()}.values() if s.is_dir("arch/arm")
-              for rel in s.discover("arch/arm").files if rel.endswith(".S")]
-    read_by_asm = asm_objects(listed)
-    checks = AliasChecks(load_rules(), vocab, result.graph, read_by_asm)
-    mmu_off = checks.cleaned_to_poc(flows) & read_by_asm
+    listed = []
+    for s in {id(s): s for s in result.sources.values()}.values():
+        files = result.asm_listed.get(id(s))
+        if files is None and s.is_dir("arch/arm"):
+            files = [rel for rel in s.discover("arch/arm").files if rel.endswith(".S")]
+        listed.extend((s, rel) for rel in files or ())
+    checks = AliasChecks(load_rules(), vocab, result.graph)
+    cleaned = checks.cleaned_to_poc(flows)
+    index = result.index
+    objects = frozenset(n for n in cleaned | checks.written_then_cleaned(flows)  # data, not functions or macros
+                        if n.isidentifier() and n not in index.functions and n not in index.macros)
+    checks.read_by_asm = read_by_asm = asm_objects(listed, objects)
+    mmu_off = cleaned & read_by_asm
     checks.cleaned_by_tree = mmu_off
     spans: dict[str, list[tuple[int, int, str]]] = {}
     for name, defs in result.index.functions.items():
@@ -996,6 +1007,8 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
         result.facts.extend(scope.facts)
         result.skipped.extend(scope.skipped)
         result.sources.update({f.file: source for f in scope.facts})
+        if scope.asm_files is not None:
+            result.asm_listed[id(source)] = scope.asm_files
         result.cache_dir = result.cache_dir or scope.cache_dir
     model()
     early = model.early

@@ -18,7 +18,8 @@ from armalias.cacheimpl import CacheImpl
 from armalias.findings import Finding, MaintenanceEvidence, ModelResult
 from armalias.flow.alias import eval_guard
 from armalias.model import ExternalRead, Fetch, Maintain, Map, Read, Scenario, Unmap, Write, impl_from_dict
-from armalias.model import replay_all, summarize
+from armalias.model import summarize
+from armalias.model.scenario import replay_shared
 from armalias.rules import load_vocabulary, rules_dir
 from armalias.source.files import read_regular
 from armalias.source.text import MAX_FILE_BYTES
@@ -174,7 +175,7 @@ def validate(findings: list[Finding], impls: tuple[CacheImpl, ...]) -> list[Find
         if scenario is None or not impls:
             out.append(f)
             continue
-        summary = summarize(replay_all(scenario, impls))
+        summary = summarize(replay_shared(scenario, impls))
         confirming = {name for name, verdict in summary.implementations if verdict == "confirmed"}
         configs = tuple(sorted({c for impl in impls if impl.name in confirming for c in impl.configs}))
         model = ModelResult(summary.verdict, summary.implementations, summary.witness, configs)

@@ -368,6 +368,18 @@ class AliasChecks:
                         out.add(obj)
         return frozenset(out)
 
+    def written_then_cleaned(self, flows: list[FunctionFlow]) -> frozenset[str]:
+        """The objects of file scope written by a function that cleans the D-cache after: those that
+        may be handed to a reader with the MMU off (the names worth looking up in the assembly)."""
+        out = set()
+        for f in flows:
+            for w in f.writes + f.stores:
+                if any(m.order > w.order and m.spec.d in D_CLEANS for m in f.maintenance):
+                    obj = w.pointer if w in f.stores else self._object(w.pointer, f)
+                    if obj and obj not in f.params and obj not in f.locals:
+                        out.add(obj)
+        return frozenset(out)
+
     def check_mmu_off_readers(self, f: FunctionFlow) -> list[Finding]:
         """An object the tree's assembly reads, written here, must be cleaned to the point of
         coherency after the write: that assembly runs with the MMU or the caches off (secondary

@@ -239,7 +239,10 @@ class FlowAnalysis:
         v = self.vocab
         # Functions doing maintenance (directly, through macros or summarized wrappers), execution
         # entry points and users of alias globals: the only places a rule can fire.
-        names = set(v.maintenance) | set(self.summaries)
+        # a function whose summary holds only whole-cache maintenance (a flush_cache_all on some
+        # branch) does not make its callers worth analysing: what they write, they write elsewhere
+        names = set(v.maintenance) | {n for n, s in self.summaries.items()
+                                      if s.returns or s.writes or any(m[0] >= 0 for m in s.maintains)}
         if self._macro_callees is None:  # what does not change from one round of summaries to the next
             self._fixed_interest = {c.caller for c in _naming(self.index.code_calls, v.alias_words()) if c.caller}
             self._fixed_interest |= {f for f in v.exec_entries if f in self.index.functions}
@@ -247,9 +250,12 @@ class FlowAnalysis:
             executable = {n for n, (kind, _) in v.alias_sources.items() if kind in v.runs_here}
             self._fixed_interest |= {c.caller for c in self.index.code_calls if c.callee in executable and c.caller}
             self._macro_callees = [m for m in self.graph.pred if m in self.index.macros]
-            self._local_callees = defaultdict(set)  # caller -> what it calls that its own file defines
+            # caller -> the helpers of its own file that copy into memory (call a write sink): what
+            # they write, they may write for it
+            copiers = {c.caller for c in self.index.code_calls if c.callee in v.write_sinks and c.caller}
+            self._local_callees = defaultdict(set)
             for c in self.index.code_calls:
-                if c.caller and any(d.file == c.file for d in self.index.functions.get(c.callee, ())):
+                if c.caller and c.callee in copiers and any(d.file == c.file for d in self.index.functions.get(c.callee, ())):
                     self._local_callees[(c.caller, c.file)].add(c.callee)
         wanted = set(self._fixed_interest)
         for n in names:

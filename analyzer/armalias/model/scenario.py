@@ -659,6 +659,25 @@ def replay_all(scenario: Scenario, impls: Iterable[CacheImpl], bound: int = DEFA
     return {name: replay(scenario, by_name[name], pick(by_name[name]), bound) for name in sorted(by_name)}
 
 
+def replay_shared(scenario: Scenario, impls: Iterable[CacheImpl], bound: int = DEFAULT_BOUND) -> dict[str, Verdict]:
+    """`replay_all` where implementations that run the scenario alike share one replay: the same
+    machine and the same operations for every member the scenario calls (arm920, arm922 and arm926,
+    say).  Each group is replayed on its first implementation in name order, so the first
+    implementation that confirms (whose witness `summarize` shows) is always replayed itself."""
+    members = sorted({KERNEL_CALLS.get(s.call, (s.call, ()))[0] for s in scenario.steps if isinstance(s, Maintain)})
+    done: dict[tuple, Verdict] = {}
+    out: dict[str, Verdict] = {}
+    for impl in sorted(impls, key=lambda i: i.name):
+        config = default_config(impl)
+        key = (config, impl.mpu_only, impl.cache_type,
+               tuple((m, function_steps(impl.functions[m], impl), impl.functions[m].undecoded)
+                     if m in impl.functions else (m,) for m in members))
+        if key not in done:
+            done[key] = replay(scenario, impl, config, bound)
+        out[impl.name] = done[key]
+    return out
+
+
 def overall(verdicts: Mapping[str, Verdict]) -> str:
     """confirmed on any implementation -> confirmed; none -> not-run; else refuted."""
     if not verdicts:

@@ -19,42 +19,52 @@ _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*|@[^\n]*|^\s*#[^\n]*", re.S | re.M)
 # offset (`.long sym - .`), or a data word next to a `.long .` whose difference gives the offset from
 # virtual to physical addresses (`1: .long . ; .long pen_release`).  A literal `ldr rX, =sym` or a bare
 # `.word sym` is a virtual address, for code that runs with the MMU on.
-_ADDRESS = re.compile(r"^\s*(?:[A-Za-z_.$][\w.$]*:\s*)*(?:adrl?|adr_l|ldr_l|str_l|badr)"
-                      r"(?:\.\w+|eq|ne|cs|cc|mi|pl|hi|ls|ge|lt|gt|le)?\s+[^,\n]+,\s*([A-Za-z_]\w*)", re.M)
-_DATA = re.compile(r"^\s*(?:[A-Za-z_.$0-9][\w.$]*:\s*)*\.(?:long|word)\s+([^\n]+)", re.M)
+_ADDRESS = re.compile(r"(?<![\w.$])(?:adrl?|adr_l|ldr_l|str_l|badr)(?:\.\w+|eq|ne|cs|cc|mi|pl|hi|ls|ge|lt|gt|le)?"
+                      r"[ \t]+[^,\n]+,[ \t]*([A-Za-z_]\w*)")
+_DATA = re.compile(r"^[ \t]*(?:[A-Za-z_.$0-9][\w.$]*:[ \t]*)*\.(?:long|word)[ \t]+([^\n]+)", re.M)
 _RELATIVE = re.compile(r"([A-Za-z_]\w*)\s*-\s*(?:\.|\d+[bf]|[A-Za-z_]\w*)\s*$")
 _IDENT = re.compile(r"(?<![\w.$\\])[A-Za-z_]\w*")
 _NEAR = 4  # data words this close to a `.long .` belong to its offset block
+
+
+_DOT = re.compile(r"^[ \t]*(?:[\w.$]+:[ \t]*)*\.(?:long|word)[ \t]+\.[ \t]*$", re.M)
 
 
 def referenced_objects(text: str) -> set[str]:
     """The symbols an assembly text addresses the way code running with the MMU off does."""
     clean = _COMMENT.sub(" ", text)
     out = set(_ADDRESS.findall(clean))
-    lines = clean.splitlines()
-    dots = [n for n, line in enumerate(lines) if re.match(r"^\s*(?:[\w.$]+:\s*)*\.(?:long|word)\s+\.\s*$", line)]
-    for n, line in enumerate(lines):
-        m = _DATA.match(line)
-        if not m:
-            continue
+    dots = [clean.count("\n", 0, m.start()) for m in _DOT.finditer(clean)]
+    for m in _DATA.finditer(clean):
+        line = None
         for word in m.group(1).split(","):
             rel = _RELATIVE.search(word.strip())
             if rel:
                 out.add(rel.group(1))
-            elif any(abs(n - d) <= _NEAR for d in dots):
+                continue
+            if not dots:
+                continue
+            if line is None:
+                line = clean.count("\n", 0, m.start())
+            if any(abs(line - d) <= _NEAR for d in dots):
                 out.update(_IDENT.findall(word))
     return out
 
 
-def asm_objects(files) -> frozenset[str]:
-    """Every symbol the assembly files [(tree source, relative path)] take the address of."""
+def asm_objects(files, names: frozenset[str]) -> frozenset[str]:
+    """Those of `names` that the assembly files [(tree source, relative path)] take the address of
+    (a file naming none of them is not parsed)."""
     out: set[str] = set()
+    encoded = [n.encode() for n in names]
+    if not encoded:
+        return frozenset()
     for source, rel in files:
         try:
             data = source.read(rel)
         except Unreadable:
             continue
-        out |= referenced_objects(data.decode("utf-8", "replace"))
+        if any(n in data for n in encoded):
+            out |= referenced_objects(data.decode("utf-8", "replace")) & names
     return frozenset(out)
 
 

@@ -675,25 +675,31 @@ class _Reader:
             self.site = outer_site
 
 
-def _split_args(text: str, len_hint: int) -> list[str]:
-    """gas macro arguments: commas separate; without commas, blanks separate (when >1 parameter)."""
-    text = text.strip()
-    if not text:
-        return []
+def _comma_split(text: str, opens: str, closes: str) -> list[str]:
+    """The pieces of `text` between the commas outside brackets (`opens`/`closes`), unstripped."""
     pieces: list[str] = []
     depth = 0
     cur: list[str] = []
     for c in text:
-        if c in "([":
+        if c in opens:
             depth += 1
-        elif c in ")]":
+        elif c in closes:
             depth -= 1
-        if c == "," and depth == 0:
+        if c == "," and depth <= 0:
             pieces.append("".join(cur))
             cur = []
         else:
             cur.append(c)
     pieces.append("".join(cur))
+    return pieces
+
+
+def _split_args(text: str, len_hint: int) -> list[str]:
+    """gas macro arguments: commas separate; without commas, blanks separate (when >1 parameter)."""
+    text = text.strip()
+    if not text:
+        return []
+    pieces = _comma_split(text, "([", ")]")
     if len(pieces) == 1 and len_hint > 1 and "=" not in text:
         return text.split()
     if len(pieces) == 1 and len_hint > 1 and "=" in text:
@@ -1471,22 +1477,8 @@ def _operands(text: str) -> tuple[str, ...]:
     """Top-level comma-separated operands (``[r0, #4]`` and ``{r0, r1}`` stay whole)."""
     if "[" not in text and "{" not in text and "(" not in text:
         return tuple(piece.strip() for piece in text.split(",") if piece.strip())
-    out: list[str] = []
-    depth = 0
-    cur: list[str] = []
-    for c in text:
-        if c in "[{(":
-            depth += 1
-        elif c in "]})":
-            depth -= 1
-        if c == "," and depth <= 0:
-            out.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(c)
-    if cur and "".join(cur).strip():
-        out.append("".join(cur).strip())
-    return tuple(out)
+    pieces = [piece.strip() for piece in _comma_split(text, "[{(", "]})")]
+    return tuple(pieces[:-1] + [pieces[-1]] if pieces[-1] else pieces[:-1])
 
 
 def _register_list(text: str) -> list[str]:

@@ -147,3 +147,25 @@ def test_louis_stops_at_the_point_of_unification(member: str, verdict: str):
     scenario = Scenario("pen release", (Map("lowmem", "data"), Write("lowmem", 0, 4), Maintain(member, None),
                                         ExternalRead("lowmem", 0, 4)))
     assert replay(scenario, v7).verdict == verdict
+
+
+def test_deleting_the_only_clean_of_an_mmu_off_object_is_new(tmp_path: Path, capsys):
+    """The base cleans board_pen_release to PoC (the only place that does) and the assembly reads it
+    with the MMU off: a patch deleting that clean is a new AA005, though the head alone no longer
+    shows that the object needs it."""
+    import json
+
+    from armalias.cli import main
+
+    d = tmp_path / "linux/arch/arm/mach-board"
+    d.mkdir(parents=True)
+    (tmp_path / "linux/Makefile").write_text("")
+    (d / "headsmp.S").write_text(HEADSMP)
+    (d / "platsmp.c").write_text(PLATSMP.replace("SYNC", "sync_cache_w(&board_pen_release);"))
+    patch = tmp_path / "drop.patch"
+    patch.write_text("--- a/arch/arm/mach-board/platsmp.c\n+++ b/arch/arm/mach-board/platsmp.c\n"
+                     "@@ -6,5 +6,4 @@ static void board_write_pen_release(int val)\n"
+                     " \tboard_pen_release = val;\n \tsmp_wmb();\n-\tsync_cache_w(&board_pen_release);\n }\n \n")
+    rc = main(["check", "--tree", str(tmp_path / "linux"), "--patch", str(patch), "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 1 and [(f["rule"], f["function"]) for f in data["new"]] == [("AA005", "board_write_pen_release")]

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from armalias.cache import JsonEntries
+from armalias.check.evidence import cleaned_in
 from armalias.check.git import run_git
 from armalias.errors import InputError
 from armalias.findings import Finding, severity_rank
@@ -838,6 +839,10 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     started = time.perf_counter()
     # The model replays only what is reported (new and fixed findings), not every finding twice.
     scan_options = replace(options.scan, model=False)
+    # what the base cleans to PoC in the files the change touches stays known to need it in the head:
+    # deleting the only sync_cache_w() of a pen release must not delete the evidence with it
+    evidence = cleaned_in(change.base, change.changed)
+    head_options = replace(scan_options, mmu_off_evidence=evidence)
     label = root_label if root_label is not None else change.head.label
     cache_dir = cache_dir_for(options.scan)
     cache = FindingsCache(cache_dir.parent / "check") if cache_dir is not None else None
@@ -847,12 +852,12 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     base_state, holds = speculative_state(change.base, scan_options) if options.vocab is None else (None, None)
     head, head_from = None, "scan"
     if base_state is not None:
-        head = _head_from_state(change, base_state, scan_options, label)
+        head = _head_from_state(change, base_state, head_options, label)
         if head is not None:
             head_from = "state"
         elif (hints := _selection_hints(change, base_state, holds)) is not None:
             try:
-                head = scan_sources([(change.head, None)], scan_options, progress, label, None, hints)
+                head = scan_sources([(change.head, None)], head_options, progress, label, None, hints)
             except StaleState:
                 pass
         if not holds():
@@ -860,13 +865,14 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     if head is None:
         # the files the base's state was checked against, as they are: the head need not stat them
         seen = dict(base_state.deps) if base_state is not None else {}
-        head = scan_sources([(change.head, None)], scan_options, progress, label, seen)
+        head = scan_sources([(change.head, None)], head_options, progress, label, seen)
     head_findings, suppressed = _side_findings(head, options)
     if head_from == "scan" and timed_out(head.skipped):
         cache = None  # a file skipped for its time bound: this answer depends on the machine's speed
+    head_cache = cache if not evidence else None  # the head's answer leans on its base: not its own
     head_id = tree_identity(change.head) if cache is not None else None
-    if cache is not None and head_id is not None:  # the index checked now is the HEAD of the next check
-        cache.put(cache.key(head_id, options.scan, options.vocab), head_findings, suppressed)
+    if head_cache is not None and head_id is not None:  # the index checked now is the HEAD of the next check
+        head_cache.put(head_cache.key(head_id, options.scan, options.vocab), head_findings, suppressed)
     base: ScanResult | None = None
     if not any(rel.endswith(SOURCE_SUFFIXES) for rel in change.changed):
         base_findings, base_from = head_findings, "head"

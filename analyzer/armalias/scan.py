@@ -56,6 +56,9 @@ class ScanOptions:
     # a file whose extraction takes longer is skipped, with the reason (the slowest of the 811
     # files of a whole 6.12 scan takes 0.13 s, of 7,629 files of 6.1 0.18 s)
     file_timeout: float = 30.0
+    # objects known to be cleaned to the point of coherency for a reader with the MMU off besides
+    # those the tree cleans (a check's head: those its base cleans); a scan given some is not remembered
+    mmu_off_evidence: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -79,6 +82,7 @@ class ScanResult:
     jobs: int = 1  # worker processes the analysis may use
     summarized: frozenset[str] = frozenset()  # the functions the flow analysis summarized (wrappers)
     asm_listed: dict[int, list[str]] = field(default_factory=dict)  # id(source) -> Scope.asm_files
+    mmu_off_evidence: frozenset[str] = frozenset()  # ScanOptions.mmu_off_evidence of the scan
 
 
 def available_cpus() -> int:
@@ -411,7 +415,8 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
     if only is not None:
         facts, skipped = extractor.run(only, progress)
         return Scope(facts, skipped, len(only), list(only), cache_dir=extractor.directory)
-    words = rule_words()
+    # a file writing an object the evidence names is worth parsing, whatever else it calls
+    words = rule_words() | {w for w in options.mmu_off_evidence if len(w) >= 4}
     jobs = options.jobs or available_cpus()
     if is_kernel_root(source) and not options.whole_tree:
         found = source.discover("arch/arm")
@@ -848,7 +853,7 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
             files = [rel for rel in s.discover("arch/arm").files if rel.endswith(".S")]
         listed.extend((s, rel) for rel in files or ())
     checks = AliasChecks(load_rules(), vocab, result.graph)
-    cleaned = checks.cleaned_to_poc(flows)
+    cleaned = checks.cleaned_to_poc(flows) | result.mmu_off_evidence
     index = result.index
     objects = frozenset(n for n in cleaned | checks.written_then_cleaned(flows)  # data, not functions or macros
                         if n.isidentifier() and n not in index.functions and n not in index.macros)
@@ -1024,6 +1029,7 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
         result.index = SymbolIndex(result.facts, watched.cache_fns_members)
         result.graph = CallGraph(result.index, watched.cache_fns_struct)
     result.callsites = watched_callsites(result.index, watched)
+    result.mmu_off_evidence = options.mmu_off_evidence
     raw = find_alias_bugs(result)
     result.findings = raw
     if options.model and raw:
@@ -1162,7 +1168,7 @@ class Memo:
 
 def _memo(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions) -> Memo | None:
     """One whole directory or git revision, with the cache on: its scan is remembered (armalias.state)."""
-    if len(sources) != 1 or sources[0][1] is not None or not options.use_cache:
+    if len(sources) != 1 or sources[0][1] is not None or not options.use_cache or options.mmu_off_evidence:
         return None
     return _memo_of(sources[0][0])
 

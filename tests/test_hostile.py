@@ -17,6 +17,7 @@ import pytest
 from test_check import POKE, UNCLEAN, _quiet_git, commit, edit, git, make_repo, make_tree  # noqa: F401
 
 LIMIT = 120  # seconds a command may take before it counts as hung
+FIXTURE_TREE = Path(__file__).resolve().parent.parent / "fixtures" / "tree"
 
 
 def armalias(*args: str, cwd: Path | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -225,3 +226,33 @@ def test_assembly_includes_stay_inside_the_tree(tmp_path: Path, monkeypatch):
     assert "included ../../../../outside.S lies outside the tree: not read" in notes
     assert not any(p in ("/etc/passwd", str(secret)) or p.endswith("outside.S") for p in opened), opened
     assert any(p.endswith("inside.S") for p in opened)
+
+
+@pytest.mark.parametrize("jobs", ["-1", "x"])
+def test_jobs_must_be_a_count(tmp_path: Path, jobs: str):
+    res = armalias("scan", str(FIXTURE_TREE), "--jobs", jobs, "--no-cache")
+    assert res.returncode == 2 and "jobs" in res.stderr.decode()
+
+
+def test_jobs_are_capped_at_the_cpus():
+    from armalias.cli import build_parser
+
+    cpus = len(os.sched_getaffinity(0))
+    assert build_parser().parse_args(["scan", "x", "--jobs", "200"]).jobs == cpus
+    assert build_parser().parse_args(["scan", "x", "--jobs", "0"]).jobs == 0
+
+
+def test_an_internal_error_exits_3_with_one_line(monkeypatch, capsys):
+    """A bug in armalias is never exit 1 (findings): one line saying so, exit 3; --debug adds the traceback."""
+    import armalias.cli as cli
+
+    def broken(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "scan", broken)
+    assert cli.main(["scan", str(FIXTURE_TREE)]) == 3
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["armalias: internal error: RuntimeError: a bug (run again with --debug for the traceback)"]
+    assert cli.main(["scan", str(FIXTURE_TREE), "--debug"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().endswith("armalias: internal error: RuntimeError: a bug")

@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import sys
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -15,7 +16,7 @@ from armalias import __version__
 from armalias.errors import InputError
 from armalias.findings import SEVERITIES, severity_rank
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +34,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _jobs(text: str) -> int:
+    """--jobs: 0 for the CPUs available, else at most that many worker processes."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of jobs: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--jobs takes 0 (the CPUs available) or a positive number, not {value}")
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return min(value, max(1, cpus))
+
+
 def _file_timeout(args: argparse.Namespace) -> dict:
     """ScanOptions' file_timeout, when the flag was given."""
     seconds = getattr(args, "file_timeout", None)
@@ -42,7 +58,9 @@ def _file_timeout(args: argparse.Namespace) -> dict:
 def _common(p: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
     p.add_argument("--format", choices=formats, default=formats[0], help="output format")
     p.add_argument("--output", "-o", type=Path, help="write the report to FILE instead of stdout")
-    p.add_argument("--jobs", "-j", type=int, default=0, help="worker processes (default: the CPUs available)")
+    p.add_argument("--jobs", "-j", type=_jobs, default=0,
+                   help="worker processes (default: the CPUs available, and never more)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the per-file extraction cache")
     p.add_argument("--whole-tree", action="store_true", help="scan every architecture and driver, not only arch/arm")
     p.add_argument("--verbose", "-v", action="store_true", help="list every skipped file")
@@ -90,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--format", choices=("text", "markdown", "html", "json"), default="text")
     audit.add_argument("--output", "-o", type=Path, help="write the report to FILE instead of stdout")
     audit.add_argument("--no-findings", action="store_true", help="do not scan the tree for the findings each implementation confirms")
-    audit.add_argument("--jobs", "-j", type=int, default=0)
+    audit.add_argument("--jobs", "-j", type=_jobs, default=0)
+    audit.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     audit.add_argument("--no-cache", action="store_true")
 
     explain = sub.add_parser("explain", help="what a rule means, why it matters, how to fix it")
@@ -365,6 +384,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a bug in armalias: never exit 1, which means "findings"
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"armalias: internal error: {type(exc).__name__}: {exc}"
+              + ("" if getattr(args, "debug", False) else " (run again with --debug for the traceback)"),
+              file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def run() -> None:

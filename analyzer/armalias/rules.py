@@ -83,6 +83,10 @@ def rules_digest() -> str:
 
 
 # -- the alias-analysis vocabulary (rules/vocabulary.toml) ----------------------------------------
+# The D-cache effects (MaintenanceSpec.d) that write dirty lines back.
+D_CLEANS = ("clean", "clean+invalidate")
+
+
 @dataclass(frozen=True)
 class MaintenanceSpec:
     name: str

@@ -11,10 +11,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from armalias.rules import load_vocabulary
+from armalias.rules import D_CLEANS, load_vocabulary
 from armalias.source.text import Unreadable, blank_comments
-
-D_CLEANS = ("clean", "clean+invalidate")
 
 
 @lru_cache(maxsize=1)

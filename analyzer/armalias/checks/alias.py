@@ -7,10 +7,9 @@ import re
 from armalias.callgraph import CallGraph
 from armalias.findings import Finding, MaintenanceEvidence, WriteEvidence
 from armalias.flow.alias import DISTINCT_KINDS, AliasVal, FunctionFlow, MaintSite, WriteSite, const_size, guards_allow
-from armalias.flow.expr import number, root, split_top, strip
-from armalias.rules import RuleSpec, Vocabulary
+from armalias.flow.expr import is_ident, number, root, split_top, strip
+from armalias.rules import D_CLEANS, RuleSpec, Vocabulary
 
-D_CLEANS = ("clean", "clean+invalidate")
 D_INVALIDATES = ("invalidate", "clean+invalidate")
 
 
@@ -32,9 +31,6 @@ def _covers(m: MaintSite, targets: set[AliasVal]) -> bool:
 
 def _terms_key(terms: list[tuple[str, str]]) -> str:
     return "".join(sorted(sign + t.replace(" ", "") for sign, t in terms))
-
-
-IDENT_RE = re.compile(r"^[A-Za-z_]\w*$")
 
 
 class AliasChecks:
@@ -101,11 +97,17 @@ class AliasChecks:
         return sorted(out, key=Finding.sort_key)
 
     def check_function(self, f: FunctionFlow) -> list[Finding]:
-        out = self.check_writes(f)
+        # where each write's bytes run, for the checks of code written (a member is data)
+        runs = {w: self.runs_at(w, f) for w in f.writes if not w.data}
+        out = self.check_writes(f, runs)
         out.extend(self.check_ranges(f))
-        out.extend(self.check_extents(f))
+        out.extend(self.check_extents(f, runs))
         out.extend(self.check_poc(f))
         return out
+
+    def _fill(self, w: WriteSite) -> bool:
+        """A write by a sink that writes one repeated byte (memset): data, never code."""
+        return w.expr.split("(", 1)[0] in self.vocab.fills
 
     # where written bytes run
     def _same_place(self, a: AliasVal, b: AliasVal) -> bool:
@@ -159,7 +161,7 @@ class AliasChecks:
     def _on_vivt(self, m: MaintSite) -> bool:
         return guards_allow(m.guards, self.vivt)[0]
 
-    def check_writes(self, f: FunctionFlow) -> list[Finding]:
+    def check_writes(self, f: FunctionFlow, runs: dict[WriteSite, frozenset[AliasVal]]) -> list[Finding]:
         """AA001, AA002 and AA004: for each write whose bytes run somewhere, the maintenance after it
         must write the written alias back (AA001), invalidate the I-cache at the execution address
         (AA004), and drop stale D-cache lines there when it only cleans (AA002, a note).  One finding
@@ -174,20 +176,15 @@ class AliasChecks:
             reported.add(key)
             return True
 
-        for w in f.writes:
-            if w.data or w.expr.split("(", 1)[0] in self.vocab.fills:
-                continue  # a struct member or a fill is data
-            targets = self.runs_at(w, f)
-            if not targets:
-                continue
+        for w, targets in runs.items():
+            if not targets or self._fill(w):
+                continue  # a fill is data
             distinct = {a for a in w.aliases if a.kind in DISTINCT_KINDS and not any(self._same_place(a, t) for t in targets)}
             if targets <= {a for a in w.aliases if a.kind in self.vocab.runs_here}:
                 distinct = set()  # the bytes run where written; other values are other buffers, not aliases
             written = distinct or set(w.aliases)  # what a call must reach to write the written alias back
             later = [m for m in f.maintenance if m.order > w.order]
             shown = ", ".join(sorted(str(t) for t in targets if t.origin)) or "another address"
-            alias_key = tuple(sorted(str(a) for a in distinct))
-            kinds = "|".join(sorted({a.kind for a in distinct}))
             # every alias written must be written back: a clean of one fixmap slot says nothing of another
             uncleaned = {a for a in distinct
                          if not any(m.spec.d in D_CLEANS and _covers(m, {a}) and self._on_vivt(m) for m in later)}
@@ -195,7 +192,7 @@ class AliasChecks:
             reported_aliases |= uncleaned
             if uncleaned:
                 alias_key = tuple(sorted(str(a) for a in uncleaned))
-                kinds = "|".join(sorted({a.kind for a in uncleaned}))
+                uncleaned_kinds = "|".join(sorted({a.kind for a in uncleaned}))
                 cleaning = [m for m in later if m.spec.d in D_CLEANS and _covers(m, uncleaned)]
                 if once(("AA001",) + alias_key):
                     if cleaning:
@@ -210,8 +207,8 @@ class AliasChecks:
                             why = f"the maintenance after the write is on an address of no known alias (`{later[0].start}`)"
                         else:
                             why = "no maintenance follows the write"
-                    out.append(self.finding("AA001", f, w.line, w.column, w, later, (kinds,) + alias_key, guard,
-                                            (uncleaned, targets), alias=kinds, expr=w.pointer, exec=shown,
+                    out.append(self.finding("AA001", f, w.line, w.column, w, later, (uncleaned_kinds,) + alias_key,
+                                            guard, (uncleaned, targets), alias=uncleaned_kinds, expr=w.pointer, exec=shown,
                                             maintenance=why))
             syncing = [m for m in later if m.spec.i == "invalidate" and self._covers_place(m, targets)]
             if not [m for m in syncing if self._on_vivt(m)]:
@@ -226,6 +223,7 @@ class AliasChecks:
                                             detail=detail))
                 continue
             if distinct:  # whether or not the written alias is written back (AA001 says that)
+                kinds = "|".join(sorted({a.kind for a in distinct}))
                 exec_m = [m for m in syncing if not m.spec.whole]
                 invalidated = any(m.spec.d in D_INVALIDATES and self._covers_place(m, targets) for m in later)
                 if exec_m and not invalidated and once(("AA002",)):
@@ -301,22 +299,19 @@ class AliasChecks:
         m, w = const_size(maintained), const_size(written)
         if m is not None and w is not None:
             return f"{m} bytes maintained, {w} written" if m < w else None
-        if m is not None and w is None and written and IDENT_RE.match(written) and m <= 8:
+        if m is not None and w is None and written and is_ident(written) and m <= 8:
             return f"{m} bytes maintained, `{written}` written"
         part = self._SHORTER.match(maintained)
         if part and part.group("x") == written:
             return f"`{maintained}` bytes maintained, `{written}` written"
         return None
 
-    def check_extents(self, f: FunctionFlow) -> list[Finding]:
+    def check_extents(self, f: FunctionFlow, runs: dict[WriteSite, frozenset[AliasVal]]) -> list[Finding]:
         """AA003: a call that maintains the bytes a write wrote, where they were written or where
         they run, over fewer bytes than were written."""
         out: list[Finding] = []
-        for w in f.writes:
-            if w.data or not w.size:
-                continue
-            targets = self.runs_at(w, f)
-            if not targets:
+        for w, targets in runs.items():
+            if not w.size or not targets:
                 continue
             for m in f.maintenance:
                 if m.order < w.order or m.spec.whole:
@@ -357,6 +352,17 @@ class AliasChecks:
             return self._object(f.linear[r], f, depth + 1)
         return r
 
+    def _file_scope(self, obj: str, f: FunctionFlow) -> bool:
+        return bool(obj) and obj not in f.params and obj not in f.locals
+
+    def _written_objects(self, f: FunctionFlow):
+        """(write, the object of file scope it writes) for the function's stores to variables and its
+        writes through pointers, in program order."""
+        found = [(w, self._object(w.pointer, f)) for w in f.writes] + [(w, w.pointer) for w in f.stores]
+        for w, obj in sorted(found, key=lambda pair: pair[0].order):
+            if self._file_scope(obj, f):
+                yield w, obj
+
     def cleaned_to_poc(self, flows: list[FunctionFlow]) -> frozenset[str]:
         """The objects of file scope some function cleans to the point of coherency."""
         out = set()
@@ -364,7 +370,7 @@ class AliasChecks:
             for m in f.maintenance:
                 if m.start and m.spec.d in D_CLEANS and m.spec.point == "poc":
                     obj = self._object(m.start, f)
-                    if obj and obj not in f.params and obj not in f.locals:
+                    if self._file_scope(obj, f):
                         out.add(obj)
         return frozenset(out)
 
@@ -373,11 +379,9 @@ class AliasChecks:
         may be handed to a reader with the MMU off (the names worth looking up in the assembly)."""
         out = set()
         for f in flows:
-            for w in f.writes + f.stores:
+            for w, obj in self._written_objects(f):
                 if any(m.order > w.order and m.spec.d in D_CLEANS for m in f.maintenance):
-                    obj = w.pointer if w in f.stores else self._object(w.pointer, f)
-                    if obj and obj not in f.params and obj not in f.locals:
-                        out.add(obj)
+                    out.add(obj)
         return frozenset(out)
 
     def check_mmu_off_readers(self, f: FunctionFlow) -> list[Finding]:
@@ -386,11 +390,10 @@ class AliasChecks:
         boot, resume, MCPM entry), and reads memory, not the inner caches."""
         out: list[Finding] = []
         seen: set[str] = set()
-        for w in sorted(f.writes + f.stores, key=lambda w: w.order):
-            if w.expr.split("(", 1)[0] in self.vocab.fills:
+        for w, obj in self._written_objects(f):
+            if self._fill(w):
                 continue  # clearing an object after its reader is done with it
-            obj = w.pointer if w in f.stores else self._object(w.pointer, f)
-            if obj not in self.read_by_asm or obj in f.params or obj in f.locals or obj in seen:
+            if obj not in self.read_by_asm or obj in seen:
                 continue
             later = [m for m in f.maintenance if m.order > w.order and m.spec.d in D_CLEANS]
             cov = [m for m in later if m.spec.whole or self._object(m.start, f) == obj]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from armalias.cacheimpl import CACHE_MEMBERS, CACHE_OPS, CacheOp
-from armalias.source.files import read_regular
+from armalias.source.files import read_regular, within
 from armalias.source.text import MAX_FILE_BYTES
 
 # ---------------------------------------------------------------------------------------------------
@@ -490,7 +489,7 @@ class _Reader:
         path = self.directory / name
         if name in self.included:
             return
-        if Path(name).is_absolute() or not os.path.normpath(path).startswith(os.path.join(os.path.normpath(self.tree.root), "")):
+        if Path(name).is_absolute() or not within(path, self.tree.root):
             self.included.add(name)
             self.asm.notes.append(f"included {name} lies outside the tree: not read")
             return

@@ -138,6 +138,12 @@ class NotRegular(OSError):
     leads out of the root it must stay in: never opened for reading, so nothing blocks on it."""
 
 
+def within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether `path` names `root` or something below it, by name (no link is resolved here)."""
+    p, r = os.path.abspath(path), os.path.abspath(root)
+    return os.path.commonpath([p, r]) == r
+
+
 def _open_regular(path: str, root: str | None) -> int:
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -148,8 +154,7 @@ def _open_regular(path: str, root: str | None) -> int:
     if root is None:
         raise NotRegular(40, "a symbolic link (not followed)", path)
     real = os.path.realpath(path)
-    real_root = os.path.realpath(root)
-    if os.path.commonpath([real, real_root]) != real_root:
+    if not within(real, os.path.realpath(root)):
         raise NotRegular(40, "a symbolic link leading outside the tree (not followed)", path)
     return os.open(real, flags)
 

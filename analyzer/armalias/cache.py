@@ -91,7 +91,7 @@ def facts_to_rows(facts: FileFacts) -> dict:
 def _body_rows(bodies) -> tuple:
     return tuple((b.name, b.line, tuple(b.params),
                   tuple((e.kind, e.line, e.column, e.target, e.expr, tuple(e.args),
-                         tuple((g.cond, g.holds) for g in e.guards), e.width) for e in b.events))
+                         tuple((g.cond, g.holds, g.exit) for g in e.guards), e.width) for e in b.events))
                  for b in bodies)
 
 
@@ -99,7 +99,7 @@ def _bodies_from_rows(rows: tuple, rel: str) -> list:
     from armalias.source.cflow import Event, FunctionBody, Guard
 
     return [FunctionBody(n, rel, line, params,
-                         tuple(Event(k, el, ec, t, x, a, tuple(Guard(c, h) for c, h in g), w)
+                         tuple(Event(k, el, ec, t, x, a, tuple(Guard(c, h, x) for c, h, x in g), w)
                                for k, el, ec, t, x, a, g, w in events))
             for n, line, params, events in rows]
 

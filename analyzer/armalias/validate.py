@@ -149,6 +149,12 @@ def scenario_for(f: Finding) -> Scenario | None:
         kinds = [k for k in f.write.alias.split("|") if k not in ("exec", "param", "unknown", "phys")]
         if kinds and kinds[0] not in vocab.runs_here:
             written = kinds[0]
+        elif "param" in f.write.alias.split("|") and any(
+                m.covers and "written" in m.covers.split("+") and "exec" not in m.covers.split("+")
+                for m in f.maintenance):
+            # a pointer the caller passed, which the analysis tells apart from where the bytes run
+            # (maintenance reaches the one and not the other): a second mapping of the page
+            written = "param"
     steps: list = [Map("exec", "text")]
     if written != "exec":
         steps.append(Map(written, "text"))

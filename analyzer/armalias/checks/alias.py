@@ -8,6 +8,7 @@ from armalias.callgraph import CallGraph
 from armalias.findings import Finding, MaintenanceEvidence, WriteEvidence
 from armalias.flow.alias import DISTINCT_KINDS, AliasVal, FunctionFlow, MaintSite, WriteSite, const_size, guards_allow
 from armalias.flow.expr import is_ident, number, root, split_top, strip
+from armalias.flow.extent import Extent, Reader, starts_at_or_past
 from armalias.rules import D_CLEANS, RuleSpec, Vocabulary
 
 D_INVALIDATES = ("invalidate", "clean+invalidate")
@@ -41,10 +42,18 @@ class AliasChecks:
         of them some function of the tree cleans to the point of coherency."""
         self.read_by_asm = read_by_asm
         self.cleaned_by_tree: frozenset[str] = frozenset()
+        # (file, function) -> the addresses the base of a check made runnable there, by the root of
+        # the expression naming them, with where they run (runnable_places; set by the caller)
+        self.ran_before: dict[tuple[str, str], dict[str, frozenset[AliasVal]]] = {}
+        # (file, function) -> the objects the base of a check cleaned there to the point of
+        # coherency after writing them (poc_objects; set by the caller)
+        self.poc_before: dict[tuple[str, str], frozenset[str]] = {}
+        self.poc_told_before: dict[tuple[str, str], set[str]] = {}  # what that check says of the base itself
         self.rules = rules
         self.vocab = vocab
         self.graph = graph
         self.vivt = vocab.cache_predicates.get("vivt", {})
+        self.vipt_aliasing = vocab.cache_predicates.get("vipt_aliasing", {})
 
     def chain(self, fn: str, file: str = "") -> tuple[str, ...]:
         """The longest of the shortest call paths from an execution entry point to fn (defined in
@@ -102,6 +111,7 @@ class AliasChecks:
         out = self.check_writes(f, runs)
         out.extend(self.check_ranges(f))
         out.extend(self.check_extents(f, runs))
+        out.extend(self.check_outside(f, runs))
         out.extend(self.check_poc(f))
         return out
 
@@ -139,6 +149,17 @@ class AliasChecks:
                 targets.add(AliasVal("exec", self.vocab.runs_at[a.kind]))
             if a.kind == "exec" or (a.kind in self.vocab.runs_here and (makes_runnable or not mixed)):
                 targets.add(a)
+        # the address written, by its expression and by what its aliases map
+        named = {root(w.pointer)} | {a.origin.split("@", 1)[0] for a in w.aliases}
+        if not targets:  # handed to a callee as where code runs (patch_text(addr, ...))
+            for u in f.exec_uses:
+                if root(u.arg) in named:
+                    targets |= u.aliases or {AliasVal("exec", root(u.arg))}
+        if not targets and (before := self.ran_before.get((f.file, f.name))):
+            # the base of a check made this address runnable (a change that deletes the invalidate
+            # or the patch_text() there deletes the evidence with it): it holds code still
+            for key in sorted(named & before.keys()):
+                targets |= before[key]
         if not targets:
             # the I-cache invalidates of the function say where: the alias written itself (code copied
             # where it runs, as fncpy does), or another address when the write goes through a second
@@ -155,8 +176,35 @@ class AliasChecks:
                 targets = {AliasVal("exec", "")}  # runs somewhere the function invalidates as a whole
         return frozenset(targets)
 
+    def runnable_places(self, flows: list[FunctionFlow]) -> dict[tuple[str, str], dict[str, frozenset[AliasVal]]]:
+        """Per function, the addresses its flow makes runnable: where it invalidates the I-cache over
+        a range, and what it writes that runs (runs_at), keyed by the root of the expression naming
+        them (`addr`, `p->addr`), with the places they run at."""
+        out: dict[tuple[str, str], dict[str, frozenset[AliasVal]]] = {}
+        for f in flows:
+            places: dict[str, set[AliasVal]] = {}
+            for m in f.maintenance:
+                if m.spec.i == "invalidate" and not m.spec.whole and m.start:
+                    key = root(m.start)
+                    places.setdefault(key, set()).update(m.aliases or {AliasVal("exec", key)})
+            for u in f.exec_uses:
+                key = root(u.arg)
+                places.setdefault(key, set()).update(u.aliases or {AliasVal("exec", key)})
+            for w in f.writes:
+                if not w.data and not self._fill(w) and (targets := self.runs_at(w, f)):
+                    places.setdefault(root(w.pointer), set()).update(targets)
+            if places:
+                mine = out.setdefault((f.file, f.name), {})
+                for key, vals in places.items():
+                    mine[key] = mine.get(key, frozenset()) | frozenset(vals)
+        return out
+
     def _covers_place(self, m: MaintSite, targets: frozenset[AliasVal]) -> bool:
-        return m.spec.whole or any(self._same_place(a, t) for a in m.aliases for t in targets)
+        """Whether a maintenance call reaches where the bytes run: the whole cache, an alias value of
+        that place, or (an address known by its expression only) the same root expression."""
+        if m.spec.whole or any(self._same_place(a, t) for a in m.aliases for t in targets):
+            return True
+        return bool(m.start) and any(t.kind == "exec" and t.origin == root(m.start) for t in targets)
 
     def _on_vivt(self, m: MaintSite) -> bool:
         return guards_allow(m.guards, self.vivt)[0]
@@ -211,13 +259,26 @@ class AliasChecks:
                                             guard, (uncleaned, targets), alias=uncleaned_kinds, expr=w.pointer, exec=shown,
                                             maintenance=why))
             syncing = [m for m in later if m.spec.i == "invalidate" and self._covers_place(m, targets)]
-            if not [m for m in syncing if self._on_vivt(m)]:
+            # an aliasing VIPT I-cache needs an invalidate that runs there at all (ARM's v6 ranged
+            # calls invalidate the whole I-cache; the model tells the implementations apart)
+            bare_vipt = not any(m.spec.i == "invalidate" and guards_allow(m.guards, self.vipt_aliasing)[0]
+                                for m in later)
+            if not [m for m in syncing if self._on_vivt(m)] or bare_vipt:
                 place = tuple(sorted(str(t) for t in targets))
                 if once(("AA004",) + place):
                     alias = "|".join(sorted({a.kind for a in w.aliases})) or "unknown"
-                    elsewhere = sorted({str(a) for m in later if m.spec.i == "invalidate" for a in m.aliases})
+                    elsewhere = sorted({str(a) for m in later if m.spec.i == "invalidate" and self._on_vivt(m)
+                                        for a in m.aliases})
+                    if elsewhere:  # a witness of its own: invalidated at another alias, not nowhere
+                        place += ("elsewhere",)
                     detail = (f" (the I-cache invalidates after it are at {', '.join(elsewhere)}: on a VIVT I-cache "
                               "another alias's lines)" if elsewhere else "")
+                    if bare_vipt and [m for m in syncing if self._on_vivt(m)]:
+                        place += ("vipt_aliasing",)  # the hazard reaches another kind of cache
+                        detail = " on an aliasing VIPT cache: no I-cache invalidate that runs there follows the write"
+                    elif bare_vipt and elsewhere:
+                        place += ("vipt_aliasing",)
+                        detail += ", and on an aliasing VIPT cache none at all"
                     out.append(self.finding("AA004", f, w.line, w.column, w, later, place, "",
                                             (written, targets), expr=w.pointer, alias=alias, exec=shown,
                                             detail=detail))
@@ -327,6 +388,54 @@ class AliasChecks:
                     break
         return out
 
+    def _extents(self, f: FunctionFlow) -> Reader:
+        """The function's texts as symbolic extents: its addresses are the values the flow knows as
+        aliases and the roots its writes and maintenance start from."""
+        pointers = {root(w.pointer) for w in f.writes} | {root(m.start) for m in f.maintenance if m.start}
+        return Reader(f.linear, f.mutated, lambda n: n in pointers or bool(self._aliases_of(n, f)))
+
+    @staticmethod
+    def _written_at(w: WriteSite) -> str:
+        """The address a write starts at: the element a subscript store writes, else its pointer."""
+        m = re.match(r"^([A-Za-z_]\w*(?:\s*(?:->|\.)\s*[A-Za-z_]\w*)*)\s*\[(.*)\]$", w.expr.strip(), re.S)
+        return f"&{w.expr.strip()}" if m and m.group(1).replace(" ", "") == w.pointer.replace(" ", "") else w.pointer
+
+    def check_outside(self, f: FunctionFlow, runs: dict[WriteSite, frozenset[AliasVal]]) -> list[Finding]:
+        """AA003: a write of code whose bytes start at or past the end of every range maintained
+        after it on its base (`flush_icache_range(ptr, ptr + offset)` after a copy to `ptr + offset`,
+        a range ending at `&code[K]` after a store to `code[K]`)."""
+        out: list[Finding] = []
+        reader = None
+        for w, targets in runs.items():
+            if not targets or self._fill(w):
+                continue
+            later = [m for m in f.maintenance if m.order > w.order]
+            if any(m.spec.whole for m in later):
+                continue
+            reader = reader or self._extents(f)
+            at = reader.address(self._written_at(w))
+            if at is None:
+                continue
+            ends = []
+            for m in later:
+                start = reader.address(m.start) if m.start else None
+                if start is None or start.base != at.base:
+                    continue
+                if m.end:
+                    end = reader.address(m.end)
+                else:
+                    size = reader.length(m.size) if m.size else None
+                    end = Extent(start.base, start.offset.add(size)) if size is not None else None
+                ends.append((m, end))
+            if ends and all(end is not None and starts_at_or_past(at, end) for _, end in ends):
+                m = ends[-1][0]
+                out.append(self.finding("AA003", f, m.line, m.column, w, [m for m, _ in ends],
+                                        (m.call, "|".join(sorted(str(a) for a in m.aliases)), "outside"),
+                                        call=m.call, reason=f"the write at line {w.line} (`{self._written_at(w)}`) "
+                                        f"starts at or past the end of the range (`{m.end or m.size}`)"))
+                break
+        return out
+
     def _aliases_of(self, t: str, f: FunctionFlow):
         # pointer-like terms: a value the flow knows as an alias, or a parameter/local it tracks
         if t in f.env and f.env[t]:
@@ -351,6 +460,32 @@ class AliasChecks:
         if depth < 4 and r in f.linear and r not in f.params and r in f.locals:
             return self._object(f.linear[r], f, depth + 1)
         return r
+
+    _PLACE = re.compile(r"^[A-Za-z_]\w*(?:\s*(?:->|\.)\s*[A-Za-z_]\w*|\s*\[[^\]]*\])*")
+
+    def _place(self, text: str, f: FunctionFlow, depth: int = 0) -> str:
+        """The part of an object an address names, members and elements spelled alike through
+        locals assigned once: `&c->cluster` with `c = &mcpm_sync.clusters[n]` is
+        `mcpm_sync.clusters[].cluster` (any element of an array is the same place)."""
+        t = strip(text)
+        while t.startswith(("&", "*")):
+            t = strip(t[1:])
+        m = self._PLACE.match(t)
+        if not m:
+            return t
+        chain = re.sub(r"\s+", "", m.group(0))
+        chain = re.sub(r"\[[^\]]*\]", "[]", chain.replace("->", "."))
+        head, _, rest = chain.partition(".")
+        head_name = head.split("[", 1)[0]
+        if depth < 4 and head_name == head and head in f.linear and head not in f.params and head in f.locals:
+            inner = self._place(f.linear[head], f, depth + 1)
+            return inner + ("." + rest if rest else "")
+        return chain
+
+    @staticmethod
+    def _within(part: str, whole: str) -> bool:
+        """Whether the place `part` lies in the place `whole` (equal, or a member or element of it)."""
+        return part == whole or (part.startswith(whole) and part[len(whole)] in ".[")
 
     def _file_scope(self, obj: str, f: FunctionFlow) -> bool:
         return bool(obj) and obj not in f.params and obj not in f.locals
@@ -409,8 +544,60 @@ class AliasChecks:
                                     object=obj, maintenance=done))
         return out
 
+    def learn_base(self, flows: list[FunctionFlow]) -> None:
+        """What the base's versions of the functions a check's change alters say (runnable_places,
+        poc_objects), and what the checks built on it say of the base itself: only what the change
+        brings is the head's."""
+        self.ran_before = self.runnable_places(flows)
+        self.poc_before = self.poc_objects(flows)
+        for f in flows:
+            self.check_poc_before(f, told := set())
+            self.poc_told_before.setdefault((f.file, f.name), set()).update(told)
+
+    def poc_objects(self, flows: list[FunctionFlow]) -> dict[tuple[str, str], frozenset[str]]:
+        """Per function, the objects it writes and then cleans to the point of coherency: the code's
+        own word that a reader of memory, not of this CPU's caches, comes after."""
+        out: dict[tuple[str, str], frozenset[str]] = {}
+        for f in flows:
+            written = {self._object(w.pointer, f) for w in f.writes} | {w.pointer for w in f.stores}
+            cleaned = {self._object(m.start, f) for m in f.maintenance
+                       if m.start and not m.spec.whole and m.spec.d in D_CLEANS and m.spec.point == "poc"}
+            if written & cleaned:
+                key = (f.file, f.name)
+                out[key] = out.get(key, frozenset()) | frozenset(written & cleaned)
+        return out
+
+    def check_poc_before(self, f: FunctionFlow, told: set[str]) -> list[Finding]:
+        """An object the base of a check cleaned to the point of coherency after writing it, which
+        the head writes with no such clean after (none, or one to the point of unification only)."""
+        before = self.poc_before.get((f.file, f.name))
+        if not before:
+            return []
+        skip = told | self.poc_told_before.get((f.file, f.name), set())  # the base said so of itself
+        out: list[Finding] = []
+        found = [(w, self._object(w.pointer, f)) for w in f.writes] + [(w, w.pointer) for w in f.stores]
+        for w, obj in sorted(found, key=lambda pair: pair[0].order):
+            if obj not in before or obj in skip or self._fill(w):
+                continue
+            if w in f.writes and not w.data and self.runs_at(w, f):
+                continue  # code: what its alias needs is AA001's and AA004's to say
+            later = [m for m in f.maintenance if m.order > w.order and m.spec.d in D_CLEANS]
+            place = self._place(w.pointer if w in f.stores else (w.expr if w.data else w.pointer), f)
+            cov = [m for m in later if m.spec.whole or (m.start and (
+                self._within(place, self._place(m.start, f)) or self._within(self._place(m.start, f), place)))]
+            if any(m.spec.point == "poc" for m in cov):
+                continue
+            told.add(obj)
+            skip.add(obj)
+            done = (f"cleaned only to the point of unification ({', '.join(f'{m.call} line {m.line}' for m in cov)})"
+                    if cov else "never cleaned after the write")
+            out.append(self.finding("AA005", f, w.line, w.column, w, cov, ("before", obj), variant="was_poc",
+                                    object=obj, maintenance=done))
+        return out
+
     def check_poc(self, f: FunctionFlow) -> list[Finding]:
         out = self.check_mmu_off_readers(f)
+        out.extend(self.check_poc_before(f, {x.key_exprs[1] for x in out}))
         for p in f.phys_uses:
             targets = {a for a in p.aliases if a.kind != "phys"}
             origins = {a.origin for a in targets} | {root(p.arg)}

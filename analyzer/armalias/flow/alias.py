@@ -80,6 +80,18 @@ class PhysUse:
     aliases: Aliases
 
 
+@dataclass(frozen=True)
+class ExecUse:
+    """An address handed to a callee as the place code runs (its summary's `runs`): `patch_text(addr,
+    ...)` says addr holds code, whether or not this function writes it."""
+
+    order: int
+    line: int
+    call: str
+    arg: str
+    aliases: Aliases
+
+
 @dataclass
 class FunctionFlow:
     name: str
@@ -90,6 +102,7 @@ class FunctionFlow:
     writes: list[WriteSite] = field(default_factory=list)
     maintenance: list[MaintSite] = field(default_factory=list)
     phys_uses: list[PhysUse] = field(default_factory=list)
+    exec_uses: list[ExecUse] = field(default_factory=list)
     stores: list[WriteSite] = field(default_factory=list)  # assignments to variables of file scope
     locals: set[str] = field(default_factory=set)  # variables the function declares
     returns: set[AliasVal] = field(default_factory=set)
@@ -107,6 +120,9 @@ class Summary:
     # (start param, end param or -1, size param or -1, what the call amounts to, guards inside, call name);
     # start -1: a whole-cache operation
     writes: tuple[tuple[int, int], ...] = ()  # (parameter written through, size parameter or -1)
+    # parameters that are where code runs: the function's execution parameter, an address it
+    # invalidates in the I-cache over a range, or one it hands on as such to a callee
+    runs: tuple[int, ...] = ()
 
 
 # -- guards -------------------------------------------------------------------------------------
@@ -181,7 +197,9 @@ def guards_allow(guards: tuple[Guard, ...], predicates: dict[str, bool]) -> tupl
 
 
 def conditional(guards: tuple[Guard, ...]) -> bool:
-    return any(g.cond != LOOP for g in guards)
+    """Whether code under these guards may not run on a path that goes on past it (a loop body is
+    taken as run; code after an early return runs on every path that reaches what follows)."""
+    return any(g.cond != LOOP and not g.exit for g in guards)
 
 
 def _naming(calls: list, words: frozenset[str]) -> list:
@@ -217,7 +235,9 @@ class FlowAnalysis:
         # the scan's call graph of the index (who calls a name): built here when not given
         self.graph = graph if graph is not None else CallGraph(index, load_watched().cache_fns_struct)
         self.vocab = vocab
-        self.summaries: dict[str, Summary] = {}
+        self.summaries: dict[str, Summary] = {}  # what any definition of a name does
+        self._parts: dict[str, list[tuple[str, Summary]]] = {}  # name -> (file, summary) per definition
+        self._summary_for: dict[tuple, Summary | None] = {}  # _summary's answers, per round
         self.flows: dict[tuple[str, str, int], FunctionFlow] = {}
         self._bodies: dict[str, list[FunctionBody]] = {}
         self._asked: dict[str, set[str]] = defaultdict(set)  # file -> the names its bodies were read for
@@ -242,7 +262,7 @@ class FlowAnalysis:
         # a function whose summary holds only whole-cache maintenance (a flush_cache_all on some
         # branch) does not make its callers worth analysing: what they write, they write elsewhere
         names = set(v.maintenance) | {n for n, s in self.summaries.items()
-                                      if s.returns or s.writes or any(m[0] >= 0 for m in s.maintains)}
+                                      if s.returns or s.writes or s.runs or any(m[0] >= 0 for m in s.maintains)}
         if self._macro_callees is None:  # what does not change from one round of summaries to the next
             self._fixed_interest = {c.caller for c in _naming(self.index.code_calls, v.alias_words()) if c.caller}
             self._fixed_interest |= {f for f in v.exec_entries if f in self.index.functions}
@@ -327,6 +347,8 @@ class FlowAnalysis:
         """The flows of functions `run` did not look at, with the summaries it made."""
         done = {f.name for f in self.flows.values()}
         out = [self.analyse(body) for body in self._bodies_of({n for n in names if n not in done})]
+        for f in out:  # analysed once, whoever asks next
+            self.flows[(f.file, f.name, f.line)] = f
         return sorted(out, key=lambda f: (f.file, f.line))
 
     def _depends_on(self, body: FunctionBody) -> frozenset[str]:
@@ -349,46 +371,81 @@ class FlowAnalysis:
         by_name: dict[str, list[FunctionFlow]] = defaultdict(list)
         for f in self.flows.values():
             by_name[f.name].append(f)
+        self._summary_for.clear()
         for name, flows in by_name.items():
-            returns, maintains, writes = set(), set(), set()
-            for f in flows:
-                for w in f.writes:
-                    if w.data:
-                        continue
-                    # a store or a copy through a parameter writes the caller's memory: the caller's
-                    # argument says through which alias (a parameter the function moves, dest++, still
-                    # starts where the caller's memory does)
-                    dest = self._param_origin(f, root(w.pointer))
-                    if dest in f.params:
-                        size = strip(w.size)
-                        size_idx = f.params.index(size) if size in f.params and size not in f.mutated else -1
-                        writes.add((f.params.index(dest), size_idx))
-                for a in f.returns:
-                    if a.kind in DISTINCT_KINDS or a.kind == "phys":
-                        idx = f.params.index(a.origin) if a.origin in f.params else -1
-                        returns.add((a.kind, idx))
-                for m in f.maintenance:
-                    if m.spec.whole:  # the whole cache: the same for every caller, whatever it passed
-                        maintains.add((-1, -1, -1, m.spec, m.guards, m.call))
-                        continue
-                    start_root = root(m.start)
-                    start_root = self._param_origin(f, start_root)
-                    if start_root not in f.params:
-                        continue
-                    # an end or size carries over to callers only when it is a parameter itself
-                    end_idx = f.params.index(strip(m.end)) if strip(m.end) in f.params else -1
-                    size_idx = f.params.index(strip(m.size)) if strip(m.size) in f.params else -1
-                    # a parameter the function changes (dest++) is not what the caller passed
-                    if end_idx >= 0 and (f.params[end_idx] in f.mutated or end_idx == f.params.index(start_root)):
-                        end_idx = -1
-                    if size_idx >= 0 and f.params[size_idx] in f.mutated:
-                        size_idx = -1
-                    maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, m.guards, m.call))
-            if returns or maintains or writes:
-                # a total order: the same summary whatever order the flows came in
-                order = lambda t: (t[0], t[1], t[2], t[3].name, t[5], tuple((g.cond, g.holds) for g in t[4]))  # noqa: E731
-                self.summaries[name] = Summary(tuple(sorted(returns)), tuple(sorted(maintains, key=order)),
-                                               tuple(sorted(writes)))
+            parts = [(f.file, self._summary_of([f])) for f in flows]
+            self._parts[name] = [(file, summ) for file, summ in parts if summ is not None]
+            merged = self._summary_of(flows)
+            if merged is not None:
+                self.summaries[name] = merged
+
+    def _summary(self, name: str) -> Summary | None:
+        """The summary of the definitions of `name` that code of the function being analysed gets
+        (Vocabulary.sees): its architecture's and generic code's, and of those its architecture's own
+        over generic code's, as an arch override replaces a __weak generic definition.  A whole
+        tree holds every architecture's patch_text; ARM's jump labels call ARM's."""
+        parts = self._parts.get(name)
+        if not parts:
+            return None
+        if len(parts) == 1 and self.vocab.arch_of(parts[0][0]) is None:
+            return parts[0][1]
+        key = (name, self._arch, self._file.startswith(self.vocab.native_prefixes))
+        if key not in self._summary_for:
+            seen = [(file, s) for file, s in parts if self.vocab.sees(self._file, file)]
+            own = [(file, s) for file, s in seen if self.vocab.arch_of(file) is not None]
+            self._summary_for[key] = _merged([s for _, s in own or seen])
+        return self._summary_for[key]
+
+    def _summary_of(self, flows: list[FunctionFlow]) -> Summary | None:
+        """What calls of the function do, stated on its parameters, from the flows of its definitions."""
+        returns, maintains, writes, runs = set(), set(), set(), set()
+        for f in flows:
+            if f.exec_param in f.params:
+                runs.add(f.params.index(f.exec_param))
+            for u in f.exec_uses:
+                at = self._param_origin(f, root(u.arg))
+                if at in f.params:
+                    runs.add(f.params.index(at))
+            for w in f.writes:
+                if w.data:
+                    continue
+                # a store or a copy through a parameter writes the caller's memory: the caller's
+                # argument says through which alias (a parameter the function moves, dest++, still
+                # starts where the caller's memory does)
+                dest = self._param_origin(f, root(w.pointer))
+                if dest in f.params:
+                    size = strip(w.size)
+                    size_idx = f.params.index(size) if size in f.params and size not in f.mutated else -1
+                    writes.add((f.params.index(dest), size_idx))
+            for a in f.returns:
+                if a.kind in DISTINCT_KINDS or a.kind == "phys":
+                    idx = f.params.index(a.origin) if a.origin in f.params else -1
+                    returns.add((a.kind, idx))
+            for m in f.maintenance:
+                if m.spec.whole:  # the whole cache: the same for every caller, whatever it passed
+                    maintains.add((-1, -1, -1, m.spec, m.guards, m.call))
+                    continue
+                start_root = root(m.start)
+                start_root = self._param_origin(f, start_root)
+                if start_root not in f.params:
+                    continue
+                # an end or size carries over to callers only when it is a parameter itself
+                end_idx = f.params.index(strip(m.end)) if strip(m.end) in f.params else -1
+                size_idx = f.params.index(strip(m.size)) if strip(m.size) in f.params else -1
+                # an end that is the start plus a parameter (`addr + len`): that parameter is the size
+                end_terms = split_top(strip(m.end)) if m.end else []
+                if (size_idx < 0 and len(end_terms) == 2 and end_terms[1][0] == "+"
+                        and strip(end_terms[0][1]) == strip(m.start) and strip(end_terms[1][1]) in f.params):
+                    size_idx = f.params.index(strip(end_terms[1][1]))
+                # a parameter the function changes (dest++) is not what the caller passed
+                if end_idx >= 0 and (f.params[end_idx] in f.mutated or end_idx == f.params.index(start_root)):
+                    end_idx = -1
+                if size_idx >= 0 and f.params[size_idx] in f.mutated:
+                    size_idx = -1
+                maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, m.guards, m.call))
+                if m.spec.i == "invalidate":
+                    runs.add(f.params.index(start_root))
+        return _summary_from(returns, maintains, writes, runs)
 
     @staticmethod
     def _param_origin(f: FunctionFlow, name: str) -> str:
@@ -456,7 +513,7 @@ class FlowAnalysis:
             if 0 <= slot < len(args):
                 o = f"{o}@{strip(args[slot])}"
             return frozenset({AliasVal(kind, o)})
-        summ = self.summaries.get(name)
+        summ = self._summary(name)
         if summ is not None and summ.returns:
             out = set()
             for kind, idx in summ.returns:
@@ -554,7 +611,11 @@ class FlowAnalysis:
         if src is not None and src[0] == "phys" and args:
             f.phys_uses.append(PhysUse(order, ev.line, ev.column, callee, args[0], self.classify(args[0], f)))
             return order
-        summ = self.summaries.get(callee)
+        summ = self._summary(callee)
+        if summ is not None:
+            for idx in summ.runs:
+                if idx < len(args):
+                    f.exec_uses.append(ExecUse(order, ev.line, callee, args[idx], self.classify(args[idx], f)))
         if summ is not None and (summ.maintains or summ.writes):
             for dp, zp in summ.writes:  # the callee's writes come before its maintenance
                 if dp < len(args):
@@ -633,6 +694,21 @@ class FlowAnalysis:
         aliases = self.classify(start, f) if start else frozenset()
         aliases = self._refine(start, aliases, guards, f)
         return MaintSite(order, ev.line, ev.column, call, spec, start, end or "", size or "", aliases, guards, via)
+
+
+def _summary_from(returns, maintains, writes, runs) -> Summary | None:
+    if not (returns or maintains or writes or runs):
+        return None
+    # a total order: the same summary whatever order the flows came in
+    order = lambda t: (t[0], t[1], t[2], t[3].name, t[5], tuple((g.cond, g.holds) for g in t[4]))  # noqa: E731
+    return Summary(tuple(sorted(returns)), tuple(sorted(maintains, key=order)), tuple(sorted(writes)),
+                   tuple(sorted(runs)))
+
+
+def _merged(summaries: list[Summary]) -> Summary | None:
+    """One summary of several definitions: what any of them does."""
+    return _summary_from({x for s in summaries for x in s.returns}, {x for s in summaries for x in s.maintains},
+                         {x for s in summaries for x in s.writes}, {x for s in summaries for x in s.runs})
 
 
 def _member_key(text: str) -> str:

@@ -24,6 +24,9 @@ LOOP = "<loop>"
 class Guard:
     cond: str  # the condition text, squashed; LOOP for a loop body
     holds: bool  # True: inside the then-branch / loop body; False: the else-branch
+    # the code after `if (cond) { ...; return; }`: reached only when cond is false, but always
+    # then, so an assignment there is no conditional one
+    exit: bool = False
 
 
 FIELD_STORE = "<field>"  # Event.width of a store to a struct member
@@ -94,6 +97,8 @@ class _Walker:
                         "declaration", "compound_statement", "else_clause", "preproc_if", "preproc_ifdef",
                         "preproc_else", "preproc_elif", "ERROR"):
                     self.stmt(child, guards)
+                    if t == "compound_statement" and (cond := self._exits_when(child)) is not None:
+                        guards = guards + (Guard(cond, False, True),)
                 else:
                     self.expr(child, guards)
             return
@@ -104,6 +109,21 @@ class _Walker:
                                          _t(self.src, child), (), guards))
             return
         self.expr(node, guards)
+
+    def _exits_when(self, node: Node) -> str | None:
+        """The condition of `if (cond) return ...;` or `if (cond) { ...; return; }` with no else:
+        what follows runs only when it is false.  None for any other statement."""
+        if node.type != "if_statement" or node.child_by_field_name("alternative") is not None:
+            return None
+        cons = node.child_by_field_name("consequence")
+        while cons is not None and cons.type == "compound_statement":
+            body = [c for c in cons.named_children if c.type != "comment"]
+            cons = body[-1] if body else None
+        cond = node.child_by_field_name("condition")
+        if cons is None or cons.type != "return_statement" or cond is None:
+            return None
+        ctext = _t(self.src, cond)
+        return ctext[1:-1].strip() if ctext.startswith("(") and ctext.endswith(")") else ctext
 
     def expr(self, node: Node, guards: tuple[Guard, ...]) -> None:
         """Events inside an expression or declaration, in evaluation order (operands first)."""
@@ -285,7 +305,7 @@ def body_ranges(functions, wanted: set[str], error_lines=()) -> list[tuple[int, 
     return out
 
 
-def function_bodies(rel: str, data: bytes, wanted: set[str], keep: bool = False) -> list[FunctionBody]:
+def function_bodies(rel: str, data: bytes, wanted: set[str] | None, keep: bool = False) -> list[FunctionBody]:
     """Events of the functions named in wanted that this file defines.  `keep`: the text is a
     whole file, whose tree is kept for the next call (_kept)."""
     if keep:
@@ -307,8 +327,9 @@ def _kept(data: bytes):
     return neutral, parser().parse(neutral)
 
 
-def bodies_in_tree(rel: str, neutral: bytes, root: Node, wanted: set[str]) -> list[FunctionBody]:
-    """function_bodies over a tree parsed already (extraction's: armalias.source.extract)."""
+def bodies_in_tree(rel: str, neutral: bytes, root: Node, wanted: set[str] | None) -> list[FunctionBody]:
+    """function_bodies over a tree parsed already (extraction's: armalias.source.extract).
+    `wanted` None: every function the file defines."""
     out = []
     stack = [root]
     while stack:
@@ -319,7 +340,7 @@ def bodies_in_tree(rel: str, neutral: bytes, root: Node, wanted: set[str]) -> li
             if ident is None:
                 continue
             name = _t(neutral, ident)
-            if name not in wanted:
+            if wanted is not None and name not in wanted:
                 continue
             body = node.child_by_field_name("body")
             w = _Walker(neutral)

@@ -1,0 +1,97 @@
+"""Ranges as symbolic extents (armalias.flow.extent) and the AA003 check built on them: a write of
+code that starts at or past the end of every range maintained after it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from armalias.flow.extent import Extent, Poly, Reader, const, starts_at_or_past, symbol
+from armalias.scan import ScanOptions, scan
+
+
+def reader(linear=None, mutated=(), bases=("addr", "code", "ptr")) -> Reader:
+    return Reader(dict(linear or {}), set(mutated), lambda n: n in bases)
+
+
+def test_offsets_of_one_base_are_polynomials():
+    r = reader({"ptr": "(unsigned long)addr", "end": "ptr + len"})
+    assert r.address("ptr + 4") == Extent("addr", const(4))
+    assert r.address("end") == Extent("addr", symbol("len"))
+    assert r.address("(unsigned long)(&code[TMPL_END_IDX])") == Extent(
+        "code", symbol("TMPL_END_IDX").mul(symbol("sizeof(*code)")))
+    assert r.address("addr + 2 * (len + 1) - len") == Extent("addr", symbol("len").add(const(2)))
+    assert r.length("PAGE_SIZE * 2") == symbol("PAGE_SIZE").mul(const(2))
+
+
+def test_what_has_no_one_value_has_no_extent():
+    r = reader({"n": "get_len() & 3"}, mutated={"p"}, bases=("addr", "p"))
+    assert r.address("p + 4") is None  # p++ somewhere: no one value
+    assert r.address("addr + buf[i]") is None  # a value read from memory
+    assert r.address("addr + len / 2") is None
+    assert r.address("addr + n") == Extent("addr", symbol("n"))  # one value, named by the local
+
+
+@pytest.mark.parametrize("write,end,past", [
+    (Extent("a", symbol("off")), Extent("a", symbol("off")), True),
+    (Extent("a", symbol("off").add(const(4))), Extent("a", symbol("off")), True),
+    (Extent("a", symbol("off")), Extent("a", symbol("off").add(const(1))), False),
+    (Extent("a", symbol("off")), Extent("a", symbol("PAGE_SIZE")), False),  # not comparable
+    (Extent("a", Poly()), Extent("b", Poly()), False),  # two bases
+])
+def test_a_write_past_the_end_is_told_only_when_certain(write: Extent, end: Extent, past: bool):
+    assert starts_at_or_past(write, end) is past
+
+
+SIGPAGE = """static struct page *get_signal_page(void)
+{
+	unsigned long ptr;
+	unsigned offset;
+	struct page *page;
+	void *addr;
+
+	page = alloc_pages(GFP_KERNEL, 0);
+	if (!page)
+		return NULL;
+	addr = page_address(page);
+	offset = 0x200 + (get_random_u16() & 0x7fc);
+	memcpy(addr + offset, sigreturn_codes, sizeof(sigreturn_codes));
+	ptr = (unsigned long)addr;
+	flush_icache_range(ptr, ptr + END);
+	return page;
+}
+"""
+
+OPTPROBE = """int prepare_optimized(struct optimized_kprobe *op, unsigned long val)
+{
+	kprobe_opcode_t *code = get_optinsn_slot();
+
+	memcpy(code, optprobe_template_entry, TMPL_END_IDX * sizeof(kprobe_opcode_t));
+	code[TMPL_VAL_IDX] = (unsigned long)op;
+	code[TMPL_RESTORE_BEGIN] = val;
+	flush_icache_range((unsigned long)code, (unsigned long)(&code[END]));
+	return 0;
+}
+"""
+
+
+def aa003(tmp_path: Path, text: str) -> list[str]:
+    d = tmp_path / "arch/arm/kernel"
+    d.mkdir(parents=True)
+    (d / "f.c").write_text(text)
+    found = scan([d / "f.c"], ScanOptions(jobs=1, use_cache=False)).findings
+    return [f.message for f in found if f.rule == "AA003"]
+
+
+@pytest.mark.parametrize("text,end,caught", [
+    (SIGPAGE, "PAGE_SIZE", False),
+    (SIGPAGE, "offset", True),  # stops where the copied code starts
+    (SIGPAGE, "offset + sizeof(sigreturn_codes)", False),
+    (OPTPROBE, "TMPL_END_IDX", False),
+    (OPTPROBE, "TMPL_RESTORE_BEGIN", True),  # the store to code[TMPL_RESTORE_BEGIN] is left out
+    (OPTPROBE, "TMPL_RESTORE_BEGIN + 1", False),
+])
+def test_a_range_that_ends_where_the_code_starts(tmp_path: Path, text: str, end: str, caught: bool):
+    messages = aa003(tmp_path, text.replace("END", end))
+    assert bool([m for m in messages if "starts at or past the end" in m]) is caught

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from armalias.cache import JsonEntries
-from armalias.check.evidence import cleaned_in
+from armalias.check.evidence import changed_functions, cleaned_in
 from armalias.check.git import run_git
 from armalias.errors import InputError
 from armalias.findings import Finding, severity_rank
@@ -842,7 +842,9 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     # what the base cleans to PoC in the files the change touches stays known to need it in the head:
     # deleting the only sync_cache_w() of a pen release must not delete the evidence with it
     evidence = cleaned_in(change.base, change.changed)
-    head_options = replace(scan_options, mmu_off_evidence=evidence)
+    # and what the base's versions of the functions the change alters made runnable holds code still
+    before = changed_functions(change.base, change.head, change.changed, change.renames)
+    head_options = replace(scan_options, mmu_off_evidence=evidence, base_functions=before)
     label = root_label if root_label is not None else change.head.label
     cache_dir = cache_dir_for(options.scan)
     cache = FindingsCache(cache_dir.parent / "check") if cache_dir is not None else None

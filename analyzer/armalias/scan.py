@@ -59,6 +59,9 @@ class ScanOptions:
     # objects known to be cleaned to the point of coherency for a reader with the MMU off besides
     # those the tree cleans (a check's head: those its base cleans); a scan given some is not remembered
     mmu_off_evidence: frozenset[str] = frozenset()
+    # the base's versions of the functions a check's change alters (armalias.check.evidence): what
+    # they made runnable stays known to hold code in the head; a scan given some is not remembered
+    base_functions: tuple = ()
 
 
 @dataclass
@@ -83,6 +86,7 @@ class ScanResult:
     summarized: frozenset[str] = frozenset()  # the functions the flow analysis summarized (wrappers)
     asm_listed: dict[int, list[str]] = field(default_factory=dict)  # id(source) -> Scope.asm_files
     mmu_off_evidence: frozenset[str] = frozenset()  # ScanOptions.mmu_off_evidence of the scan
+    base_functions: tuple = ()  # ScanOptions.base_functions of the scan
 
 
 def available_cpus() -> int:
@@ -841,6 +845,13 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     analysis = FlowAnalysis(result.index, vocab, _bodies_reader(result, read, result.jobs), result.graph)
     flows = analysis.run()
     result.summarized = frozenset(analysis.summaries)
+    checks = AliasChecks(load_rules(), vocab, result.graph)
+    # what the base's versions of the functions a check's change alters made runnable, read with
+    # the head's summaries; those functions are analysed in the head even when they no longer call
+    # anything the vocabulary knows (a plain memcpy where patch_text() was)
+    before = [analysis.analyse(b) for b in result.base_functions]
+    checks.learn_base(before)
+    flows = flows + analysis.analyse_more({name for _, name in checks.ran_before.keys() | checks.poc_before.keys()})
     # Objects read by code running with the MMU off: the tree's assembly addresses them the way such
     # code does, and the tree cleans them to the point of coherency somewhere.  Every function that
     # writes one is analysed (it may call nothing the vocabulary knows) and checked by AA005.
@@ -852,7 +863,6 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
         if files is None and s.is_dir("arch/arm"):
             files = [rel for rel in s.discover("arch/arm").files if rel.endswith(".S")]
         listed.extend((s, rel) for rel in files or ())
-    checks = AliasChecks(load_rules(), vocab, result.graph)
     cleaned = checks.cleaned_to_poc(flows) | result.mmu_off_evidence
     index = result.index
     objects = frozenset(n for n in cleaned | checks.written_then_cleaned(flows)  # data, not functions or macros
@@ -1030,6 +1040,7 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
         result.graph = CallGraph(result.index, watched.cache_fns_struct)
     result.callsites = watched_callsites(result.index, watched)
     result.mmu_off_evidence = options.mmu_off_evidence
+    result.base_functions = options.base_functions
     raw = find_alias_bugs(result)
     result.findings = raw
     if options.model and raw:
@@ -1168,7 +1179,8 @@ class Memo:
 
 def _memo(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions) -> Memo | None:
     """One whole directory or git revision, with the cache on: its scan is remembered (armalias.state)."""
-    if len(sources) != 1 or sources[0][1] is not None or not options.use_cache or options.mmu_off_evidence:
+    if (len(sources) != 1 or sources[0][1] is not None or not options.use_cache or options.mmu_off_evidence
+            or options.base_functions):
         return None
     return _memo_of(sources[0][0])
 

@@ -4,6 +4,11 @@ An object the base cleans to the point of coherency (`sync_cache_w(&pen_release)
 hands to a reader with the MMU or the caches off; a change that deletes that clean deletes the
 evidence with it.  The head of a check is told the objects the base's version of the files the change
 touches cleans so, and judges writes to them as the base would have.
+
+Likewise an address the base's version of a function makes runnable (an I-cache invalidate there,
+`patch_text(addr, ...)`, `fncpy(sram, ...)`) holds code: a change that writes it with a plain copy, or
+deletes the invalidate, deletes that evidence too.  The head is given the base's versions of the
+functions the change alters (changed_functions); the analysis reads what they make runnable.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import re
 from functools import lru_cache
 
 from armalias.rules import D_CLEANS, load_vocabulary
+from armalias.source.cflow import FunctionBody
 from armalias.source.text import Unreadable, blank_comments
 
 
@@ -37,3 +43,32 @@ def cleaned_in(source, changed: list[str]) -> frozenset[str]:
             continue
         out.update(pattern.findall(blank_comments(data).decode("utf-8", "replace")))
     return frozenset(out)
+
+
+def _shape(body: FunctionBody) -> tuple:
+    """A body as what it does, not where: its events without their lines and columns."""
+    return body.params, tuple((e.kind, e.target, e.expr, e.args, e.guards, e.width) for e in body.events)
+
+
+def changed_functions(base, head, changed: list[str], renames: dict[str, str] | None = None
+                      ) -> tuple[FunctionBody, ...]:
+    """The base's versions of the functions of the C files `changed` that the change alters or
+    removes (named by the head's path of their file).  A side that lacks the file or cannot read it
+    adds nothing."""
+    from armalias.source.cflow import function_bodies
+
+    back = {new: old for old, new in (renames or {}).items()}
+    out: list[FunctionBody] = []
+    for rel in changed:
+        if not rel.endswith(".c"):
+            continue
+        try:
+            before = function_bodies(rel, base.read(back.get(rel, rel)), None)
+        except (Unreadable, OSError):
+            continue
+        try:
+            after = {(b.name, _shape(b)) for b in function_bodies(rel, head.read(rel), None)}
+        except (Unreadable, OSError):
+            after = set()
+        out.extend(b for b in before if (b.name, _shape(b)) not in after)
+    return tuple(sorted(out, key=lambda b: (b.file, b.line)))

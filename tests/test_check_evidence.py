@@ -1,0 +1,114 @@
+"""What the base of a change says about where code runs stays known in the head: a patch that writes
+kernel text with a plain copy where patch_text() was, or deletes the only I-cache invalidate of a
+buffer, deletes the evidence that the bytes run together with the maintenance.  The check reads the
+base's versions of the functions the change alters (armalias.check.evidence.changed_functions)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+import pytest
+
+from armalias.cli import main
+
+PATCH_C = """#include <linux/kernel.h>
+
+void __patch_text_real(void *addr, unsigned int insn, bool remap)
+{
+	*(u32 *)addr = insn;
+	flush_icache_range((uintptr_t)(addr), (uintptr_t)(addr) + 4);
+}
+
+static int patch_text_stop_machine(void *data)
+{
+	struct patch *patch = data;
+
+	__patch_text_real(patch->addr, patch->insn, true);
+	return 0;
+}
+
+void patch_text(void *addr, unsigned int insn)
+{
+	struct patch patch = { .addr = addr, .insn = insn };
+
+	stop_machine_cpuslocked(patch_text_stop_machine, &patch, NULL);
+}
+"""
+
+PROBE_C = """#include <linux/kernel.h>
+
+void board_arm_probe(struct kprobe *p)
+{
+	void *addr = p->addr;
+	unsigned int brkp = 0xe7f001f8;
+
+	ARM
+}
+
+void board_copy_trampoline(const void *tmpl, size_t len)
+{
+	void *buf = board_trampoline_area;
+
+	memcpy(buf, tmpl, len);
+	SYNC
+}
+"""
+
+ARMED = "patch_text(addr, brkp);"
+PLAIN = "memcpy(addr, &brkp, sizeof(brkp));"
+SYNCED = "flush_icache_range((unsigned long)buf, (unsigned long)buf + len);"
+
+
+def tree(tmp_path: Path, arm: str, sync: str) -> Path:
+    root = tmp_path / "linux"
+    (root / "arch/arm/kernel").mkdir(parents=True)
+    (root / "arch/arm/probes").mkdir(parents=True)
+    (root / "Makefile").write_text("")
+    (root / "arch/arm/kernel/patch.c").write_text(PATCH_C)
+    (root / "arch/arm/probes/probe.c").write_text(PROBE_C.replace("ARM", arm).replace("SYNC", sync))
+    return root
+
+
+def check(tmp_path: Path, capsys, arm: str, sync: str) -> tuple[int, list[tuple[str, str, str]], list]:
+    """Check the patch turning the base (patch_text and the flush in place) into `arm`/`sync`."""
+    root = tree(tmp_path, ARMED, SYNCED)
+    rel = "arch/arm/probes/probe.c"
+    before = (root / rel).read_text().splitlines(keepends=True)
+    after = PROBE_C.replace("ARM", arm).replace("SYNC", sync).splitlines(keepends=True)
+    patch = tmp_path / "change.patch"
+    patch.write_text("".join(difflib.unified_diff(before, after, f"a/{rel}", f"b/{rel}")))
+    rc = main(["check", "--tree", str(root), "--patch", str(patch), "--format", "json", "--no-cache"])
+    data = json.loads(capsys.readouterr().out)
+    return rc, [(f["rule"], f["severity"], f["function"]) for f in data["new"]], data["fixed"]
+
+
+def test_the_base_scans_quiet(tmp_path: Path, capsys):
+    root = tree(tmp_path, ARMED, SYNCED)
+    rc = main(["scan", str(root), "--format", "json", "--no-cache"])
+    found = json.loads(capsys.readouterr().out)["findings"]
+    assert rc == 0 and [f for f in found if f["severity"] != "note"] == []
+
+
+def test_plain_copy_where_patch_text_was_is_new(tmp_path: Path, capsys):
+    rc, new, fixed = check(tmp_path, capsys, PLAIN, SYNCED)
+    assert rc == 1 and new == [("AA004", "error", "board_arm_probe")] and fixed == []
+
+
+def test_deleting_the_only_invalidate_of_a_buffer_is_new(tmp_path: Path, capsys):
+    """The buffer is of no alias the vocabulary knows: only the deleted flush said its bytes run."""
+    rc, new, fixed = check(tmp_path, capsys, ARMED, "")
+    assert rc == 1 and new == [("AA004", "error", "board_copy_trampoline")] and fixed == []
+
+
+@pytest.mark.parametrize("arm,sync", [
+    # renames the address in the whole function: the same code under another name
+    ("void *a = addr; patch_text(a, brkp);", SYNCED),
+    (ARMED, "flush_icache_range((unsigned long)buf, (unsigned long)(buf + len));"),
+    # the flush routed through a local end
+    (ARMED, "unsigned long end = (unsigned long)buf + len; flush_icache_range((unsigned long)buf, end);"),
+])
+def test_edits_that_keep_the_maintenance_are_quiet(tmp_path: Path, capsys, arm: str, sync: str):
+    rc, new, fixed = check(tmp_path, capsys, arm, sync)
+    assert (rc, new, fixed) == (0, [], [])

@@ -96,6 +96,23 @@ def test_plain_copy_where_patch_text_was_is_new(tmp_path: Path, capsys):
     assert rc == 1 and new == [("AA004", "error", "board_arm_probe")] and fixed == []
 
 
+def test_a_file_left_naming_no_word_of_the_rules_is_still_checked(tmp_path: Path, capsys):
+    """After the change the file calls only memcpy, which the prefilter does not look for: the
+    head's version of the function is analysed all the same."""
+    root = tree(tmp_path, ARMED, SYNCED)
+    (root / "include").mkdir()  # a kernel root: the prefilter chooses the files parsed
+    rel = "arch/arm/probes/alone.c"
+    only = PROBE_C.split("void board_copy_trampoline")[0]
+    (root / rel).write_text(only.replace("ARM", ARMED).replace("board_arm_probe", "board_arm_alone"))
+    head = only.replace("ARM", PLAIN).replace("board_arm_probe", "board_arm_alone")
+    patch = tmp_path / "alone.patch"
+    patch.write_text("".join(difflib.unified_diff((root / rel).read_text().splitlines(keepends=True),
+                                                  head.splitlines(keepends=True), f"a/{rel}", f"b/{rel}")))
+    rc = main(["check", "--tree", str(root), "--patch", str(patch), "--format", "json", "--no-cache"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 1 and [(f["rule"], f["function"]) for f in data["new"]] == [("AA004", "board_arm_alone")]
+
+
 def test_deleting_the_only_invalidate_of_a_buffer_is_new(tmp_path: Path, capsys):
     """The buffer is of no alias the vocabulary knows: only the deleted flush said its bytes run."""
     rc, new, fixed = check(tmp_path, capsys, ARMED, "")

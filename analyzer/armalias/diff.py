@@ -843,8 +843,8 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     # deleting the only sync_cache_w() of a pen release must not delete the evidence with it
     evidence = cleaned_in(change.base, change.changed)
     # and what the base's versions of the functions the change alters made runnable holds code still
-    before = changed_functions(change.base, change.head, change.changed, change.renames)
-    head_options = replace(scan_options, mmu_off_evidence=evidence, base_functions=before)
+    before, after = changed_functions(change.base, change.head, change.changed, change.renames)
+    head_options = replace(scan_options, mmu_off_evidence=evidence, base_functions=before, head_functions=after)
     label = root_label if root_label is not None else change.head.label
     cache_dir = cache_dir_for(options.scan)
     cache = FindingsCache(cache_dir.parent / "check") if cache_dir is not None else None

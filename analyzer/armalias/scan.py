@@ -62,6 +62,7 @@ class ScanOptions:
     # the base's versions of the functions a check's change alters (armalias.check.evidence): what
     # they made runnable stays known to hold code in the head; a scan given some is not remembered
     base_functions: tuple = ()
+    head_functions: tuple = ()  # the head's versions of them (a scan's own tree), analysed whatever it selects
 
 
 @dataclass
@@ -87,6 +88,7 @@ class ScanResult:
     asm_listed: dict[int, list[str]] = field(default_factory=dict)  # id(source) -> Scope.asm_files
     mmu_off_evidence: frozenset[str] = frozenset()  # ScanOptions.mmu_off_evidence of the scan
     base_functions: tuple = ()  # ScanOptions.base_functions of the scan
+    head_functions: tuple = ()  # ScanOptions.head_functions of the scan
 
 
 def available_cpus() -> int:
@@ -851,7 +853,8 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     # anything the vocabulary knows (a plain memcpy where patch_text() was)
     before = [analysis.analyse(b) for b in result.base_functions]
     checks.learn_base(before)
-    flows = flows + analysis.analyse_more({name for _, name in checks.ran_before.keys() | checks.poc_before.keys()})
+    told = checks.ran_before.keys() | checks.poc_before.keys()
+    flows = flows + analysis.analyse_bodies([b for b in result.head_functions if (b.file, b.name) in told])
     # Objects read by code running with the MMU off: the tree's assembly addresses them the way such
     # code does, and the tree cleans them to the point of coherency somewhere.  Every function that
     # writes one is analysed (it may call nothing the vocabulary knows) and checked by AA005.
@@ -1041,6 +1044,7 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
     result.callsites = watched_callsites(result.index, watched)
     result.mmu_off_evidence = options.mmu_off_evidence
     result.base_functions = options.base_functions
+    result.head_functions = options.head_functions
     raw = find_alias_bugs(result)
     result.findings = raw
     if options.model and raw:

@@ -51,14 +51,17 @@ def _shape(body: FunctionBody) -> tuple:
 
 
 def changed_functions(base, head, changed: list[str], renames: dict[str, str] | None = None
-                      ) -> tuple[FunctionBody, ...]:
-    """The base's versions of the functions of the C files `changed` that the change alters or
-    removes (named by the head's path of their file).  A side that lacks the file or cannot read it
-    adds nothing."""
+                      ) -> tuple[tuple[FunctionBody, ...], tuple[FunctionBody, ...]]:
+    """(the base's versions, the head's versions) of the functions of the C files `changed` that the
+    change alters (named by the head's path of their file); a function it removes has only the
+    first.  The head's are analysed even when the prefilter passes their file over: a plain memcpy
+    where patch_text() was may leave the file naming no word of the rules.  A side that lacks the
+    file or cannot read it adds nothing."""
     from armalias.source.cflow import function_bodies
 
     back = {new: old for old, new in (renames or {}).items()}
-    out: list[FunctionBody] = []
+    before_out: list[FunctionBody] = []
+    after_out: list[FunctionBody] = []
     for rel in changed:
         if not rel.endswith(".c"):
             continue
@@ -67,8 +70,13 @@ def changed_functions(base, head, changed: list[str], renames: dict[str, str] | 
         except (Unreadable, OSError):
             continue
         try:
-            after = {(b.name, _shape(b)) for b in function_bodies(rel, head.read(rel), None)}
+            after = function_bodies(rel, head.read(rel), None)
         except (Unreadable, OSError):
-            after = set()
-        out.extend(b for b in before if (b.name, _shape(b)) not in after)
-    return tuple(sorted(out, key=lambda b: (b.file, b.line)))
+            after = []
+        shapes = {(b.name, _shape(b)) for b in after}
+        altered = [b for b in before if (b.name, _shape(b)) not in shapes]
+        names = {b.name for b in altered}
+        before_out.extend(altered)
+        after_out.extend(b for b in after if b.name in names)
+    order = lambda b: (b.file, b.line)  # noqa: E731
+    return tuple(sorted(before_out, key=order)), tuple(sorted(after_out, key=order))

@@ -346,8 +346,14 @@ class FlowAnalysis:
     def analyse_more(self, names: set[str]) -> list[FunctionFlow]:
         """The flows of functions `run` did not look at, with the summaries it made."""
         done = {f.name for f in self.flows.values()}
-        out = [self.analyse(body) for body in self._bodies_of({n for n in names if n not in done})]
-        for f in out:  # analysed once, whoever asks next
+        return self.analyse_bodies(self._bodies_of({n for n in names if n not in done}))
+
+    def analyse_bodies(self, bodies) -> list[FunctionFlow]:
+        """The flows of these bodies, with the summaries `run` made; each recorded, so that it is
+        analysed once whoever asks next (a function `run` analysed already is left out)."""
+        done = {(f.file, f.name) for f in self.flows.values()}
+        out = [self.analyse(body) for body in bodies if (body.file, body.name) not in done]
+        for f in out:
             self.flows[(f.file, f.name, f.line)] = f
         return sorted(out, key=lambda f: (f.file, f.line))
 

@@ -129,3 +129,49 @@ def test_deleting_the_only_invalidate_of_a_buffer_is_new(tmp_path: Path, capsys)
 def test_edits_that_keep_the_maintenance_are_quiet(tmp_path: Path, capsys, arm: str, sync: str):
     rc, new, fixed = check(tmp_path, capsys, arm, sync)
     assert (rc, new, fixed) == (0, [], [])
+
+
+SECURE_C = """#include <linux/kernel.h>
+
+u32 board_secure_dispatch(u32 idx, u32 arg0, u32 arg1)
+{
+	u32 param[3];
+
+	param[0] = 2;
+	param[1] = arg0;
+	WRITE
+	flush_cache_all();
+	outer_clean_range(__pa(param), __pa(param + 3));
+	LATE
+	return board_smc(idx, __pa(param));
+}
+"""
+
+
+def check_edit(tmp_path: Path, capsys, rel: str, before: str, after: str) -> tuple[int, list[tuple[str, str]]]:
+    root = tmp_path / "linux"
+    (root / rel).parent.mkdir(parents=True)
+    (root / "Makefile").write_text("")
+    (root / rel).write_text(before)
+    patch = tmp_path / "edit.patch"
+    patch.write_text("".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                                  f"a/{rel}", f"b/{rel}")))
+    rc = main(["check", "--tree", str(root), "--patch", str(patch), "--format", "json", "--no-cache"])
+    return rc, [(f["rule"], f["function"]) for f in json.loads(capsys.readouterr().out)["new"]]
+
+
+@pytest.mark.parametrize("edit,new", [
+    # the clean of the whole cache deleted: the outer clean alone leaves the inner caches' lines
+    (lambda t: t.replace("\tflush_cache_all();\n", ""), [("AA005", "board_secure_dispatch")]),
+    # an argument written after the clean: the firmware reads memory, which has not got it
+    (lambda t: t.replace("WRITE", "").replace("LATE", "param[2] = arg1;"), [("AA005", "board_secure_dispatch")]),
+    # the same, said otherwise
+    (lambda t: t.replace("param[1] = arg0;", "param[1] = (arg0);"), []),
+])
+def test_a_firmware_argument_the_base_cleaned_to_poc(tmp_path: Path, capsys, edit, new):
+    """The base writes the argument block, cleans the whole cache to PoC and hands the block on by its
+    physical address: its own word that the reader sees memory."""
+    base = SECURE_C.replace("WRITE", "param[2] = arg1;").replace("LATE", "")
+    head = edit(SECURE_C).replace("WRITE", "param[2] = arg1;").replace("LATE", "")
+    rc, found = check_edit(tmp_path, capsys, "arch/arm/mach-board/secure.c", base, head)
+    assert found == new and rc == (1 if new else 0)

@@ -85,7 +85,7 @@ def test_ptrace_writes_run_at_the_user_address(tmp_path: Path):
 
 @pytest.mark.parametrize("vivt,vipt,what", [
     ("", "__flush_icache_all();", "nothing after the write invalidates the I-cache there"),
-    (COHERENT, "", "on an aliasing VIPT cache"),
+    (COHERENT, "", "on a VIPT cache"),
 ])
 def test_a_branch_losing_its_invalidate_is_a_finding_of_its_own(tmp_path: Path, vivt: str, vipt: str, what: str):
     """The early returns keep the other branches' maintenance off VIVT; deleting the VIVT branch's
@@ -164,3 +164,33 @@ def test_an_arch_override_replaces_the_weak_generic_definition(tmp_path: Path, o
         files["arch/arm/kernel/slot.c"] = ARM_OVERRIDE
     found = scan_files(tmp_path, files, whole_tree=True).findings
     assert bool([f for f in found if (f.rule, f.function) == ("AA004", "install_slot")]) is caught
+
+
+XOL = """#define FLAG_CORE 1
+#define FLAG_EXEC 2
+
+void arch_uprobe_copy_ixol(struct page *page, unsigned long vaddr, void *src, unsigned long len)
+{
+	void *xol = kmap_atomic(page);
+	void *dst = xol + (vaddr & ~PAGE_MASK);
+	unsigned int flags = FLAGS;
+
+	memcpy(dst, src, len);
+	__flush_access(page, vaddr, dst, len, flags);
+	kunmap_atomic(xol);
+}
+"""
+
+
+def test_a_guard_the_caller_s_constants_decide(tmp_path: Path):
+    """`flags & 2` in the helper, with flags a constant of the caller: without FLAG_EXEC the
+    VIPT branch's invalidate is not done on this call, and no I-cache invalidate runs on VIPT."""
+    helper = PTRACE.split("void copy_to_user_page")[0].replace("VIVT", COHERENT).replace(
+        "VIPT", "__flush_icache_all();").replace("flags & 1", "flags & FLAG_CORE").replace("flags & 2", "flags & FLAG_EXEC")
+
+    def aa004(sub: str, flags: str) -> list[str]:
+        found = scan_files(tmp_path / sub, {"arch/arm/kernel/xol.c": XOL.replace("FLAGS", flags) + helper}).findings
+        return [f.message for f in found if f.rule == "AA004"]
+
+    assert not [m for m in aa004("a", "FLAG_CORE | FLAG_EXEC") if "on a VIPT cache" in m]
+    assert [m for m in aa004("b", "FLAG_CORE") if "on a VIPT cache" in m]

@@ -54,6 +54,7 @@ class AliasChecks:
         self.graph = graph
         self.vivt = vocab.cache_predicates.get("vivt", {})
         self.vipt_aliasing = vocab.cache_predicates.get("vipt_aliasing", {})
+        self.pipt = vocab.cache_predicates.get("pipt", {})
 
     def chain(self, fn: str, file: str = "") -> tuple[str, ...]:
         """The longest of the shortest call paths from an execution entry point to fn (defined in
@@ -259,10 +260,11 @@ class AliasChecks:
                                             guard, (uncleaned, targets), alias=uncleaned_kinds, expr=w.pointer, exec=shown,
                                             maintenance=why))
             syncing = [m for m in later if m.spec.i == "invalidate" and self._covers_place(m, targets)]
-            # an aliasing VIPT I-cache needs an invalidate that runs there at all (ARM's v6 ranged
-            # calls invalidate the whole I-cache; the model tells the implementations apart)
-            bare_vipt = not any(m.spec.i == "invalidate" and guards_allow(m.guards, self.vipt_aliasing)[0]
-                                for m in later)
+            # an I-cache of a VIPT data cache needs an invalidate that runs there at all: on one that
+            # does not alias any alias of the page reaches the lines, and ARM's v6 ranged calls
+            # invalidate the whole I-cache (the model tells the implementations apart)
+            bare_vipt = any(not any(m.spec.i == "invalidate" and guards_allow(m.guards, preds)[0] for m in later)
+                            for preds in (self.vipt_aliasing, self.pipt))
             if not [m for m in syncing if self._on_vivt(m)] or bare_vipt:
                 place = tuple(sorted(str(t) for t in targets))
                 if once(("AA004",) + place):
@@ -275,10 +277,10 @@ class AliasChecks:
                               "another alias's lines)" if elsewhere else "")
                     if bare_vipt and [m for m in syncing if self._on_vivt(m)]:
                         place += ("vipt_aliasing",)  # the hazard reaches another kind of cache
-                        detail = " on an aliasing VIPT cache: no I-cache invalidate that runs there follows the write"
+                        detail = " on a VIPT cache: no I-cache invalidate that runs there follows the write"
                     elif bare_vipt and elsewhere:
                         place += ("vipt_aliasing",)
-                        detail += ", and on an aliasing VIPT cache none at all"
+                        detail += ", and on a VIPT cache none at all"
                     out.append(self.finding("AA004", f, w.line, w.column, w, later, place, "",
                                             (written, targets), expr=w.pointer, alias=alias, exec=shown,
                                             detail=detail))
@@ -559,9 +561,18 @@ class AliasChecks:
         own word that a reader of memory, not of this CPU's caches, comes after."""
         out: dict[tuple[str, str], frozenset[str]] = {}
         for f in flows:
-            written = {self._object(w.pointer, f) for w in f.writes} | {w.pointer for w in f.stores}
+            found = [(w, self._object(w.pointer, f)) for w in f.writes] + [(w, w.pointer) for w in f.stores]
+            written = {obj for _, obj in found}
             cleaned = {self._object(m.start, f) for m in f.maintenance
                        if m.start and not m.spec.whole and m.spec.d in D_CLEANS and m.spec.point == "poc"}
+            # an object handed on by its physical address (to firmware, another master) after a
+            # clean of the whole cache to the point of coherency that follows its write
+            for p in f.phys_uses:
+                obj = self._object(p.arg, f)
+                if any(o == obj and w.order < p.order and any(
+                        m.spec.whole and m.spec.d in D_CLEANS and m.spec.point == "poc" and w.order < m.order < p.order
+                        for m in f.maintenance) for w, o in found):
+                    cleaned.add(obj)
             if written & cleaned:
                 key = (f.file, f.name)
                 out[key] = out.get(key, frozenset()) | frozenset(written & cleaned)

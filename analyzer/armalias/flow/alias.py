@@ -9,6 +9,8 @@ at their call site from their body's calls.  The vocabulary is rules/vocabulary.
 
 from __future__ import annotations
 
+import ast
+import operator
 import re
 from bisect import bisect_right
 from collections import defaultdict
@@ -428,8 +430,9 @@ class FlowAnalysis:
                     idx = f.params.index(a.origin) if a.origin in f.params else -1
                     returns.add((a.kind, idx))
             for m in f.maintenance:
+                guards = _on_params(m.guards, f.params)
                 if m.spec.whole:  # the whole cache: the same for every caller, whatever it passed
-                    maintains.add((-1, -1, -1, m.spec, m.guards, m.call))
+                    maintains.add((-1, -1, -1, m.spec, guards, m.call))
                     continue
                 start_root = root(m.start)
                 start_root = self._param_origin(f, start_root)
@@ -448,7 +451,7 @@ class FlowAnalysis:
                     end_idx = -1
                 if size_idx >= 0 and f.params[size_idx] in f.mutated:
                     size_idx = -1
-                maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, m.guards, m.call))
+                maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, guards, m.call))
                 if m.spec.i == "invalidate":
                     runs.add(f.params.index(start_root))
         return _summary_from(returns, maintains, writes, runs)
@@ -633,6 +636,9 @@ class FlowAnalysis:
             for sp, ep, zp, mspec, inner, call in summ.maintains:
                 if sp >= len(args):
                     continue
+                inner = self._at_call(inner, args, f)
+                if inner is None:
+                    continue  # a guard the caller's arguments make false: not done on this call
                 if sp < 0:
                     f.maintenance.append(self._maint(call, mspec, [], ev, f, order, ev.guards + inner, via + (callee,),
                                                      start="", end="", size=""))
@@ -653,6 +659,37 @@ class FlowAnalysis:
                 for target in self.index.alias_targets(callee, self._def_files(callee).__contains__):
                     order = self._call(target, args, ev, f, order, via + (callee,), depth + 1)
         return order
+
+    def _at_call(self, guards: tuple[Guard, ...], args: tuple[str, ...], f: FunctionFlow) -> tuple[Guard, ...] | None:
+        """A callee's guards (on its parameters, `$i`) in the caller's terms: the arguments put in,
+        and a guard whose value the caller's constants decide (`flags & FLAG_PA_IS_EXEC` with
+        flags a constant) dropped when it holds; None when one is false."""
+        out = []
+        for g in guards:
+            cond = _PARAM_REF.sub(lambda m: f"({args[int(m.group(1))]})" if int(m.group(1)) < len(args) else m.group(0),
+                                  g.cond)
+            value = self._constant(cond, f)
+            if value is None:
+                out.append(Guard(cond, g.holds, g.exit) if cond != g.cond else g)
+            elif bool(value) != g.holds:
+                return None
+        return tuple(out)
+
+    def _constant(self, text: str, f: FunctionFlow, depth: int = 0) -> int | None:
+        """The value of an integer expression of numbers, object-like macros and the caller's locals
+        assigned once, or None."""
+        if "$" in text or depth > 4:
+            return None
+
+        def value(name: str) -> int | None:
+            if name in f.linear and name not in f.mutated and name not in f.params:
+                return self._constant(f.linear[name], f, depth + 1)
+            for m in self._defs(name):
+                if m.params is None and m.body.strip():
+                    return self._constant(m.body, f, depth + 1)
+            return None
+
+        return const_eval(text, value)
 
     def _expansion(self, macro: str, params: tuple[str, ...], args: tuple[str, ...]
                    ) -> list[tuple[str, tuple[str, ...]]]:
@@ -700,6 +737,80 @@ class FlowAnalysis:
         aliases = self.classify(start, f) if start else frozenset()
         aliases = self._refine(start, aliases, guards, f)
         return MaintSite(order, ev.line, ev.column, call, spec, start, end or "", size or "", aliases, guards, via)
+
+
+_PARAM_REF = re.compile(r"\$(\d+)")
+
+
+def _on_params(guards: tuple[Guard, ...], params: tuple[str, ...]) -> tuple[Guard, ...]:
+    """Guards with the function's parameters written `$i`, for a caller to put its arguments in."""
+    if not params or not guards:
+        return guards
+    index = {p: i for i, p in enumerate(params)}
+    sub = lambda m: f"${index[m.group(0)]}" if m.group(0) in index else m.group(0)  # noqa: E731
+    return tuple(Guard(IDENTIFIER.sub(sub, g.cond), g.holds, g.exit) if g.cond != LOOP else g for g in guards)
+
+
+_CONST_TOKEN = re.compile(r"\s*(0[xX][0-9a-fA-F]+|\d+)[uUlL]*|\s*([A-Za-z_]\w*)|\s*(<<|>>|==|!=|&&|\|\||[-+*&|^~!()])")
+
+
+def const_eval(text: str, value: Callable[[str], int | None]) -> int | None:
+    """The value of a C integer expression of numbers, names `value` knows and the operators
+    | & ^ << >> + - * ~ ! == != && || with parentheses; None for anything else."""
+    tokens: list[str] = []
+    pos, text = 0, text.strip()
+    while pos < len(text):
+        m = _CONST_TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            return None
+        pos = m.end()
+        if m.group(1) is not None:
+            tokens.append(str(int(m.group(1), 0)))
+        elif m.group(2) is not None:
+            v = value(m.group(2))
+            if v is None:
+                return None
+            tokens.append(f"({v})")
+        else:
+            tokens.append({"&&": " and ", "||": " or ", "!": " not "}.get(m.group(3), m.group(3)))
+    try:
+        tree = ast.parse("".join(tokens).strip(), mode="eval")
+    except (SyntaxError, ValueError):
+        return None
+    return _fold(tree.body)
+
+
+_BINARY = {ast.BitOr: operator.or_, ast.BitAnd: operator.and_, ast.BitXor: operator.xor, ast.Add: operator.add,
+           ast.Sub: operator.sub, ast.Mult: operator.mul, ast.LShift: operator.lshift, ast.RShift: operator.rshift}
+
+
+def _fold(node: ast.AST) -> int | None:
+    """An expression tree of const_eval's tokens folded to an int; values kept within 64 bits."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, ast.UnaryOp):
+        v = _fold(node.operand)
+        if v is None:
+            return None
+        return {ast.Invert: lambda x: ~x, ast.USub: lambda x: -x, ast.UAdd: lambda x: x,
+                ast.Not: lambda x: int(not x)}[type(node.op)](v)
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        a, b = _fold(node.left), _fold(node.right)
+        if a is None or b is None or (isinstance(node.op, (ast.LShift, ast.RShift)) and not 0 <= b < 64):
+            return None
+        v = _BINARY[type(node.op)](a, b)
+        return v if -(1 << 64) < v < (1 << 64) else None
+    if isinstance(node, ast.BoolOp):
+        vals = [_fold(v) for v in node.values]
+        if any(v is None for v in vals):
+            return None
+        return int(all(vals)) if isinstance(node.op, ast.And) else int(any(vals))
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in (ast.Eq, ast.NotEq):
+        a, b = _fold(node.left), _fold(node.comparators[0])
+        if a is None or b is None:
+            return None
+        return int((a == b) == isinstance(node.ops[0], ast.Eq))
+    return None
 
 
 def _summary_from(returns, maintains, writes, runs) -> Summary | None:

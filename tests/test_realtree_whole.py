@@ -40,6 +40,11 @@ def test_the_findings_with_chains_one_build_takes(whole):
                      ("AA004", "arch/arm/mm/flush.c", "copy_to_user_page"),
                      ("AA004", "arch/arm/probes/uprobes/core.c", "arch_uprobe_copy_ixol"),
                      ("AA005", "arch/arm/mach-sunxi/mc_smp.c", "sunxi_mc_smp_loopback")]
+    # built only under CONFIG_HARDEN_BRANCH_HISTORY, which needs CPU_SPECTRE, which only CPU_V7
+    # selects: replayed on v7's implementations, which refute it
+    bhb = next(f for f in whole.findings if f.function == "spectre_bhb_update_vectors")
+    assert bhb.severity == "note" and "HARDEN_BRANCH_HISTORY" in bhb.model.built_under
+    assert {name for name, _ in bhb.model.implementations} <= {"v7", "b15"}
     patch = next(f for f in whole.findings if f.function == "__patch_text_real")
     assert patch.chain == ("patch_text", "patch_text_stop_machine", "__patch_text", "__patch_text_real")
     arch_of = load_vocabulary().arch_of

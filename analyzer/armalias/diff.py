@@ -904,10 +904,11 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     if options.scan.model and (new or fixed):
         # Both sides read their cache implementations from the same place (the repository's work
         # tree, the directory, or the reference table): decode them once.
+        from armalias.model.builds import Builds
         from armalias.validate import implementations_for, validate
 
         impls = implementations_for(change.head, cache_dir)
-        new = validate(new, impls)
-        fixed = validate(fixed, impls)
+        new = validate(new, impls, Builds(change.head.read))
+        fixed = validate(fixed, impls, Builds(change.base.read))
     return CheckResult(change, base, head, new, fixed, unchanged, suppressed, baselined, base_from,
                        time.perf_counter() - started, head_from)

@@ -40,6 +40,8 @@ class ModelResult:
     implementations: tuple[tuple[str, str], ...] = ()  # (implementation, verdict)
     witness: tuple[str, ...] = ()
     configs: tuple[str, ...] = ()  # the CPU configs selecting an implementation that confirms it
+    # the configs the code is built under, when they leave some implementations out ("!X": not set)
+    built_under: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1048,10 +1048,12 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
     raw = find_alias_bugs(result)
     result.findings = raw
     if options.model and raw:
+        from armalias.model.builds import Builds
         from armalias.validate import implementations_for, validate
 
         impls = early.result(result.cache_dir) if early is not None else None
-        result.findings = validate(raw, impls if impls is not None else implementations_for(sources[0][0], result.cache_dir))
+        result.findings = validate(raw, impls if impls is not None else implementations_for(sources[0][0], result.cache_dir),
+                                   Builds(_tree_reader(result, sources[0][0])))
     if early is not None:
         early.close()
     _confirm(hints)
@@ -1276,6 +1278,11 @@ def _remember(result: ScanResult, raw: list, scope: Scope, memo: Memo, options: 
     save_state(cache_dir_for(options), state, options.prefilter, memo.guard)
 
 
+def _tree_reader(result: ScanResult, tree: TreeSource) -> Callable[[str], bytes]:
+    """A scanned file from where the scan read it, anything else (Kconfig, Makefiles) from the tree."""
+    return lambda rel: result.sources[rel].read(rel) if rel in result.sources else tree.read(rel)
+
+
 def _from_state(result: ScanResult, state, options: ScanOptions, source: TreeSource, started: float) -> ScanResult:
     result.files, result.parsed, result.functions = state.files, state.parsed, state.functions
     result.error_files, result.error_functions = state.error_files, state.error_functions
@@ -1283,10 +1290,11 @@ def _from_state(result: ScanResult, state, options: ScanOptions, source: TreeSou
     result.callsites = [CallSite.from_row(c) for c in state.callsites]
     result.facts = state.suppression_facts()
     if options.model and state.modelled is None and state.findings:
+        from armalias.model.builds import Builds
         from armalias.validate import implementations_for, validate
 
         impls = implementations_for(source, _facts_cache_dir(source, options))
-        result.findings = validate(state.finding_objects(False), impls)
+        result.findings = validate(state.finding_objects(False), impls, Builds(source.read))
     else:
         result.findings = state.finding_objects(options.model)
     result.reused = True

@@ -61,7 +61,8 @@ def finding_from_dict(d: dict) -> Finding:
         "maintenance": tuple(MaintenanceEvidence(**m) for m in d.get("maintenance", ())),
         "chain": tuple(d.get("chain", ())),
         "model": ModelResult(model.get("verdict", "not-run"), tuple(tuple(x) for x in model.get("implementations", ())),
-                             tuple(model.get("witness", ())), tuple(model.get("configs", ()))),
+                             tuple(model.get("witness", ())), tuple(model.get("configs", ())),
+                             tuple(model.get("built_under", ()))),
         "key_exprs": tuple(d.get("key_exprs", ())),
     })
 

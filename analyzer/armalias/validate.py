@@ -19,6 +19,7 @@ from armalias.findings import Finding, MaintenanceEvidence, ModelResult
 from armalias.flow.alias import eval_guard
 from armalias.model import ExternalRead, Fetch, Maintain, Map, Read, Scenario, Unmap, Write, impl_from_dict
 from armalias.model import summarize
+from armalias.model.builds import Builds
 from armalias.model.scenario import replay_shared
 from armalias.rules import load_vocabulary, rules_dir
 from armalias.source.files import read_regular
@@ -174,18 +175,25 @@ def scenario_for(f: Finding) -> Scenario | None:
     return Scenario(f"{f.rule} {f.function}", tuple(steps))
 
 
-def validate(findings: list[Finding], impls: tuple[CacheImpl, ...]) -> list[Finding]:
+def validate(findings: list[Finding], impls: tuple[CacheImpl, ...], builds: Builds | None = None) -> list[Finding]:
+    """Each finding replayed on the implementations its code can be built for (`builds`: the tree's
+    #if blocks, Makefiles and Kconfig; None: on every one)."""
     out = []
     for f in findings:
         scenario = scenario_for(f)
         if scenario is None or not impls:
             out.append(f)
             continue
-        summary = summarize(replay_shared(scenario, impls))
+        mine, under = builds.implementations(f.file, f.line, impls) if builds is not None else (impls, None)
+        summary = summarize(replay_shared(scenario, mine))
         confirming = {name for name, verdict in summary.implementations if verdict == "confirmed"}
-        configs = tuple(sorted({c for impl in impls if impl.name in confirming for c in impl.configs}))
-        model = ModelResult(summary.verdict, summary.implementations, summary.witness, configs)
+        configs = tuple(sorted({c for impl in mine if impl.name in confirming for c in impl.configs}))
+        built = () if under is None else tuple(sorted(under.required)) + tuple(f"!{x}" for x in sorted(under.excluded))
+        model = ModelResult(summary.verdict, summary.implementations, summary.witness, configs,
+                            built if len(mine) < len(impls) else ())
         if summary.verdict == "refuted" and f.severity != "note":
-            f = replace(f, severity="note", message=f.message + " (refuted by the cache model on every implementation)")
+            where = (f"every implementation it is built for ({' && '.join(built)})" if len(mine) < len(impls)
+                     else "every implementation")
+            f = replace(f, severity="note", message=f.message + f" (refuted by the cache model on {where})")
         out.append(replace(f, model=model))
     return out

@@ -29,6 +29,8 @@ def finding_to_dict(f: Finding) -> dict[str, Any]:
     d["fingerprint"] = f.fingerprint
     d["model"] = {"verdict": f.model.verdict, "implementations": dict(f.model.implementations),
                   "witness": list(f.model.witness)}
+    if f.model.built_under:  # the code is built only under these: the other implementations were not replayed
+        d["model"]["built_under"] = list(f.model.built_under)
     confirming = [name for name, verdict in f.model.implementations if verdict == "confirmed"]
     if confirming:
         d["affects"] = {"implementations": confirming, "configs": list(f.model.configs)}

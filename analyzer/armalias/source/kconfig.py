@@ -39,6 +39,48 @@ class Kconfig:
     selects: dict[str, list[Select]] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)  # config -> line of its `config` keyword
     depends: dict[str, list[str]] = field(default_factory=dict)  # config -> its `depends on` expressions
+    prompts: set[str] = field(default_factory=set)  # configs a user can set (they have a prompt)
+
+    def merge(self, other: "Kconfig") -> None:
+        """Take in another Kconfig file's entries (a config defined in both keeps both's lines)."""
+        for name, sels in other.selects.items():
+            self.selects.setdefault(name, []).extend(sels)
+        for name, deps in other.depends.items():
+            self.depends.setdefault(name, []).extend(deps)
+        for name, line in other.lines.items():
+            self.lines.setdefault(name, line)
+        self.prompts |= other.prompts
+
+    def closure(self, config: str) -> frozenset[str]:
+        """What `config` selects, transitively (a select's `if` taken as met)."""
+        out: set[str] = set()
+        todo = [config]
+        while todo:
+            for sel in self.selects.get(todo.pop(), ()):
+                if sel.target not in out:
+                    out.add(sel.target)
+                    todo.append(sel.target)
+        return frozenset(out)
+
+    def possible(self, cpu: str, option: str, cpus: frozenset[str], seen: frozenset[str] = frozenset()) -> bool:
+        """Whether a kernel built for the CPU config `cpu` can have `option` set, counting one CPU per
+        kernel (the code under `option` runs on that CPU): it is the CPU or one of its selects; or a
+        prompt whose `depends on` symbols are possible; or a hidden option some possible config
+        selects.  An option this Kconfig does not define, or a cycle, is taken as possible."""
+        if option == cpu or option in self.closure(cpu):
+            return True
+        if option in cpus:
+            return False  # another CPU
+        if option not in self.selects or option in seen:
+            return True
+        seen = seen | {option}
+        for expr in self.depends.get(option, ()):
+            for part in _conjuncts(expr):
+                if re.fullmatch(r"\w+", part) and not self.possible(cpu, part, cpus, seen):
+                    return False
+        if option in self.prompts:
+            return True
+        return any(self.possible(cpu, s, cpus, seen) for s in self.selecting(option))
 
     def selecting(self, option: str) -> tuple[str, ...]:
         """Every config that selects ``option`` (sorted)."""
@@ -136,6 +178,8 @@ def read_kconfig(text: str, path: str = "") -> Kconfig:
         if _BLOCK_END_RE.match(line):
             current = None
             continue
+        if current and re.match(r'^\s*(?:bool|tristate|prompt|string|int|hex)\s+"', line):
+            kconfig.prompts.add(current)
         m = _SELECT_RE.match(line)
         if m and current:
             kconfig.selects[current].append(Select(m.group(1), " ".join((m.group(2) or "").split())))

@@ -175,3 +175,30 @@ def test_a_firmware_argument_the_base_cleaned_to_poc(tmp_path: Path, capsys, edi
     head = edit(SECURE_C).replace("WRITE", "param[2] = arg1;").replace("LATE", "")
     rc, found = check_edit(tmp_path, capsys, "arch/arm/mach-board/secure.c", base, head)
     assert found == new and rc == (1 if new else 0)
+
+
+RELEASE_C = """#include <linux/kernel.h>
+
+static void board_write_release(u32 release_phys)
+{
+	u32 *virt = (u32 *) phys_to_virt(release_phys);
+
+	writel_relaxed(__pa_symbol(secondary_startup), virt);
+	smp_wmb();
+	CLEAN
+}
+"""
+
+
+@pytest.mark.parametrize("clean,new", [
+    ("__cpuc_flush_dcache_area(virt, sizeof(*virt));", []),  # the same, said otherwise
+    # to the point of unification: I-cache maintenance too, which does not make the word code
+    ("__cpuc_coherent_kern_range((unsigned long)virt, (unsigned long)virt + sizeof(u32));",
+     [("AA005", "board_write_release")]),
+    # the physical address taken for a virtual one: the word written is not what is cleaned
+    ("__cpuc_flush_dcache_area((void *)release_phys, sizeof(u32));", [("AA005", "board_write_release")]),
+])
+def test_a_release_address_for_a_secondary_cpu(tmp_path: Path, capsys, clean: str, new: list):
+    base = RELEASE_C.replace("CLEAN", "__cpuc_flush_dcache_area(virt, sizeof(u32));")
+    rc, found = check_edit(tmp_path, capsys, "arch/arm/mach-board/platsmp.c", base, RELEASE_C.replace("CLEAN", clean))
+    assert found == new and rc == (1 if new else 0)

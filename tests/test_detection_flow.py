@@ -194,3 +194,33 @@ def test_a_guard_the_caller_s_constants_decide(tmp_path: Path):
 
     assert not [m for m in aa004("a", "FLAG_CORE | FLAG_EXEC") if "on a VIPT cache" in m]
     assert [m for m in aa004("b", "FLAG_CORE") if "on a VIPT cache" in m]
+
+
+SLOT = """void arch_uprobe_copy_ixol(struct page *page, unsigned long vaddr, void *src, unsigned long len)
+{
+	void *xol = kmap_atomic(page);
+
+	memcpy(xol + (vaddr & ~PAGE_MASK), src, len);
+	flush_icache_range(vaddr, vaddr + len);
+	kunmap_atomic(xol);
+}
+
+void xol_get_slot(struct page *page, unsigned long xol_vaddr, void *insn)
+{
+	arch_uprobe_copy_ixol(page, ADDR, insn, 4);
+}
+"""
+
+
+@pytest.mark.parametrize("addr,caught", [
+    ("xol_vaddr", False),
+    ("xol_vaddr & ~PAGE_MASK", True),
+    ("offset_in_page(xol_vaddr)", True),
+    ("xol_vaddr & (PAGE_SIZE - 1)", True),
+    ("xol_vaddr & PAGE_MASK", False),  # the page's address, not an offset in it
+])
+def test_an_offset_in_a_page_given_for_where_code_runs(tmp_path: Path, addr: str, caught: bool):
+    found = scan_files(tmp_path, {"arch/arm/kernel/slot.c": SLOT.replace("ADDR", addr)}).findings
+    offsets = [f for f in found if f.rule == "AA004" and f.function == "xol_get_slot"]
+    assert bool(offsets) is caught
+    assert all("offset within a page" in f.message for f in offsets)

@@ -95,3 +95,31 @@ def aa003(tmp_path: Path, text: str) -> list[str]:
 def test_a_range_that_ends_where_the_code_starts(tmp_path: Path, text: str, end: str, caught: bool):
     messages = aa003(tmp_path, text.replace("END", end))
     assert bool([m for m in messages if "starts at or past the end" in m]) is caught
+
+
+VECTORS = """static void flush_vectors(void *vma, size_t offset, size_t size)
+{
+	unsigned long start = (unsigned long)vma + offset;
+	unsigned long end = start + size;
+
+	flush_icache_range(start, end);
+}
+
+void early_trap_init(void *vectors_base)
+{
+	unsigned long vectors = (unsigned long)vectors_base;
+
+	memcpy((void *)vectors, __vectors_start, __vectors_end - __vectors_start);
+	memcpy((void *)vectors + 0x1000, __stubs_start, __stubs_end - __stubs_start);
+	flush_vectors(vectors_base, 0, SIZE);
+}
+"""
+
+
+@pytest.mark.parametrize("size,caught", [("PAGE_SIZE * 2", False), ("PAGE_SIZE", True), ("0x1000", True),
+                                         ("2 * PAGE_SIZE", False)])
+def test_a_helper_s_range_carries_its_offset_and_size_to_the_caller(tmp_path: Path, size: str, caught: bool):
+    """flush_vectors(vma, offset, size) maintains [vma + offset, vma + offset + size): the caller's
+    range, with PAGE_SIZE 4096 on ARM (rules/vocabulary.toml), stops before the stubs' page."""
+    messages = aa003(tmp_path, VECTORS.replace("SIZE", size))
+    assert bool([m for m in messages if "`(void *)vectors + 0x1000`" in m]) is caught

@@ -121,6 +121,8 @@ class Vocabulary:
     runs_here: frozenset[str] = frozenset()  # alias kinds whose bytes run at the very alias written
     fills: frozenset[str] = frozenset()  # write sinks that write a repeated byte: data, never code
     alias_slots: dict[str, int] = field(default_factory=dict)  # alias source -> argument naming its slot
+    address_offsets: tuple[str, ...] = ()  # patterns of an offset within a page given for an address
+    constants: dict[str, int] = field(default_factory=dict)  # names with one value on ARM (PAGE_SIZE)
 
     def alias_words(self) -> frozenset[str]:
         """The alias globals, and those alias constants that are names rather than numbers: a call
@@ -188,7 +190,9 @@ def load_vocabulary() -> Vocabulary:
                       tuple(scope.get("alias_rules", ())), tuple(scope.get("foreign_prefixes", ())),
                       tuple(scope.get("native_prefixes", ())), runs_at, runs_here,
                       frozenset(n for s in raw.get("write_sink", ()) if s.get("fills") for n in s["names"]),
-                      {n: int(s["slot"]) for s in raw.get("alias_source", ()) if "slot" in s for n in s["names"]})
+                      {n: int(s["slot"]) for s in raw.get("alias_source", ()) if "slot" in s for n in s["names"]},
+                      tuple(raw.get("address_offsets", {}).get("patterns", ())),
+                      {k: int(v) for k, v in raw.get("constants", {}).items()})
 
 
 # -- rules: one TOML file per rule (rules/AA###-slug.toml) -----------------------------------------

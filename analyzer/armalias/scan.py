@@ -848,6 +848,7 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     flows = analysis.run()
     result.summarized = frozenset(analysis.summaries)
     checks = AliasChecks(load_rules(), vocab, result.graph)
+    checks.constant = analysis.constant
     # what the base's versions of the functions a check's change alters made runnable, read with
     # the head's summaries; those functions are analysed in the head even when they no longer call
     # anything the vocabulary knows (a plain memcpy where patch_text() was)

@@ -7,7 +7,7 @@ import re
 from armalias.callgraph import CallGraph
 from armalias.findings import Finding, MaintenanceEvidence, WriteEvidence
 from armalias.flow.alias import DISTINCT_KINDS, AliasVal, FunctionFlow, MaintSite, WriteSite, const_size, guards_allow
-from armalias.flow.expr import is_ident, number, root, split_top, strip
+from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 from armalias.flow.extent import Extent, Reader, starts_at_or_past
 from armalias.rules import D_CLEANS, RuleSpec, Vocabulary
 
@@ -55,6 +55,9 @@ class AliasChecks:
         self.vivt = vocab.cache_predicates.get("vivt", {})
         self.vipt_aliasing = vocab.cache_predicates.get("vipt_aliasing", {})
         self.pipt = vocab.cache_predicates.get("pipt", {})
+        self._offsets: list[re.Pattern[str]] | None = None  # vocab.address_offsets, compiled
+        # the value of a constant name as code of a file sees it (set by the caller: FlowAnalysis.constant)
+        self.constant = lambda name, file: None
 
     def chain(self, fn: str, file: str = "") -> tuple[str, ...]:
         """The longest of the shortest call paths from an execution entry point to fn (defined in
@@ -113,6 +116,7 @@ class AliasChecks:
         out.extend(self.check_ranges(f))
         out.extend(self.check_extents(f, runs))
         out.extend(self.check_outside(f, runs))
+        out.extend(self.check_offsets(f))
         out.extend(self.check_poc(f))
         return out
 
@@ -390,11 +394,28 @@ class AliasChecks:
                     break
         return out
 
+    def check_offsets(self, f: FunctionFlow) -> list[Finding]:
+        """AA004: an offset within a page (`vaddr & ~PAGE_MASK`) handed on as the address code runs
+        at, or as the start of an I-cache invalidate: the maintenance reaches another address."""
+        if self._offsets is None:
+            self._offsets = [re.compile(p) for p in self.vocab.address_offsets]
+        out: list[Finding] = []
+        given = [(u.call, u.arg, u.line, 0) for u in f.exec_uses]
+        given += [(m.call, m.start, m.line, m.column) for m in f.maintenance
+                  if m.start and not m.spec.whole and m.spec.i == "invalidate"]
+        for call, arg, line, column in given:
+            if any(p.search(arg) for p in self._offsets):
+                out.append(self.finding("AA004", f, line, column, None, [], (call, "offset"), variant="offset",
+                                        call=call, arg=arg))
+                break
+        return out
+
     def _extents(self, f: FunctionFlow) -> Reader:
         """The function's texts as symbolic extents: its addresses are the values the flow knows as
         aliases and the roots its writes and maintenance start from."""
         pointers = {root(w.pointer) for w in f.writes} | {root(m.start) for m in f.maintenance if m.start}
-        return Reader(f.linear, f.mutated, lambda n: n in pointers or bool(self._aliases_of(n, f)))
+        return Reader(f.linear, f.mutated, lambda n: n in pointers or bool(self._aliases_of(n, f)),
+                      lambda name: self.constant(name, f.file))
 
     @staticmethod
     def _written_at(w: WriteSite) -> str:
@@ -460,6 +481,8 @@ class AliasChecks:
         (`c = &mcpm_sync.clusters[n]`: mcpm_sync)."""
         r = root(text).split("->", 1)[0].split(".", 1)[0]
         if depth < 4 and r in f.linear and r not in f.params and r in f.locals:
+            if call_parts(strip(f.linear[r])) is not None:
+                return r  # what a call returned (phys_to_virt(...)): the local names it
             return self._object(f.linear[r], f, depth + 1)
         return r
 
@@ -590,8 +613,9 @@ class AliasChecks:
         for w, obj in sorted(found, key=lambda pair: pair[0].order):
             if obj not in before or obj in skip or self._fill(w):
                 continue
-            if w in f.writes and not w.data and self.runs_at(w, f):
-                continue  # code: what its alias needs is AA001's and AA004's to say
+            ran = self.ran_before.get((f.file, f.name), {})
+            if w in f.writes and not w.data and (root(w.pointer) in ran or obj in ran) and self.runs_at(w, f):
+                continue  # code in the base too: what its alias needs is AA001's and AA004's to say
             later = [m for m in f.maintenance if m.order > w.order and m.spec.d in D_CLEANS]
             place = self._place(w.pointer if w in f.stores else (w.expr if w.data else w.pointer), f)
             cov = [m for m in later if m.spec.whole or (m.start and (

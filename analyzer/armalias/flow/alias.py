@@ -118,8 +118,9 @@ class Summary:
     """What a call of the function does, stated on its parameters."""
 
     returns: tuple[tuple[str, int], ...] = ()  # (alias kind, index of the parameter it maps, or -1)
-    maintains: tuple[tuple[int, int, int, MaintenanceSpec, tuple[Guard, ...], str], ...] = ()
-    # (start param, end param or -1, size param or -1, what the call amounts to, guards inside, call name);
+    maintains: tuple[tuple[int, int, int, MaintenanceSpec, tuple[Guard, ...], str, str, str], ...] = ()
+    # (start param, end param or -1, size param or -1, what the call amounts to, guards inside, call name,
+    # offset from the start param and length over the parameters ($i), "" unknown);
     # start -1: a whole-cache operation
     writes: tuple[tuple[int, int], ...] = ()  # (parameter written through, size parameter or -1)
     # parameters that are where code runs: the function's execution parameter, an address it
@@ -432,7 +433,7 @@ class FlowAnalysis:
             for m in f.maintenance:
                 guards = _on_params(m.guards, f.params)
                 if m.spec.whole:  # the whole cache: the same for every caller, whatever it passed
-                    maintains.add((-1, -1, -1, m.spec, guards, m.call))
+                    maintains.add((-1, -1, -1, m.spec, guards, m.call, "", ""))
                     continue
                 start_root = root(m.start)
                 start_root = self._param_origin(f, start_root)
@@ -451,7 +452,8 @@ class FlowAnalysis:
                     end_idx = -1
                 if size_idx >= 0 and f.params[size_idx] in f.mutated:
                     size_idx = -1
-                maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, guards, m.call))
+                offset, length = _range_on_params(f, m, start_root)
+                maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, guards, m.call, offset, length))
                 if m.spec.i == "invalidate":
                     runs.add(f.params.index(start_root))
         return _summary_from(returns, maintains, writes, runs)
@@ -633,7 +635,7 @@ class FlowAnalysis:
                                               ev.guards, via + (callee,)))
             if summ.writes:
                 order += 1  # what the callee maintains, it maintains after writing
-            for sp, ep, zp, mspec, inner, call in summ.maintains:
+            for sp, ep, zp, mspec, inner, call, offset, length in summ.maintains:
                 if sp >= len(args):
                     continue
                 inner = self._at_call(inner, args, f)
@@ -643,10 +645,16 @@ class FlowAnalysis:
                     f.maintenance.append(self._maint(call, mspec, [], ev, f, order, ev.guards + inner, via + (callee,),
                                                      start="", end="", size=""))
                     continue
-                margs = [args[sp], args[ep] if 0 <= ep < len(args) else "", ""]
+                start = args[sp]
+                end = args[ep] if 0 <= ep < len(args) else ""
                 size = args[zp] if 0 <= zp < len(args) else ""
+                if length and "$" not in (put := _putter(args))(offset + length):
+                    # the range in the callee's parameters, with the caller's arguments put in
+                    off = put(offset)
+                    start = f"{_operand(start)} + {_operand(off)}" if offset and number(off) != 0 else start
+                    end, size = "", put(length)
                 site = self._maint(call, mspec, [], ev, f, order, ev.guards + inner, via + (callee,),
-                                   start=args[sp], end=margs[1], size=size)
+                                   start=start, end=end, size=size)
                 f.maintenance.append(site)
             return order
         if depth < MAX_MACRO_DEPTH and callee in self.index.macros and not self._interesting.isdisjoint(
@@ -675,6 +683,11 @@ class FlowAnalysis:
                 return None
         return tuple(out)
 
+    def constant(self, name: str, file: str) -> int | None:
+        """The value of an object-like macro as code in `file` sees it (PAGE_SIZE), or None."""
+        self._arch, self._file = self.vocab.arch_of(file), file
+        return self._constant(name, FunctionFlow("", file, 0, (), None)) if IDENTIFIER.fullmatch(name) else None
+
     def _constant(self, text: str, f: FunctionFlow, depth: int = 0) -> int | None:
         """The value of an integer expression of numbers, object-like macros and the caller's locals
         assigned once, or None."""
@@ -682,12 +695,16 @@ class FlowAnalysis:
             return None
 
         def value(name: str) -> int | None:
+            if name in self.vocab.constants and self.vocab.alias_rules_apply(f.file):
+                return self.vocab.constants[name]
             if name in f.linear and name not in f.mutated and name not in f.params:
                 return self._constant(f.linear[name], f, depth + 1)
-            for m in self._defs(name):
-                if m.params is None and m.body.strip():
-                    return self._constant(m.body, f, depth + 1)
-            return None
+            # the definitions code of this file can see: its own, and headers' (a macro of another
+            # .c file is not; trace_stack.c's fallback MCOUNT_INSN_SIZE 0 is no one else's); one value
+            # only when they all agree
+            values = {self._constant(m.body, f, depth + 1) for m in self._defs(name)
+                      if m.params is None and m.body.strip() and (m.file == f.file or m.file.endswith(".h"))}
+            return values.pop() if len(values) == 1 else None
 
         return const_eval(text, value)
 
@@ -813,11 +830,72 @@ def _fold(node: ast.AST) -> int | None:
     return None
 
 
+def _operand(text: str) -> str:
+    """A text as an operand of `+` or `*`: parenthesized unless it is one name or number."""
+    t = text.strip()
+    return t if is_ident(t) or number(t) is not None else f"({t})"
+
+
+def _putter(args: tuple[str, ...]) -> Callable[[str], str]:
+    """`$i` in a callee's text replaced by the caller's argument i (left as it is when there is none)."""
+    def put(text: str) -> str:
+        return _PARAM_REF.sub(lambda m: _operand(args[int(m.group(1))]) if int(m.group(1)) < len(args) else m.group(0),
+                              text)
+    return put
+
+
+def _range_on_params(f: FunctionFlow, m: MaintSite, start_param: str) -> tuple[str, str]:
+    """(offset, length) of a ranged maintenance call as texts over the function's parameters (`$i`),
+    when its start is a parameter plus an offset and its length is known that way:
+    `flush_icache_range(vma + offset, vma + offset + size)` is ("$1", "$2").  ("", "") otherwise."""
+    from armalias.flow.extent import Poly, Reader
+
+    if start_param in f.mutated:
+        return "", ""
+    reader = Reader(f.linear, f.mutated, lambda n: n == start_param)
+    start = reader.address(m.start)
+    if start is None or start.base != start_param:
+        return "", ""
+    if m.end:
+        end = reader.address(m.end)
+        if end is None or end.base != start_param:
+            return "", ""
+        length = end.offset.add(start.offset, -1)
+    elif m.size:
+        length = reader.length(m.size)
+        if length is None:
+            return "", ""
+    else:
+        return "", ""
+    index = {p: i for i, p in enumerate(f.params)}
+
+    def text(poly: Poly) -> str | None:
+        parts = []
+        for mono, coef in poly.terms:
+            names = []
+            for sym in mono:
+                if sym in index and sym not in f.mutated:
+                    names.append(f"${index[sym]}")
+                elif sym in f.locals or sym in f.params:
+                    return None  # a local of the callee: nothing the caller can say
+                else:
+                    names.append(sym)  # a constant or a sizeof
+            factor = " * ".join(names)
+            term = (f"{abs(coef)} * {factor}" if abs(coef) != 1 else factor) if names else str(abs(coef))
+            parts.append(("- " if coef < 0 else "+ ") + term)
+        return " ".join(parts).removeprefix("+ ") if parts else ""
+
+    offset, size = text(start.offset), text(length)
+    if offset is None or not size:
+        return "", ""
+    return offset, size
+
+
 def _summary_from(returns, maintains, writes, runs) -> Summary | None:
     if not (returns or maintains or writes or runs):
         return None
     # a total order: the same summary whatever order the flows came in
-    order = lambda t: (t[0], t[1], t[2], t[3].name, t[5], tuple((g.cond, g.holds) for g in t[4]))  # noqa: E731
+    order = lambda t: (t[0], t[1], t[2], t[3].name, t[5], tuple((g.cond, g.holds) for g in t[4]), t[6], t[7])  # noqa: E731
     return Summary(tuple(sorted(returns)), tuple(sorted(maintains, key=order)), tuple(sorted(writes)),
                    tuple(sorted(runs)))
 

@@ -66,13 +66,14 @@ class Extent:
 class Reader:
     """Texts of one function to extents.  `linear`: locals assigned once (name -> value text);
     `mutated`: variables with no one value; `is_base`: whether a name is an address (a pointer the
-    flow tracks); `sizes`: known constant sizes (sizeof texts and macros, e.g. PAGE_SIZE)."""
+    flow tracks); `constant`: the value of a name that is a constant (an object-like macro such as
+    PAGE_SIZE), or None."""
 
-    def __init__(self, linear: dict[str, str], mutated: set[str], is_base, sizes: dict[str, int] | None = None):
+    def __init__(self, linear: dict[str, str], mutated: set[str], is_base, constant=None):
         self.linear = linear
         self.mutated = mutated
         self.is_base = is_base
-        self.sizes = sizes or {}
+        self.constant = constant or (lambda name: None)
 
     def address(self, text: str) -> Extent | None:
         found = self._sum(text, 0)
@@ -123,8 +124,6 @@ class Reader:
         n = number(o)
         if n is not None:
             return "", const(n)
-        if o in self.sizes:
-            return "", const(self.sizes[o])
         factors = split_top(o, "*")
         if len(factors) > 1:
             if any(s not in "+*" for s, _ in factors):
@@ -147,7 +146,8 @@ class Reader:
                 return (o, Poly()) if self.is_base(o) else ("", symbol(o))
             if self.is_base(o):
                 return o, Poly()
-            return "", symbol(o)
+            value = self.constant(o)
+            return ("", const(value)) if value is not None else ("", symbol(o))
         if re.fullmatch(r"[A-Za-z_]\w*(?:\s*(?:->|\.)\s*[A-Za-z_]\w*)+", o):
             key = re.sub(r"\s+", "", o)
             return (key, Poly()) if self.is_base(key) else ("", symbol(key))

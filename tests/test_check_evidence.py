@@ -202,3 +202,53 @@ def test_a_release_address_for_a_secondary_cpu(tmp_path: Path, capsys, clean: st
     base = RELEASE_C.replace("CLEAN", "__cpuc_flush_dcache_area(virt, sizeof(u32));")
     rc, found = check_edit(tmp_path, capsys, "arch/arm/mach-board/platsmp.c", base, RELEASE_C.replace("CLEAN", clean))
     assert found == new and rc == (1 if new else 0)
+
+
+def test_a_kept_finding_that_now_holds_on_more_caches_is_new(tmp_path: Path, capsys):
+    """copy_to_user_page's finding (invalidated only at the kernel alias, on VIVT) keeps its
+    fingerprint when the maintenance moves to the source buffer, but now holds on every cache: the
+    check reports it as new, saying where."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_detection_flow import COHERENT, PTRACE
+
+    base = PTRACE.replace("VIVT", COHERENT).replace("VIPT", "__flush_icache_all();").replace("LEN", "len")
+    moved = base.replace("__flush_access(page, uaddr, dst, len, 3);", "__flush_access(page, uaddr, (void *)src, len, 3);")
+    renamed = base.replace("memcpy(dst, src, len);", "memcpy(dst, src, (len));")
+    rc, found = check_edit(tmp_path / "a", capsys, "arch/arm/mm/flush.c", base, moved)
+    assert rc == 1 and found == [("AA004", "copy_to_user_page")]
+    rc, found = check_edit(tmp_path / "b", capsys, "arch/arm/mm/flush.c", base, renamed)
+    assert (rc, found) == (0, [])
+
+
+HELPER_C = """#include <linux/kernel.h>
+
+static void board_flush_slot(void *p)
+{
+	flush_icache_range((unsigned long)p, (unsigned long)p + 64);
+}
+
+void board_sync_page(struct page *page, pte_t pteval)
+{
+	void *addr = page_address(page);
+
+	__cpuc_flush_dcache_area(addr, PAGE_SIZE);
+	if (pte_exec(pteval))
+		SYNC
+}
+"""
+
+
+@pytest.mark.parametrize("sync,new", [
+    ("", [("AA004", "board_sync_page")]),  # the I-cache invalidate deleted
+    ("__flush_icache_all(); /* again */", []),
+    ("{ __flush_icache_all(); }", []),
+])
+def test_a_maintenance_helper_judged_against_its_base(tmp_path: Path, capsys, sync: str, new: list):
+    """board_sync_page writes nothing: it maintains for its callers, and its base version is its
+    contract.  Deleting the I-cache invalidate it did for executable pages is new."""
+    base = HELPER_C.replace("SYNC", "__flush_icache_all();")
+    head = HELPER_C.replace("SYNC", sync) if sync else HELPER_C.replace("\tif (pte_exec(pteval))\n\t\tSYNC\n", "")
+    rc, found = check_edit(tmp_path, capsys, "arch/arm/mm/board.c", base, head)
+    assert found == new and rc == (1 if new else 0)

@@ -727,6 +727,25 @@ def compare(base: list[Finding], head: list[Finding], renames: dict[str, str] | 
     return sorted(new, key=Finding.sort_key), sorted(fixed, key=Finding.sort_key), unchanged
 
 
+def _kept_in_changed(base: list[Finding], head: list[Finding], change: Change) -> list[tuple[Finding, Finding]]:
+    """(base, head) pairs of one fingerprint, one of each side, in the files the change touches."""
+    changed = set(change.changed)
+    by_base: dict[str, list[Finding]] = defaultdict(list)
+    for f in base:
+        moved = replace(f, file=change.renames[f.file]) if f.file in change.renames else f
+        if moved.file in changed:
+            by_base[moved.fingerprint].append(f)
+    out = []
+    for f in head:
+        if f.file in changed and by_base.get(f.fingerprint):
+            out.append((by_base[f.fingerprint].pop(0), f))
+    return out
+
+
+def _confirmed(f: Finding) -> set[str]:
+    return {name for name, verdict in f.model.implementations if verdict == "confirmed"}
+
+
 # -- the findings of a whole tree, cached by its content ----------------------------------------
 class FindingsCache(JsonEntries):
     """The findings of a whole tree (before the model, after suppressions, every rule) by the tree's
@@ -901,14 +920,27 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     new, fixed, unchanged = compare(base_findings, head_findings, change.renames)
     baselined = sum(1 for f in new if f.fingerprint in options.baseline)
     new = [f for f in new if f.fingerprint not in options.baseline]
-    if options.scan.model and (new or fixed):
+    pairs = _kept_in_changed(base_findings, head_findings, change)
+    if options.scan.model and (new or fixed or pairs):
         # Both sides read their cache implementations from the same place (the repository's work
         # tree, the directory, or the reference table): decode them once.
         from armalias.model.builds import Builds
         from armalias.validate import implementations_for, validate
 
         impls = implementations_for(change.head, cache_dir)
-        new = validate(new, impls, Builds(change.head.read))
-        fixed = validate(fixed, impls, Builds(change.base.read))
+        head_builds, base_builds = Builds(change.head.read), Builds(change.base.read)
+        new = validate(new, impls, head_builds)
+        fixed = validate(fixed, impls, base_builds)
+        # a finding the change keeps, in a file it changes, that now holds on implementations where
+        # it did not (the invalidate moved to another buffer): new, as far as those are concerned (a
+        # note stays a residual hazard wherever it holds)
+        for b, h in pairs:
+            (b,), (h,) = validate([b], impls, base_builds), validate([h], impls, head_builds)
+            before, after = _confirmed(b), _confirmed(h)
+            if after - before and h.severity != "note" and h.fingerprint not in options.baseline:
+                unchanged -= 1
+                new.append(replace(h, message=h.message + f" (this change makes it hold on {', '.join(sorted(after - before))},"
+                                   " where it did not before)"))
+        new.sort(key=Finding.sort_key)
     return CheckResult(change, base, head, new, fixed, unchanged, suppressed, baselined, base_from,
                        time.perf_counter() - started, head_from)

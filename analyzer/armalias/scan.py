@@ -854,7 +854,7 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     # anything the vocabulary knows (a plain memcpy where patch_text() was)
     before = [analysis.analyse(b) for b in result.base_functions]
     checks.learn_base(before)
-    told = checks.ran_before.keys() | checks.poc_before.keys()
+    told = checks.ran_before.keys() | checks.poc_before.keys() | {k for k, f in checks.base_flows.items() if f.maintenance}
     flows = flows + analysis.analyse_bodies([b for b in result.head_functions if (b.file, b.name) in told])
     # Objects read by code running with the MMU off: the tree's assembly addresses them the way such
     # code does, and the tree cleans them to the point of coherency somewhere.  Every function that

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from armalias.callgraph import CallGraph
 from armalias.findings import Finding, MaintenanceEvidence, WriteEvidence
-from armalias.flow.alias import DISTINCT_KINDS, AliasVal, FunctionFlow, MaintSite, WriteSite, const_size, guards_allow
+from armalias.flow.alias import const_size, guards_allow
+from armalias.flow.sites import DISTINCT_KINDS, AliasVal, FunctionFlow, MaintSite, WriteSite
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 from armalias.flow.extent import Extent, Reader, starts_at_or_past
 from armalias.rules import D_CLEANS, RuleSpec, Vocabulary
@@ -49,6 +51,8 @@ class AliasChecks:
         # coherency after writing them (poc_objects; set by the caller)
         self.poc_before: dict[tuple[str, str], frozenset[str]] = {}
         self.poc_told_before: dict[tuple[str, str], set[str]] = {}  # what that check says of the base itself
+        self.base_flows: dict[tuple[str, str], FunctionFlow] = {}  # (file, function) -> the base's flow
+        self._twice: set[tuple[str, str]] = set()  # (file, function) defined twice (#ifdef branches)
         self.rules = rules
         self.vocab = vocab
         self.graph = graph
@@ -101,6 +105,7 @@ class AliasChecks:
         )
 
     def run(self, flows: list[FunctionFlow]) -> list[Finding]:
+        self._twice = {k for k, n in Counter((f.file, f.name) for f in flows).items() if n > 1}
         out: list[Finding] = []
         for f in flows:
             found = self.check_function(f)
@@ -117,6 +122,12 @@ class AliasChecks:
         out.extend(self.check_extents(f, runs))
         out.extend(self.check_outside(f, runs))
         out.extend(self.check_offsets(f))
+        # a function that writes what runs, or what the base cleaned to PoC, is judged by its writes;
+        # one that only maintains (on behalf of its callers) is judged against its base version
+        before = self.base_flows.get((f.file, f.name))
+        if (before is not None and not any(runs.values()) and (f.file, f.name) not in self.poc_before
+                and self._defined_once(f)):
+            out.extend(self.check_dropped(before, f))
         out.extend(self.check_poc(f))
         return out
 
@@ -394,6 +405,40 @@ class AliasChecks:
                     break
         return out
 
+    # what a maintenance call does, by the rule that says its loss: (rule, effect, whether a call has it)
+    _EFFECTS = (("AA004", "invalidated the I-cache", lambda spec: spec.i == "invalidate"),
+                ("AA005", "cleaned the D-cache to the point of coherency",
+                 lambda spec: spec.d in D_CLEANS and spec.point == "poc"),
+                ("AA001", "cleaned the D-cache", lambda spec: spec.d in D_CLEANS))
+
+    def _defined_once(self, f: FunctionFlow) -> bool:
+        return (f.file, f.name) not in self._twice
+
+    def check_dropped(self, before: FunctionFlow, f: FunctionFlow) -> list[Finding]:
+        """A check's change that leaves a function without a kind of maintenance its base version
+        did: an effect (I-cache invalidate, D-cache clean, to PoC) on a kind of cache (by the calls'
+        guards) that nothing in the head does on it any more, anywhere.  Maintenance helpers
+        (__sync_icache_dcache, __flush_dcache_folio, a module's I-cache flush) write nothing
+        themselves: the base is their contract.  Where the call is aimed is left to the checks of
+        writes: a place named by a local's name would not survive renaming the local."""
+        kinds = (("VIVT", self.vivt), ("aliasing VIPT", self.vipt_aliasing), ("VIPT/PIPT", self.pipt))
+
+        def does(g: FunctionFlow, effect) -> set[str]:
+            return {name for name, preds in kinds for m in g.maintenance
+                    if effect(m.spec) and guards_allow(m.guards, preds)[0]}
+
+        for rule, what, effect in self._EFFECTS:  # the strongest effect lost says it
+            lost = does(before, effect) - does(f, effect)
+            if not lost:
+                continue
+            mb = next(m for m in before.maintenance if effect(m.spec) and any(
+                guards_allow(m.guards, preds)[0] for name, preds in kinds if name in lost))
+            shown = "over the whole cache" if mb.spec.whole else f"at `{mb.start}`"
+            return [self.finding(rule, f, f.line, 0, None, [m for m in f.maintenance if effect(m.spec)],
+                                 ("dropped", *sorted(lost)), variant="dropped", call=mb.call, effect=what,
+                                 place=shown, kinds=", ".join(k for k, _ in kinds if k in lost))]
+        return []
+
     def check_offsets(self, f: FunctionFlow) -> list[Finding]:
         """AA004: an offset within a page (`vaddr & ~PAGE_MASK`) handed on as the address code runs
         at, or as the start of an I-cache invalidate: the maintenance reaches another address."""
@@ -575,6 +620,9 @@ class AliasChecks:
         brings is the head's."""
         self.ran_before = self.runnable_places(flows)
         self.poc_before = self.poc_objects(flows)
+        # one definition per name and file (two under #ifdef branches cannot be told apart)
+        seen = Counter((f.file, f.name) for f in flows)
+        self.base_flows = {(f.file, f.name): f for f in flows if seen[(f.file, f.name)] == 1}
         for f in flows:
             self.check_poc_before(f, told := set())
             self.poc_told_before.setdefault((f.file, f.name), set()).update(told)

@@ -9,12 +9,9 @@ at their call site from their body's calls.  The vocabulary is rules/vocabulary.
 
 from __future__ import annotations
 
-import ast
-import operator
 import re
 from bisect import bisect_right
 from collections import defaultdict
-from dataclasses import dataclass, field
 from itertools import accumulate
 from operator import attrgetter
 from typing import Callable
@@ -23,109 +20,18 @@ from armalias.callgraph import CallGraph
 from armalias.index import SymbolIndex, substitute
 from armalias.rules import IDENTIFIER, MaintenanceSpec, Vocabulary, load_watched
 from armalias.source.cflow import DECLARATION, FIELD_STORE, LOOP, Event, FunctionBody, Guard
+from armalias.flow.constants import const_eval
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
+from armalias.flow.sites import (DISTINCT_KINDS, AliasVal, Aliases, ExecUse, FunctionFlow, MaintSite, PhysUse,
+                                 WriteSite)
+from armalias.flow.summary import (PARAM_REF, Summary, merged, on_params, operand, putter, range_on_params,
+                                   summary_from)
 
-# Alias kinds that are a second virtual mapping of memory that runs elsewhere.
-DISTINCT_KINDS = frozenset({"fixmap", "vectors", "lowmem", "kmap", "vmalloc", "sram"})
 MAX_MACRO_DEPTH = 6
 SUMMARY_ROUNDS = 4
 
-
-@dataclass(frozen=True, order=True)
-class AliasVal:
-    kind: str  # fixmap | vectors | lowmem | kmap | vmalloc | sram | phys | exec | param
-    origin: str  # what the alias maps: a parameter, a global, a constant
-
-    def __str__(self) -> str:
-        return f"{self.kind}({self.origin})"
-
-
-Aliases = frozenset[AliasVal]
-
-
-@dataclass(frozen=True)
-class WriteSite:
-    order: int
-    line: int
-    column: int
-    expr: str
-    pointer: str
-    aliases: Aliases
-    size: str  # bytes written, as text ("" unknown)
-    guards: tuple[Guard, ...]
-    via: tuple[str, ...] = ()
-    data: bool = False  # a store to a struct member or a variable: data, never code
-
-
-@dataclass(frozen=True)
-class MaintSite:
-    order: int
-    line: int
-    column: int
-    call: str
-    spec: MaintenanceSpec
-    start: str
-    end: str  # the end address text ("" when the call takes a size or is whole-cache)
-    size: str
-    aliases: Aliases
-    guards: tuple[Guard, ...]
-    via: tuple[str, ...] = ()  # macros or summarized wrappers crossed
-
-
-@dataclass(frozen=True)
-class PhysUse:
-    order: int
-    line: int
-    column: int
-    call: str
-    arg: str
-    aliases: Aliases
-
-
-@dataclass(frozen=True)
-class ExecUse:
-    """An address handed to a callee as the place code runs (its summary's `runs`): `patch_text(addr,
-    ...)` says addr holds code, whether or not this function writes it."""
-
-    order: int
-    line: int
-    call: str
-    arg: str
-    aliases: Aliases
-
-
-@dataclass
-class FunctionFlow:
-    name: str
-    file: str
-    line: int
-    params: tuple[str, ...]
-    exec_param: str | None
-    writes: list[WriteSite] = field(default_factory=list)
-    maintenance: list[MaintSite] = field(default_factory=list)
-    phys_uses: list[PhysUse] = field(default_factory=list)
-    exec_uses: list[ExecUse] = field(default_factory=list)
-    stores: list[WriteSite] = field(default_factory=list)  # assignments to variables of file scope
-    locals: set[str] = field(default_factory=set)  # variables the function declares
-    returns: set[AliasVal] = field(default_factory=set)
-    linear: dict[str, str] = field(default_factory=dict)  # locals assigned once: name -> value text
-    mutated: set[str] = field(default_factory=set)  # assigned more than once, or parameters assigned
-    env: dict[str, Aliases] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What a call of the function does, stated on its parameters."""
-
-    returns: tuple[tuple[str, int], ...] = ()  # (alias kind, index of the parameter it maps, or -1)
-    maintains: tuple[tuple[int, int, int, MaintenanceSpec, tuple[Guard, ...], str, str, str], ...] = ()
-    # (start param, end param or -1, size param or -1, what the call amounts to, guards inside, call name,
-    # offset from the start param and length over the parameters ($i), "" unknown);
-    # start -1: a whole-cache operation
-    writes: tuple[tuple[int, int], ...] = ()  # (parameter written through, size parameter or -1)
-    # parameters that are where code runs: the function's execution parameter, an address it
-    # invalidates in the I-cache over a range, or one it hands on as such to a callee
-    runs: tuple[int, ...] = ()
+__all__ = ["DISTINCT_KINDS", "AliasVal", "Aliases", "ExecUse", "FlowAnalysis", "FunctionFlow", "MaintSite", "PhysUse",
+           "Summary", "WriteSite", "conditional", "const_size", "eval_guard", "guards_allow"]
 
 
 # -- guards -------------------------------------------------------------------------------------
@@ -402,7 +308,7 @@ class FlowAnalysis:
         if key not in self._summary_for:
             seen = [(file, s) for file, s in parts if self.vocab.sees(self._file, file)]
             own = [(file, s) for file, s in seen if self.vocab.arch_of(file) is not None]
-            self._summary_for[key] = _merged([s for _, s in own or seen])
+            self._summary_for[key] = merged([s for _, s in own or seen])
         return self._summary_for[key]
 
     def _summary_of(self, flows: list[FunctionFlow]) -> Summary | None:
@@ -431,7 +337,7 @@ class FlowAnalysis:
                     idx = f.params.index(a.origin) if a.origin in f.params else -1
                     returns.add((a.kind, idx))
             for m in f.maintenance:
-                guards = _on_params(m.guards, f.params)
+                guards = on_params(m.guards, f.params)
                 if m.spec.whole:  # the whole cache: the same for every caller, whatever it passed
                     maintains.add((-1, -1, -1, m.spec, guards, m.call, "", ""))
                     continue
@@ -452,11 +358,11 @@ class FlowAnalysis:
                     end_idx = -1
                 if size_idx >= 0 and f.params[size_idx] in f.mutated:
                     size_idx = -1
-                offset, length = _range_on_params(f, m, start_root)
+                offset, length = range_on_params(f, m, start_root)
                 maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, guards, m.call, offset, length))
                 if m.spec.i == "invalidate":
                     runs.add(f.params.index(start_root))
-        return _summary_from(returns, maintains, writes, runs)
+        return summary_from(returns, maintains, writes, runs)
 
     @staticmethod
     def _param_origin(f: FunctionFlow, name: str) -> str:
@@ -648,10 +554,10 @@ class FlowAnalysis:
                 start = args[sp]
                 end = args[ep] if 0 <= ep < len(args) else ""
                 size = args[zp] if 0 <= zp < len(args) else ""
-                if length and "$" not in (put := _putter(args))(offset + length):
+                if length and "$" not in (put := putter(args))(offset + length):
                     # the range in the callee's parameters, with the caller's arguments put in
                     off = put(offset)
-                    start = f"{_operand(start)} + {_operand(off)}" if offset and number(off) != 0 else start
+                    start = f"{operand(start)} + {operand(off)}" if offset and number(off) != 0 else start
                     end, size = "", put(length)
                 site = self._maint(call, mspec, [], ev, f, order, ev.guards + inner, via + (callee,),
                                    start=start, end=end, size=size)
@@ -674,7 +580,7 @@ class FlowAnalysis:
         flags a constant) dropped when it holds; None when one is false."""
         out = []
         for g in guards:
-            cond = _PARAM_REF.sub(lambda m: f"({args[int(m.group(1))]})" if int(m.group(1)) < len(args) else m.group(0),
+            cond = PARAM_REF.sub(lambda m: f"({args[int(m.group(1))]})" if int(m.group(1)) < len(args) else m.group(0),
                                   g.cond)
             value = self._constant(cond, f)
             if value is None:
@@ -754,156 +660,6 @@ class FlowAnalysis:
         aliases = self.classify(start, f) if start else frozenset()
         aliases = self._refine(start, aliases, guards, f)
         return MaintSite(order, ev.line, ev.column, call, spec, start, end or "", size or "", aliases, guards, via)
-
-
-_PARAM_REF = re.compile(r"\$(\d+)")
-
-
-def _on_params(guards: tuple[Guard, ...], params: tuple[str, ...]) -> tuple[Guard, ...]:
-    """Guards with the function's parameters written `$i`, for a caller to put its arguments in."""
-    if not params or not guards:
-        return guards
-    index = {p: i for i, p in enumerate(params)}
-    sub = lambda m: f"${index[m.group(0)]}" if m.group(0) in index else m.group(0)  # noqa: E731
-    return tuple(Guard(IDENTIFIER.sub(sub, g.cond), g.holds, g.exit) if g.cond != LOOP else g for g in guards)
-
-
-_CONST_TOKEN = re.compile(r"\s*(0[xX][0-9a-fA-F]+|\d+)[uUlL]*|\s*([A-Za-z_]\w*)|\s*(<<|>>|==|!=|&&|\|\||[-+*&|^~!()])")
-
-
-def const_eval(text: str, value: Callable[[str], int | None]) -> int | None:
-    """The value of a C integer expression of numbers, names `value` knows and the operators
-    | & ^ << >> + - * ~ ! == != && || with parentheses; None for anything else."""
-    tokens: list[str] = []
-    pos, text = 0, text.strip()
-    while pos < len(text):
-        m = _CONST_TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            return None
-        pos = m.end()
-        if m.group(1) is not None:
-            tokens.append(str(int(m.group(1), 0)))
-        elif m.group(2) is not None:
-            v = value(m.group(2))
-            if v is None:
-                return None
-            tokens.append(f"({v})")
-        else:
-            tokens.append({"&&": " and ", "||": " or ", "!": " not "}.get(m.group(3), m.group(3)))
-    try:
-        tree = ast.parse("".join(tokens).strip(), mode="eval")
-    except (SyntaxError, ValueError):
-        return None
-    return _fold(tree.body)
-
-
-_BINARY = {ast.BitOr: operator.or_, ast.BitAnd: operator.and_, ast.BitXor: operator.xor, ast.Add: operator.add,
-           ast.Sub: operator.sub, ast.Mult: operator.mul, ast.LShift: operator.lshift, ast.RShift: operator.rshift}
-
-
-def _fold(node: ast.AST) -> int | None:
-    """An expression tree of const_eval's tokens folded to an int; values kept within 64 bits."""
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        return node.value
-    if isinstance(node, ast.UnaryOp):
-        v = _fold(node.operand)
-        if v is None:
-            return None
-        return {ast.Invert: lambda x: ~x, ast.USub: lambda x: -x, ast.UAdd: lambda x: x,
-                ast.Not: lambda x: int(not x)}[type(node.op)](v)
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        a, b = _fold(node.left), _fold(node.right)
-        if a is None or b is None or (isinstance(node.op, (ast.LShift, ast.RShift)) and not 0 <= b < 64):
-            return None
-        v = _BINARY[type(node.op)](a, b)
-        return v if -(1 << 64) < v < (1 << 64) else None
-    if isinstance(node, ast.BoolOp):
-        vals = [_fold(v) for v in node.values]
-        if any(v is None for v in vals):
-            return None
-        return int(all(vals)) if isinstance(node.op, ast.And) else int(any(vals))
-    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in (ast.Eq, ast.NotEq):
-        a, b = _fold(node.left), _fold(node.comparators[0])
-        if a is None or b is None:
-            return None
-        return int((a == b) == isinstance(node.ops[0], ast.Eq))
-    return None
-
-
-def _operand(text: str) -> str:
-    """A text as an operand of `+` or `*`: parenthesized unless it is one name or number."""
-    t = text.strip()
-    return t if is_ident(t) or number(t) is not None else f"({t})"
-
-
-def _putter(args: tuple[str, ...]) -> Callable[[str], str]:
-    """`$i` in a callee's text replaced by the caller's argument i (left as it is when there is none)."""
-    def put(text: str) -> str:
-        return _PARAM_REF.sub(lambda m: _operand(args[int(m.group(1))]) if int(m.group(1)) < len(args) else m.group(0),
-                              text)
-    return put
-
-
-def _range_on_params(f: FunctionFlow, m: MaintSite, start_param: str) -> tuple[str, str]:
-    """(offset, length) of a ranged maintenance call as texts over the function's parameters (`$i`),
-    when its start is a parameter plus an offset and its length is known that way:
-    `flush_icache_range(vma + offset, vma + offset + size)` is ("$1", "$2").  ("", "") otherwise."""
-    from armalias.flow.extent import Poly, Reader
-
-    if start_param in f.mutated:
-        return "", ""
-    reader = Reader(f.linear, f.mutated, lambda n: n == start_param)
-    start = reader.address(m.start)
-    if start is None or start.base != start_param:
-        return "", ""
-    if m.end:
-        end = reader.address(m.end)
-        if end is None or end.base != start_param:
-            return "", ""
-        length = end.offset.add(start.offset, -1)
-    elif m.size:
-        length = reader.length(m.size)
-        if length is None:
-            return "", ""
-    else:
-        return "", ""
-    index = {p: i for i, p in enumerate(f.params)}
-
-    def text(poly: Poly) -> str | None:
-        parts = []
-        for mono, coef in poly.terms:
-            names = []
-            for sym in mono:
-                if sym in index and sym not in f.mutated:
-                    names.append(f"${index[sym]}")
-                elif sym in f.locals or sym in f.params:
-                    return None  # a local of the callee: nothing the caller can say
-                else:
-                    names.append(sym)  # a constant or a sizeof
-            factor = " * ".join(names)
-            term = (f"{abs(coef)} * {factor}" if abs(coef) != 1 else factor) if names else str(abs(coef))
-            parts.append(("- " if coef < 0 else "+ ") + term)
-        return " ".join(parts).removeprefix("+ ") if parts else ""
-
-    offset, size = text(start.offset), text(length)
-    if offset is None or not size:
-        return "", ""
-    return offset, size
-
-
-def _summary_from(returns, maintains, writes, runs) -> Summary | None:
-    if not (returns or maintains or writes or runs):
-        return None
-    # a total order: the same summary whatever order the flows came in
-    order = lambda t: (t[0], t[1], t[2], t[3].name, t[5], tuple((g.cond, g.holds) for g in t[4]), t[6], t[7])  # noqa: E731
-    return Summary(tuple(sorted(returns)), tuple(sorted(maintains, key=order)), tuple(sorted(writes)),
-                   tuple(sorted(runs)))
-
-
-def _merged(summaries: list[Summary]) -> Summary | None:
-    """One summary of several definitions: what any of them does."""
-    return _summary_from({x for s in summaries for x in s.returns}, {x for s in summaries for x in s.maintains},
-                         {x for s in summaries for x in s.writes}, {x for s in summaries for x in s.runs})
 
 
 def _member_key(text: str) -> str:

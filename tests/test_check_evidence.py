@@ -252,3 +252,53 @@ def test_a_maintenance_helper_judged_against_its_base(tmp_path: Path, capsys, sy
     head = HELPER_C.replace("SYNC", sync) if sync else HELPER_C.replace("\tif (pte_exec(pteval))\n\t\tSYNC\n", "")
     rc, found = check_edit(tmp_path, capsys, "arch/arm/mm/board.c", base, head)
     assert found == new and rc == (1 if new else 0)
+
+
+ALIAS_C = """#include <linux/kernel.h>
+
+static void board_flush_icache_alias(unsigned long pfn, unsigned long vaddr, unsigned long len)
+{
+	unsigned long va = FLUSH_ALIAS_START + (CACHE_COLOUR(vaddr) << PAGE_SHIFT);
+	unsigned long offset = vaddr & (PAGE_SIZE - 1);
+	unsigned long to;
+
+	set_top_pte(va, pfn_pte(pfn, PAGE_KERNEL));
+	to = va + offset;
+	flush_icache_range(to, END);
+}
+"""
+
+
+@pytest.mark.parametrize("end,new", [
+    ("va + len", [("AA003", "board_flush_icache_alias")]),  # stops `offset` bytes short
+    ("to + len - 1", [("AA003", "board_flush_icache_alias")]),
+    ("va + offset + len", []),  # the same end, said otherwise
+    ("to + len + 4", []),  # longer is no bug of this kind
+])
+def test_a_range_the_change_shortens(tmp_path: Path, capsys, end: str, new: list):
+    base = ALIAS_C.replace("END", "to + len")
+    rc, found = check_edit(tmp_path, capsys, "arch/arm/mm/board.c", base, ALIAS_C.replace("END", end))
+    assert found == new and rc == (1 if new else 0)
+
+
+SYNC_C = """#include <linux/kernel.h>
+
+struct board_sync { struct { s8 cluster; } clusters[4]; } board_sync;
+
+void board_sync_init(unsigned int this_cluster)
+{
+	board_sync.clusters[this_cluster].cluster = 1;
+	sync_cache_w(CLEAN);
+}
+"""
+
+
+@pytest.mark.parametrize("clean,new", [
+    ("&board_sync.clusters[0]", [("AA005", "board_sync_init")]),  # one element, not the one written
+    ("&board_sync.clusters[this_cluster]", []),
+    ("&board_sync.clusters[this_cluster].cluster", []),
+])
+def test_an_element_named_by_a_number_is_that_element(tmp_path: Path, capsys, clean: str, new: list):
+    base = SYNC_C.replace("CLEAN", "&board_sync")
+    rc, found = check_edit(tmp_path, capsys, "arch/arm/common/board_sync.c", base, SYNC_C.replace("CLEAN", clean))
+    assert found == new and rc == (1 if new else 0)

@@ -125,6 +125,9 @@ class AliasChecks:
         # a function that writes what runs, or what the base cleaned to PoC, is judged by its writes;
         # one that only maintains (on behalf of its callers) is judged against its base version
         before = self.base_flows.get((f.file, f.name))
+        if before is not None and self._defined_once(f):
+            lines = {x.line for x in out if x.rule == "AA003"}
+            out.extend(x for x in self.check_shortened(before, f) if x.line not in lines)
         if (before is not None and not any(runs.values()) and (f.file, f.name) not in self.poc_before
                 and self._defined_once(f)):
             out.extend(self.check_dropped(before, f))
@@ -411,6 +414,38 @@ class AliasChecks:
                  lambda spec: spec.d in D_CLEANS and spec.point == "poc"),
                 ("AA001", "cleaned the D-cache", lambda spec: spec.d in D_CLEANS))
 
+    def _length_of(self, m: MaintSite, g: FunctionFlow):
+        """The bytes a ranged call maintains, as a polynomial, and the place it starts at; or None."""
+        if m.spec.whole or not m.start:
+            return None
+        reader = self._extents(g)
+        if m.end:
+            return reader.span(m.start, m.end)
+        return reader.length(m.size) if m.size else None
+
+    def check_shortened(self, before: FunctionFlow, f: FunctionFlow) -> list[Finding]:
+        """AA003 in a check: a call the change keeps (same call, same place) that now maintains fewer
+        bytes than before, by a sum of non-negative terms (an offset, a length: `va + len` for
+        `to + len` with `to = va + offset`)."""
+        out: list[Finding] = []
+        olds = {}
+        for mb in before.maintenance:
+            if (n := self._length_of(mb, before)) is not None:
+                olds.setdefault((mb.call, self._place(mb.start, before)), []).append(n)
+        for m in f.maintenance:
+            new = self._length_of(m, f)
+            if new is None:
+                continue
+            for old in olds.get((m.call, self._place(m.start, f)), ()):
+                diff = new.add(old, -1)
+                if diff.terms and all(c < 0 for _, c in diff.terms):
+                    less = " + ".join(("*".join(mono) or "1") if -c == 1 else f"{-c}*{'*'.join(mono) or '1'}"
+                                      for mono, c in diff.terms)
+                    out.append(self.finding("AA003", f, m.line, m.column, None, [m], (m.call, "shortened"),
+                                            call=m.call, reason=f"the range is shorter than before this change, by {less}"))
+                    break
+        return out
+
     def _defined_once(self, f: FunctionFlow) -> bool:
         return (f.file, f.name) not in self._twice
 
@@ -544,7 +579,9 @@ class AliasChecks:
         if not m:
             return t
         chain = re.sub(r"\s+", "", m.group(0))
-        chain = re.sub(r"\[[^\]]*\]", "[]", chain.replace("->", "."))
+        # an element named by a number is that element; one named by a variable may be any
+        chain = re.sub(r"\[([^\]]*)\]", lambda e: f"[{number(e.group(1))}]" if number(e.group(1)) is not None else "[]",
+                       chain.replace("->", "."))
         head, _, rest = chain.partition(".")
         head_name = head.split("[", 1)[0]
         if depth < 4 and head_name == head and head in f.linear and head not in f.params and head in f.locals:
@@ -554,7 +591,8 @@ class AliasChecks:
 
     @staticmethod
     def _within(part: str, whole: str) -> bool:
-        """Whether the place `part` lies in the place `whole` (equal, or a member or element of it)."""
+        """Whether the place `part` lies in the place `whole` (equal, or a member or element of it).
+        An element named by a variable is not known to lie in one named by a number, nor the reverse."""
         return part == whole or (part.startswith(whole) and part[len(whole)] in ".[")
 
     def _file_scope(self, obj: str, f: FunctionFlow) -> bool:

@@ -82,6 +82,14 @@ class Reader:
         base, poly = found
         return Extent(base, poly) if base else None
 
+    def span(self, start: str, end: str) -> Poly | None:
+        """The bytes from `start` to `end`: their difference, when both are one base (or none, two
+        integers) plus offsets."""
+        a, b = self._sum(start, 0), self._sum(end, 0)
+        if a is None or b is None or a[0] != b[0]:
+            return None
+        return b[1].add(a[1], -1)
+
     def length(self, text: str) -> Poly | None:
         found = self._sum(text, 0)
         if found is None or found[0]:

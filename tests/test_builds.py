@@ -129,3 +129,99 @@ def test_a_makefile_line_is_a_config_the_file_is_built_under():
     read = files.__getitem__
     assert Builds(read).under("arch/arm/kernel/bhb.c", 1).required == {"HARDEN_BRANCH_HISTORY"}
     assert Builds(read).under("arch/arm/kernel/traps.c", 1).required == frozenset()
+
+
+ARCH_KCONFIG = """config ARCH_MULTI_V7
+	bool "ARMv7 based platforms"
+	default y
+	select CPU_V7
+
+config ARCH_MULTI_V5
+	bool "ARMv5 based platforms"
+
+config MACH_KIRKWOOD
+	bool "Marvell Kirkwood boards"
+	depends on ARCH_MULTI_V5
+	select CPU_FEROCEON
+"""
+MM_KCONFIG = """config CPU_FEROCEON
+	bool
+	select CPU_CACHE_VIVT
+
+config CPU_V7
+	bool
+	select CPU_CACHE_VIPT
+"""
+
+
+def test_the_defconfigs_that_build_each_cpu():
+    """A defconfig sets some options and leaves `default y` ones alone (multi_v7 never says
+    ARCH_MULTI_V7=y); what they select, transitively, names its CPU configs."""
+    files = {"arch/arm/Kconfig": ARCH_KCONFIG.encode(), "arch/arm/mm/Kconfig": MM_KCONFIG.encode(),
+             "arch/arm/configs/mvebu_v5_defconfig": b"# CONFIG_ARCH_MULTI_V7 is not set\nCONFIG_ARCH_MULTI_V5=y\n"
+                                                     b"CONFIG_MACH_KIRKWOOD=y\nCONFIG_CMDLINE=\"x\"\n",
+             "arch/arm/configs/multi_v7_defconfig": b"CONFIG_SMP=y\n",
+             "arch/arm/configs/README": b"not a defconfig\n"}
+
+    def read(rel: str) -> bytes:
+        if rel not in files:
+            raise FileNotFoundError(rel)
+        return files[rel]
+
+    def listdir(rel: str) -> list[str]:
+        return sorted({f[len(rel) + 1:].split("/")[0] for f in files if f.startswith(rel + "/")})
+
+    cpus = frozenset({"CPU_FEROCEON", "CPU_V7", "CPU_ARM926T"})
+    assert Builds(read, listdir).defconfigs(cpus) == {"mvebu_v5_defconfig": {"CPU_FEROCEON"},
+                                                       "multi_v7_defconfig": {"CPU_V7"}}
+    assert Builds(read, listdir).defconfigs(frozenset({"CPU_ARM926T"})) == {}
+    assert Builds(read).defconfigs(cpus) == {}  # no listing: no defconfigs
+
+
+def test_a_kernel_config_keeps_the_implementations_it_builds():
+    """--config multi_v7: the findings are replayed on v7's implementations only, so one that holds on
+    VIVT alone is refuted there, a note that says why."""
+    files = {"arch/arm/Kconfig": ARCH_KCONFIG.encode(), "arch/arm/mm/Kconfig": MM_KCONFIG.encode()}
+
+    def read(rel: str) -> bytes:
+        if rel not in files:
+            raise FileNotFoundError(rel)
+        return files[rel]
+
+    impls = reference_implementations()
+    v7 = Builds(read, config={"SMP": True})  # ARCH_MULTI_V7 by default, which selects CPU_V7
+    assert {i.name for i in v7.configured(impls)} == {"v7"}
+    kirkwood = Builds(read, config={"ARCH_MULTI_V7": False, "MACH_KIRKWOOD": True})
+    assert {i.name for i in kirkwood.configured(impls)} == {"feroceon", "feroceon_range"}
+    nothing = Builds(read, config={"ARCH_MULTI_V7": False})  # no CPU known: nothing is left out
+    assert nothing.configured(impls) == impls
+
+    d = BHB.replace("#ifdef CONFIG_HARDEN_BRANCH_HISTORY\n", "").replace("#endif\n", "")
+    (f,) = [x for x in _raw_findings(d) if x.rule == "AA004"]
+    files[f.file] = d.encode()
+    (everywhere,) = validate([f], impls, Builds(read))
+    (on_v7,) = validate([f], impls, v7)
+    assert everywhere.severity == "error"
+    assert on_v7.severity == "note" and "the --config builds" in on_v7.message
+    assert dict(on_v7.model.implementations).keys() == {"v7"}
+
+
+def _raw_findings(text: str):
+    import tempfile
+
+    d = Path(tempfile.mkdtemp()) / "arch/arm/kernel"
+    d.mkdir(parents=True)
+    (d / "bhb.c").write_text(text)
+    return scan([d / "bhb.c"], ScanOptions(jobs=1, use_cache=False, model=False)).findings
+
+
+@pytest.mark.parametrize("content,message", [(None, "no such kernel config"), ("hello\n", "not a kernel config")])
+def test_a_bad_kernel_config_is_a_clear_error(tmp_path: Path, capsys, content, message):
+    from armalias.cli import main
+
+    config = tmp_path / ".config"
+    if content is not None:
+        config.write_text(content)
+    (tmp_path / "t/arch/arm").mkdir(parents=True)
+    assert main(["scan", str(tmp_path / "t"), "--config", str(config)]) == 2
+    assert message in capsys.readouterr().err

@@ -45,6 +45,9 @@ def test_the_findings_with_chains_one_build_takes(whole):
     bhb = next(f for f in whole.findings if f.function == "spectre_bhb_update_vectors")
     assert bhb.severity == "note" and "HARDEN_BRANCH_HISTORY" in bhb.model.built_under
     assert {name for name, _ in bhb.model.implementations} <= {"v7", "b15"}
+    # the kernels it hits: Kirkwood's defconfig (Feroceon) does, multi_v7's does not
+    xol = next(f for f in whole.findings if f.function == "arch_uprobe_copy_ixol")
+    assert "mvebu_v5_defconfig" in xol.model.defconfigs and "multi_v7_defconfig" not in xol.model.defconfigs
     patch = next(f for f in whole.findings if f.function == "__patch_text_real")
     assert patch.chain == ("patch_text", "patch_text_stop_machine", "__patch_text", "__patch_text_real")
     arch_of = load_vocabulary().arch_of

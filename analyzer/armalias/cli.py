@@ -50,9 +50,30 @@ def _jobs(text: str) -> int:
 
 
 def _file_timeout(args: argparse.Namespace) -> dict:
-    """ScanOptions' file_timeout, when the flag was given."""
+    """ScanOptions' file_timeout and config_options, when the flags were given."""
     seconds = getattr(args, "file_timeout", None)
-    return {"file_timeout": seconds} if seconds is not None else {}
+    out: dict = {"file_timeout": seconds} if seconds is not None else {}
+    if getattr(args, "kernel_config", None) is not None:
+        out["config_options"] = _kernel_config(args.kernel_config)
+    return out
+
+
+def _kernel_config(path: Path) -> tuple[tuple[str, bool], ...]:
+    """The settings of a .config the user named (a link is followed: the user named it)."""
+    from armalias.source.files import read_regular
+    from armalias.source.kconfig import read_config_lines
+    from armalias.source.text import MAX_FILE_BYTES
+
+    try:
+        data = read_regular(os.path.realpath(path), MAX_FILE_BYTES)[0]
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such kernel config") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the kernel config: {exc.strerror or exc}") from None
+    options = read_config_lines(data.decode("utf-8", "replace"))
+    if not options:
+        raise InputError(f"{path}: not a kernel config (no CONFIG_ lines)")
+    return tuple(sorted(options.items()))
 
 
 def _common(p: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
@@ -68,6 +89,8 @@ def _common(p: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
                    help="parse every file in scope, not only those that mention a word of the rules")
     p.add_argument("--file-timeout", type=_seconds, default=None, metavar="SECONDS",
                    help="skip, with the reason, a file that takes longer to parse (default 30)")
+    p.add_argument("--config", type=Path, metavar="FILE", dest="kernel_config",
+                   help="a kernel .config (or defconfig): replay findings only on the cache implementations it builds")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -924,11 +924,13 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     if options.scan.model and (new or fixed or pairs):
         # Both sides read their cache implementations from the same place (the repository's work
         # tree, the directory, or the reference table): decode them once.
-        from armalias.model.builds import Builds
+        from armalias.model.builds import Builds, lister
         from armalias.validate import implementations_for, validate
 
         impls = implementations_for(change.head, cache_dir)
-        head_builds, base_builds = Builds(change.head.read), Builds(change.base.read)
+        config = dict(options.scan.config_options) or None
+        head_builds = Builds(change.head.read, lister(change.head), config)
+        base_builds = Builds(change.base.read, lister(change.base), config)
         new = validate(new, impls, head_builds)
         fixed = validate(fixed, impls, base_builds)
         # a finding the change keeps, in a file it changes, that now holds on implementations where

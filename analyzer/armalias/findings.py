@@ -42,6 +42,7 @@ class ModelResult:
     configs: tuple[str, ...] = ()  # the CPU configs selecting an implementation that confirms it
     # the configs the code is built under, when they leave some implementations out ("!X": not set)
     built_under: tuple[str, ...] = ()
+    defconfigs: tuple[str, ...] = ()  # arch/arm/configs/*_defconfig that build a confirming implementation
 
 
 @dataclass(frozen=True)

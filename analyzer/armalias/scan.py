@@ -63,6 +63,8 @@ class ScanOptions:
     # they made runnable stays known to hold code in the head; a scan given some is not remembered
     base_functions: tuple = ()
     head_functions: tuple = ()  # the head's versions of them (a scan's own tree), analysed whatever it selects
+    # a kernel .config's settings (--config): findings are replayed only on what it builds
+    config_options: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass
@@ -1049,12 +1051,13 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
     raw = find_alias_bugs(result)
     result.findings = raw
     if options.model and raw:
-        from armalias.model.builds import Builds
+        from armalias.model.builds import Builds, lister
         from armalias.validate import implementations_for, validate
 
         impls = early.result(result.cache_dir) if early is not None else None
         result.findings = validate(raw, impls if impls is not None else implementations_for(sources[0][0], result.cache_dir),
-                                   Builds(_tree_reader(result, sources[0][0])))
+                                   Builds(_tree_reader(result, sources[0][0]), lister(sources[0][0]),
+                                          dict(options.config_options) or None))
     if early is not None:
         early.close()
     _confirm(hints)
@@ -1187,7 +1190,7 @@ class Memo:
 def _memo(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions) -> Memo | None:
     """One whole directory or git revision, with the cache on: its scan is remembered (armalias.state)."""
     if (len(sources) != 1 or sources[0][1] is not None or not options.use_cache or options.mmu_off_evidence
-            or options.base_functions):
+            or options.base_functions or options.config_options):
         return None
     return _memo_of(sources[0][0])
 
@@ -1291,11 +1294,12 @@ def _from_state(result: ScanResult, state, options: ScanOptions, source: TreeSou
     result.callsites = [CallSite.from_row(c) for c in state.callsites]
     result.facts = state.suppression_facts()
     if options.model and state.modelled is None and state.findings:
-        from armalias.model.builds import Builds
+        from armalias.model.builds import Builds, lister
         from armalias.validate import implementations_for, validate
 
         impls = implementations_for(source, _facts_cache_dir(source, options))
-        result.findings = validate(state.finding_objects(False), impls, Builds(source.read))
+        result.findings = validate(state.finding_objects(False), impls,
+                                   Builds(source.read, lister(source), dict(options.config_options) or None))
     else:
         result.findings = state.finding_objects(options.model)
     result.reused = True

@@ -62,7 +62,7 @@ def finding_from_dict(d: dict) -> Finding:
         "chain": tuple(d.get("chain", ())),
         "model": ModelResult(model.get("verdict", "not-run"), tuple(tuple(x) for x in model.get("implementations", ())),
                              tuple(model.get("witness", ())), tuple(model.get("configs", ())),
-                             tuple(model.get("built_under", ()))),
+                             tuple(model.get("built_under", ())), tuple(model.get("defconfigs", ()))),
         "key_exprs": tuple(d.get("key_exprs", ())),
     })
 

@@ -184,15 +184,20 @@ def validate(findings: list[Finding], impls: tuple[CacheImpl, ...], builds: Buil
         if scenario is None or not impls:
             out.append(f)
             continue
+        configured = builds.configured(impls) if builds is not None else impls
         mine, under = builds.implementations(f.file, f.line, impls) if builds is not None else (impls, None)
         summary = summarize(replay_shared(scenario, mine))
         confirming = {name for name, verdict in summary.implementations if verdict == "confirmed"}
         configs = tuple(sorted({c for impl in mine if impl.name in confirming for c in impl.configs}))
         built = () if under is None else tuple(sorted(under.required)) + tuple(f"!{x}" for x in sorted(under.excluded))
+        defconfigs = ()
+        if builds is not None and configs:
+            defconfigs = tuple(sorted(builds.defconfigs(frozenset(configs))))
         model = ModelResult(summary.verdict, summary.implementations, summary.witness, configs,
-                            built if len(mine) < len(impls) else ())
+                            built if len(mine) < len(configured) else (), defconfigs)
         if summary.verdict == "refuted" and f.severity != "note":
-            where = (f"every implementation it is built for ({' && '.join(built)})" if len(mine) < len(impls)
+            where = (f"every implementation it is built for ({' && '.join(built)})" if len(mine) < len(configured)
+                     else "every implementation the --config builds" if len(configured) < len(impls)
                      else "every implementation")
             f = replace(f, severity="note", message=f.message + f" (refuted by the cache model on {where})")
         out.append(replace(f, model=model))

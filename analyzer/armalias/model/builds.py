@@ -10,23 +10,59 @@ What cannot be read or decided leaves every implementation in.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from typing import Callable
 
 from armalias.cacheimpl import CacheImpl
 from armalias.source.ifdefs import BuiltUnder, built_under
-from armalias.source.kconfig import Kconfig, read_kconfig, read_makefile_objects
+from armalias.source.kconfig import Kconfig, read_config_lines, read_kconfig, read_makefile_objects
+
+def lister(source) -> Callable[[str], list[str]]:
+    """The names in a directory of a tree source that has it on disk (a directory, a patch over one);
+    OSError otherwise."""
+    def names(rel: str) -> list[str]:
+        local = source.local_path(rel)
+        if local is None:
+            raise OSError(f"{rel}: not on disk")
+        return os.listdir(local)
+    return names
+
 
 # read before any directory's own: where the CPU configs and the options they select live
 KCONFIGS = ("arch/arm/mm/Kconfig", "arch/arm/Kconfig")
 
 
 class Builds:
-    def __init__(self, read: Callable[[str], bytes]):
-        """`read`: a tree's file by its path (raising OSError or an Unreadable when it cannot)."""
+    def __init__(self, read: Callable[[str], bytes], listdir: Callable[[str], list[str]] | None = None,
+                 config: dict[str, bool] | None = None):
+        """`read`: a tree's file by its path (raising OSError or an Unreadable when it cannot);
+        `listdir`: the names in one of its directories (None: defconfigs are not read); `config`: a
+        kernel .config's settings (--config), which keep only the implementations it builds."""
         self.read = read
+        self.listdir = listdir
+        self.config = config
+        self._arch_kconfig: Kconfig | None = None
         self._kconfig: dict[str, Kconfig] = {}
         self._text: dict[str, str | None] = {}
+        self._defconfigs: dict[str, frozenset[str]] | None = None
+
+    def defconfigs(self, cpus: frozenset[str]) -> dict[str, frozenset[str]]:
+        """arch/arm/configs/*_defconfig -> the CPU configs (of `cpus`) each builds: its settings and
+        what they select through arch/arm's Kconfig files (Kconfig.enabled_by)."""
+        if self._defconfigs is None:
+            self._defconfigs = {}
+            try:
+                names = sorted(n for n in (self.listdir("arch/arm/configs") if self.listdir else ())
+                               if n.endswith("_defconfig"))
+            except OSError:
+                names = []
+            if names:
+                k = self.arch_kconfig()
+                for name in names:
+                    if (text := self._file(f"arch/arm/configs/{name}")) is not None:
+                        self._defconfigs[name] = k.enabled_by(read_config_lines(text))
+        return {name: cpus & on for name, on in self._defconfigs.items() if cpus & on}
 
     def _file(self, rel: str) -> str | None:
         if rel not in self._text:
@@ -35,6 +71,31 @@ class Builds:
             except Exception:  # noqa: BLE001 - a file the tree lacks or cannot give says nothing
                 self._text[rel] = None
         return self._text[rel]
+
+    def arch_kconfig(self) -> Kconfig:
+        """arch/arm's Kconfig files, the machines' included (where boards select their CPUs)."""
+        if self._arch_kconfig is None:
+            k = Kconfig("")
+            files = ["arch/arm/Kconfig", "arch/arm/Kconfig.platforms", "arch/arm/mm/Kconfig"]
+            try:
+                files += sorted(f"arch/arm/{d}/Kconfig" for d in (self.listdir("arch/arm") if self.listdir else ())
+                                if d.startswith("mach-"))
+            except OSError:
+                pass
+            for rel in files:
+                if (text := self._file(rel)) is not None:
+                    k.merge(read_kconfig(text, rel))
+            self._arch_kconfig = k
+        return self._arch_kconfig
+
+    def configured(self, impls: tuple[CacheImpl, ...]) -> tuple[CacheImpl, ...]:
+        """The implementations the --config builds (all when there is none, or when it names no CPU
+        config any of them has: nothing is then known)."""
+        if not self.config:
+            return impls
+        on = self.arch_kconfig().enabled_by(self.config)
+        kept = tuple(i for i in impls if set(i.configs) & on)
+        return kept or impls
 
     def kconfig(self, directory: str) -> Kconfig:
         if directory not in self._kconfig:
@@ -62,6 +123,7 @@ class Builds:
     def implementations(self, file: str, line: int, impls: tuple[CacheImpl, ...]
                         ) -> tuple[tuple[CacheImpl, ...], BuiltUnder]:
         """The implementations the code at file:line can run on, and what it is built under."""
+        impls = self.configured(impls)
         under = self.under(file, line)
         if not under.required and not under.excluded:
             return impls, under

@@ -34,6 +34,8 @@ def finding_to_dict(f: Finding) -> dict[str, Any]:
     confirming = [name for name, verdict in f.model.implementations if verdict == "confirmed"]
     if confirming:
         d["affects"] = {"implementations": confirming, "configs": list(f.model.configs)}
+        if f.model.defconfigs:
+            d["affects"]["defconfigs"] = list(f.model.defconfigs)
     return d
 
 

@@ -40,6 +40,7 @@ class Kconfig:
     lines: dict[str, int] = field(default_factory=dict)  # config -> line of its `config` keyword
     depends: dict[str, list[str]] = field(default_factory=dict)  # config -> its `depends on` expressions
     prompts: set[str] = field(default_factory=set)  # configs a user can set (they have a prompt)
+    defaults_y: set[str] = field(default_factory=set)  # configs with an unconditional `default y`
 
     def merge(self, other: "Kconfig") -> None:
         """Take in another Kconfig file's entries (a config defined in both keeps both's lines)."""
@@ -50,6 +51,27 @@ class Kconfig:
         for name, line in other.lines.items():
             self.lines.setdefault(name, line)
         self.prompts |= other.prompts
+        self.defaults_y |= other.defaults_y
+
+    def enabled_by(self, options: dict[str, bool]) -> frozenset[str]:
+        """The configs a defconfig or .config sets, given its `CONFIG_X=y/m` (True) and `# CONFIG_X is
+        not set` (False) lines: those, the unconditional `default y` options it leaves alone whose
+        `depends on` symbols are set, and everything they select, transitively.  An approximation of
+        Kconfig: conditions of selects and defaults other than these are taken as met."""
+        on = {name for name, v in options.items() if v}
+        while True:
+            grown = set(on)
+            for name in on:
+                grown |= self.closure(name)
+            for name in self.defaults_y - grown:
+                if options.get(name) is False:
+                    continue
+                deps = [p for e in self.depends.get(name, ()) for p in _conjuncts(e) if re.fullmatch(r"\w+", p)]
+                if all(d in grown for d in deps):
+                    grown.add(name)
+            if grown == on:
+                return frozenset(on)
+            on = grown
 
     def closure(self, config: str) -> frozenset[str]:
         """What `config` selects, transitively (a select's `if` taken as met)."""
@@ -180,6 +202,8 @@ def read_kconfig(text: str, path: str = "") -> Kconfig:
             continue
         if current and re.match(r'^\s*(?:bool|tristate|prompt|string|int|hex)\s+"', line):
             kconfig.prompts.add(current)
+        if current and re.match(r"^\s*(?:default|def_bool)\s+y\s*$", line):
+            kconfig.defaults_y.add(current)
         m = _SELECT_RE.match(line)
         if m and current:
             kconfig.selects[current].append(Select(m.group(1), " ".join((m.group(2) or "").split())))
@@ -249,3 +273,18 @@ def read_mm_build(mm_dir: Path) -> MmBuild:
     kconfig = read_kconfig(text_of("Kconfig"), "Kconfig")
     objects = read_makefile_objects(text_of("Makefile"))
     return MmBuild(kconfig, objects, problems)
+
+
+def read_config_lines(text: str) -> dict[str, bool]:
+    """A defconfig's or .config's settings: `CONFIG_X=y` or `=m` -> True, `# CONFIG_X is not set` ->
+    False (other values, strings and numbers, are left out)."""
+    out: dict[str, bool] = {}
+    for line in text.splitlines():
+        m = re.match(r"^CONFIG_(\w+)=(y|m)\s*$", line)
+        if m:
+            out[m.group(1)] = True
+            continue
+        m = re.match(r"^#\s*CONFIG_(\w+) is not set\s*$", line)
+        if m:
+            out[m.group(1)] = False
+    return out

@@ -225,3 +225,54 @@ def test_a_bad_kernel_config_is_a_clear_error(tmp_path: Path, capsys, content, m
     (tmp_path / "t/arch/arm").mkdir(parents=True)
     assert main(["scan", str(tmp_path / "t"), "--config", str(config)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_select_under_a_negated_condition_is_decided_last():
+    """ARCH_MULTI_V4 selects CPU_FA526 unless a StrongARM is selected, which a board option selects
+    later: assabet builds the SA1100, not the FA526."""
+    from armalias.source.kconfig import read_kconfig
+
+    k = read_kconfig("""config ARCH_MULTI_V4
+	bool "ARMv4 based platforms (FA526, StrongARM)"
+	select CPU_FA526 if !(CPU_SA110 || CPU_SA1100)
+
+config ARCH_SA1100
+	bool "SA1100"
+	select CPU_SA1100
+
+config CPU_SA1100
+	bool
+
+config CPU_FA526
+	bool
+
+config MMU
+	bool "MMU-based Paged Memory Management Support"
+	default y
+
+config CPU_V7
+	bool
+	select CPU_SPECTRE if MMU
+""")
+    assert {"CPU_SA1100"} <= k.enabled_by({"ARCH_MULTI_V4": True, "ARCH_SA1100": True})
+    assert "CPU_FA526" not in k.enabled_by({"ARCH_MULTI_V4": True, "ARCH_SA1100": True})
+    assert "CPU_FA526" in k.enabled_by({"ARCH_MULTI_V4": True})
+    assert "CPU_SPECTRE" in k.enabled_by({"CPU_V7": True})  # MMU is on by default
+    assert "CPU_SPECTRE" not in k.enabled_by({"CPU_V7": True, "MMU": False})
+
+
+def test_the_audit_lists_the_defconfigs_of_each_implementation(tmp_path: Path):
+    """The kinds fixture's CPUs, and two defconfigs of a board Kconfig that select them."""
+    import shutil
+
+    from armalias.audit import audit_tree, to_json
+
+    root = tmp_path / "linux"
+    shutil.copytree(Path(__file__).parent.parent / "fixtures/asm/kinds", root)
+    (root / "arch/arm/Kconfig").write_text('config BOARD_U7\n\tbool "a board"\n\tselect CPU_U7\n')
+    (root / "arch/arm/configs").mkdir()
+    (root / "arch/arm/configs/u7_defconfig").write_text("CONFIG_BOARD_U7=y\n")
+    (root / "arch/arm/configs/none_defconfig").write_text("# CONFIG_BOARD_U7 is not set\n")
+    result = audit_tree(root)
+    u7 = [i.name for i in result.implementations if "CPU_U7" in i.configs]
+    assert u7 and to_json(result, str(root))["defconfigs"] == {"u7_defconfig": u7}

@@ -13,6 +13,7 @@ adds the C call sites, from a scan of the tree, of the kernel functions that rea
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -88,6 +89,7 @@ class AuditResult:
     # (deviations, notes) of the contracts (rule AA006), computed when first asked for: the scan's
     # model reads the implementations only and never pays for the contracts' replays
     contracts: tuple[tuple[Deviation, ...], tuple[str, ...]] | None = field(default=None, compare=False)
+    _defconfigs: dict[str, tuple[str, ...]] | None = field(default=None, compare=False, repr=False)
 
     def _contracts(self) -> tuple[tuple[Deviation, ...], tuple[str, ...]]:
         if self.contracts is None:
@@ -103,6 +105,24 @@ class AuditResult:
     @property
     def contract_notes(self) -> tuple[str, ...]:
         return self._contracts()[1]
+
+    @property
+    def defconfigs(self) -> dict[str, tuple[str, ...]]:
+        """arch/arm/configs/*_defconfig -> the implementations it builds (by the CPU configs its
+        settings select through arch/arm's Kconfig files: armalias.model.builds)."""
+        if self._defconfigs is None:
+            from armalias.model.builds import Builds
+            from armalias.source.files import read_regular
+            from armalias.source.text import MAX_FILE_BYTES
+
+            root = self.root.resolve()
+            builds = Builds(lambda rel: read_regular(root / rel, MAX_FILE_BYTES, root)[0],
+                            lambda rel: sorted(os.listdir(root / rel)))
+            cpus = frozenset(c for i in self.implementations for c in i.configs)
+            table = {name: tuple(i.name for i in self.implementations if set(i.configs) & on)
+                     for name, on in builds.defconfigs(cpus).items()}
+            object.__setattr__(self, "_defconfigs", table)
+        return self._defconfigs  # type: ignore[return-value]
 
 
 def _requires(condition: str, option: str) -> bool:
@@ -482,6 +502,7 @@ def to_json(result: AuditResult, root_arg: str) -> dict[str, Any]:
                        "line": u.line, "text": u.text} for u in result.undecoded],
         "fallthroughs": list(result.fallthroughs),
         "deviations": [deviation_to_dict(d) for d in result.deviations],
+        "defconfigs": {name: list(impls) for name, impls in result.defconfigs.items()},
         "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
         "notes": list(result.notes) + list(result.contract_notes),
     }  # fmt: skip

@@ -127,6 +127,10 @@ def render_audit_text(result: AuditResult, console: Console, findings: Iterable[
             console.print("    callers:" if d.callers else f"    {_callers_text(d)[0]}", markup=False)
             for line in _callers_text(d) if d.callers else ():
                 console.print(f"      {line}", markup=False, highlight=False)
+    if result.defconfigs:
+        console.print("[bold]Defconfigs[/bold] (arch/arm/configs -> the implementations each builds)")
+        for name, impls in result.defconfigs.items():
+            console.print(f"  {name}: {', '.join(impls)}", markup=False, highlight=False)
     if result.undecoded:
         console.print("[bold]Undecoded operations[/bold]")
         for u in result.undecoded:
@@ -156,6 +160,10 @@ def render_audit_markdown(result: AuditResult, findings: Iterable[dict[str, Any]
             row.append(", ".join(confirmed_by(impl, findings)) or "-")
         lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
     lines.append("")
+    if result.defconfigs:
+        lines += ["## Defconfigs", "", "| defconfig | implementations |", "|---|---|"]
+        lines += [f"| `{_md_cell(name)}` | {_md_cell(', '.join(impls))} |" for name, impls in result.defconfigs.items()]
+        lines.append("")
     if result.deviations:
         lines += ["## Contract deviations", ""]
         for d in result.deviations:
@@ -537,6 +545,10 @@ def render_audit_html(result: AuditResult, findings: Iterable[dict[str, Any]] = 
                 out.append(f"<p>{e(_callers_text(d)[0])}</p>")
     if findings:
         out += _findings_section(result, findings, graph)
+    if result.defconfigs:
+        out.append("<h2 id='defconfigs'>Defconfigs</h2><table><thead><tr><th>defconfig</th><th>implementations</th>"
+                   "</tr></thead><tbody>" + "".join(f"<tr><td class='mono'>{e(name)}</td><td>{e(', '.join(impls))}</td></tr>"
+                                                     for name, impls in result.defconfigs.items()) + "</tbody></table>")
     out.append("<h2>Operations</h2>")
     for impl in result.implementations:
         out.append(f"<h3 id='impl-{e(impl.name)}'><code>{e(impl.name)}</code> "

@@ -59,10 +59,11 @@ class Kconfig:
         `depends on` symbols are set, and everything they select, transitively.  An approximation of
         Kconfig: conditions of selects and defaults other than these are taken as met."""
         on = {name for name, v in options.items() if v}
+        negated = False  # a select `if !X` is decided once nothing more is selected without one
         while True:
             grown = set(on)
             for name in on:
-                grown |= self.closure(name)
+                grown |= self._selected(name, on, negated)
             for name in self.defaults_y - grown:
                 if options.get(name) is False:
                     continue
@@ -70,8 +71,11 @@ class Kconfig:
                 if all(d in grown for d in deps):
                     grown.add(name)
             if grown == on:
-                return frozenset(on)
-            on = grown
+                if negated:
+                    return frozenset(on)
+                negated = True
+            else:
+                on, negated = grown, False
 
     def closure(self, config: str) -> frozenset[str]:
         """What `config` selects, transitively (a select's `if` taken as met)."""
@@ -83,6 +87,28 @@ class Kconfig:
                     out.add(sel.target)
                     todo.append(sel.target)
         return frozenset(out)
+
+    def _selected(self, config: str, on: set[str], negated: bool = True) -> set[str]:
+        """What `config` selects, transitively, where the select's `if` holds on the options `on`
+        (a condition this reader cannot evaluate is taken as met; one with a negation is left out
+        unless `negated`)."""
+        from armalias.flow.constants import const_eval
+
+        out: set[str] = set()
+        todo = [config]
+        while todo:
+            for sel in self.selects.get(todo.pop(), ()):
+                if sel.target in out:
+                    continue
+                if sel.condition and "!" in sel.condition and not negated:
+                    continue
+                if sel.condition:
+                    value = const_eval(sel.condition, lambda n: int(n in on or n in out))
+                    if value == 0:
+                        continue
+                out.add(sel.target)
+                todo.append(sel.target)
+        return out
 
     def possible(self, cpu: str, option: str, cpus: frozenset[str], seen: frozenset[str] = frozenset()) -> bool:
         """Whether a kernel built for the CPU config `cpu` can have `option` set, counting one CPU per

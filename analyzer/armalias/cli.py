@@ -60,17 +60,11 @@ def _file_timeout(args: argparse.Namespace) -> dict:
 
 def _kernel_config(path: Path) -> tuple[tuple[str, bool], ...]:
     """The settings of a .config the user named (a link is followed: the user named it)."""
-    from armalias.source.files import read_regular
+    from armalias.source.files import read_named
     from armalias.source.kconfig import read_config_lines
     from armalias.source.text import MAX_FILE_BYTES
 
-    try:
-        data = read_regular(os.path.realpath(path), MAX_FILE_BYTES)[0]
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such kernel config") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the kernel config: {exc.strerror or exc}") from None
-    options = read_config_lines(data.decode("utf-8", "replace"))
+    options = read_config_lines(read_named(path, MAX_FILE_BYTES, "kernel config").decode("utf-8", "replace"))
     if not options:
         raise InputError(f"{path}: not a kernel config (no CONFIG_ lines)")
     return tuple(sorted(options.items()))

@@ -4,14 +4,13 @@ first line) and baselines (a JSON file of fingerprints).  An unused suppression 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from armalias.errors import InputError
 from armalias.facts import FileFacts
 from armalias.findings import Finding
-from armalias.source.files import read_regular
+from armalias.source.files import read_named
 
 MAX_BASELINE_BYTES = 64 * 1024 * 1024
 
@@ -65,12 +64,7 @@ def apply_suppressions(findings: list[Finding], facts: list[FileFacts]
 def load_baseline(path: Path) -> set[str]:
     """The fingerprints of a baseline file named by the user (a link is followed: the user named it),
     which must be a regular file of the shape write_baseline writes."""
-    try:
-        data = read_regular(os.path.realpath(path), MAX_BASELINE_BYTES)[0]
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such baseline file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the baseline: {exc.strerror or exc}") from None
+    data = read_named(path, MAX_BASELINE_BYTES, "baseline file")
     try:
         raw = json.loads(data.decode("utf-8"))
         fingerprints = raw["fingerprints"]

@@ -32,6 +32,13 @@ def _covers(m: MaintSite, targets: set[AliasVal]) -> bool:
     return any(a in targets for a in m.aliases)
 
 
+def _cleaned(cov: list[MaintSite]) -> str:
+    """What AA005 says of an object's cleans after its write: none, or only to the point of unification."""
+    if not cov:
+        return "never cleaned after the write"
+    return f"cleaned only to the point of unification ({', '.join(f'{m.call} line {m.line}' for m in cov)})"
+
+
 def _terms_key(terms: list[tuple[str, str]]) -> str:
     return "".join(sorted(sign + t.replace(" ", "") for sign, t in terms))
 
@@ -646,10 +653,8 @@ class AliasChecks:
             if any(m.spec.point == "poc" and self._on_vivt(m) for m in cov):
                 continue
             seen.add(obj)
-            done = (f"cleaned only to the point of unification ({', '.join(f'{m.call} line {m.line}' for m in cov)})"
-                    if cov else "never cleaned after the write")
             out.append(self.finding("AA005", f, w.line, w.column, w, cov, ("asm", obj), variant="asm_reader",
-                                    object=obj, maintenance=done))
+                                    object=obj, maintenance=_cleaned(cov)))
         return out
 
     def learn_base(self, flows: list[FunctionFlow]) -> None:
@@ -710,10 +715,8 @@ class AliasChecks:
                 continue
             told.add(obj)
             skip.add(obj)
-            done = (f"cleaned only to the point of unification ({', '.join(f'{m.call} line {m.line}' for m in cov)})"
-                    if cov else "never cleaned after the write")
             out.append(self.finding("AA005", f, w.line, w.column, w, cov, ("before", obj), variant="was_poc",
-                                    object=obj, maintenance=done))
+                                    object=obj, maintenance=_cleaned(cov)))
         return out
 
     def check_poc(self, f: FunctionFlow) -> list[Finding]:

@@ -237,3 +237,16 @@ def read_input(path: str | os.PathLike, limit: int) -> bytes:
         return b"".join(parts)
     finally:
         os.close(fd)
+
+
+def read_named(path: str | os.PathLike, limit: int, what: str) -> bytes:
+    """The bytes of a file the user named by a flag (a baseline, a kernel .config), a link followed (the
+    user named it); a missing or unreadable one is an InputError that says `what` it was to be."""
+    from armalias.errors import InputError
+
+    try:
+        return read_regular(os.path.realpath(path), limit)[0]
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None

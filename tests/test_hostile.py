@@ -256,3 +256,15 @@ def test_an_internal_error_exits_3_with_one_line(monkeypatch, capsys):
     assert cli.main(["scan", str(FIXTURE_TREE), "--debug"]) == 3
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().endswith("armalias: internal error: RuntimeError: a bug")
+
+
+def test_a_path_with_brackets_is_printed_as_it_is(tmp_path: Path, capsys):
+    """`[red]` in a file name is data, not rich markup: the text report shows the name whole."""
+    from armalias.cli import main
+
+    d = tmp_path / "t/arch/arm/kernel"
+    d.mkdir(parents=True)
+    (d / "pa[red]tch.c").write_text((Path(__file__).parent.parent / "fixtures/tree/arch/arm/kernel/patch.c").read_text())
+    main(["scan", str(tmp_path / "t"), "--no-cache"])
+    out = capsys.readouterr().out
+    assert "pa[red]tch.c:" in out and "kernel/patch.c" not in out

@@ -428,3 +428,21 @@ def test_a_state_inside_the_tree_is_never_read(tmp_path: Path):
     assert load_state(inside.cache_dir, memo.key, False, True, root.resolve()) is None
     again = scan([root], inside)
     assert not again.reused and again.findings == real.findings
+
+
+def test_a_same_size_edit_with_its_mtime_put_back_is_seen(tmp_path: Path):
+    """`touch -r` after an edit of the same size leaves size and mtime as they were; the ctime (and,
+    for a file replaced by a rename, the inode) says the file is not the one read."""
+    root = make_tree(tmp_path / "linux")
+    age(root)
+    patch_c = root / "arch/arm/kernel/patch.c"
+    text = patch_c.read_text()
+    assert "flush_icache_range" in text
+    base = scan([root], options(tmp_path))
+    st = patch_c.stat()
+    patch_c.write_text(text.replace("flush_icache_range", "flush_icache_rangX"))  # the same size
+    os.utime(patch_c, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert patch_c.stat().st_size == st.st_size and patch_c.stat().st_mtime_ns == st.st_mtime_ns
+    after = scan([root], options(tmp_path))
+    assert not after.reused
+    assert len(after.callsites) < len(base.callsites)

@@ -305,13 +305,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         _write(args, gcc.render_findings(result.new))
         print(f"armalias check: {summary}", file=sys.stderr)
     else:
-        from armalias.report.text import render_findings_table
+        from armalias.report.text import escape, render_findings_table
 
         def draw(console) -> None:
-            console.print(f"[bold]armalias check[/bold] {root_label}")
-            console.print(summary + f"  time {result.seconds:.2f}s")
+            console.print(f"[bold]armalias check[/bold] {escape(root_label)}")
+            console.print(summary + f"  time {result.seconds:.2f}s", markup=False)
             for note in change.notes:
-                console.print(f"note: {note}")
+                console.print(f"note: {note}", markup=False)
             for title, found in (("New findings", result.new), ("Fixed findings", result.fixed)):
                 if found:
                     console.print()

@@ -154,7 +154,7 @@ def _decide(rels: list[str], read: Callable[[str], bytes], mentions: Callable[[s
 
 def _mentions(args: tuple[str, list[str], frozenset[str], Restricted, bool]
               ) -> tuple[list[str], list[tuple[str, str]], dict[str, list[int]], dict[str, tuple[str, ...]] | None]:
-    """_decide on files of a directory (run in worker processes), with the [size, mtime_ns] of
+    """_decide on files of a directory (run in worker processes), with the stamps (state.stamp_of) of
     each file read, taken from the open file (the memo and the state need them: stat'ing the
     tree's 61,000 files again in the main process took 0.7 s), and their #include names if asked."""
     root, rels, words, restricted, want_includes = args
@@ -183,7 +183,7 @@ def select(source: TreeSource, rels: list[str], words: frozenset[str], jobs: int
            includes: dict[str, tuple[str, ...]] | None = None) -> tuple[list[str], list[Skipped]]:
     """The rels whose bytes name any of the words as an identifier (anywhere: in code, a macro, a
     comment or a string, so never a miss of a call), and the files that are no C text at all, with the reason.
-    `stamps` receives the [size, mtime_ns] of the files of the directory the memo stat'ed.
+    `stamps` receives the stamps (state.stamp_of) of the files of the directory the memo stat'ed.
     `restricted`: the words that select only some architectures' files (file_matcher).  `includes`,
     when given, receives the #include names of the files read (those the memo knows are not)."""
     return select_started(source, rels, words, jobs, cache_dir, stamps, restricted, includes)()
@@ -400,12 +400,12 @@ class SelectionMemo:
     def lookup(self, rel: str):
         """True (mentions a word), False (does not), a reason string (no C text), None (unknown)."""
         entry = self.entries.get(rel)
-        if entry is None or len(entry) != 3:
+        if entry is None:
             return None
         stamp = self._stamp(rel)
-        if stamp is None or entry[:2] != stamp:
+        if stamp is None or list(entry[:-1]) != stamp:  # the file's stamp (state.stamp_of), then the answer
             return None
-        return entry[2]
+        return entry[-1]
 
     def record(self, rels: list[str], found: set[str], bad: dict[str, str]) -> None:
         for rel in rels:

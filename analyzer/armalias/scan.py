@@ -152,7 +152,7 @@ class Scope:
     all_words: frozenset[str] = frozenset()  # every word found (what selects the headers arch/arm includes)
     cache_dir: Path | None = None  # the content cache used (None: off, or it would be inside the tree)
     built: dict = field(default_factory=dict)  # the last index and graph the prefilter built, and on what
-    stamps: dict = field(default_factory=dict)  # rel -> [size, mtime_ns] the prefilter took (armalias.state)
+    stamps: dict = field(default_factory=dict)  # rel -> stamps (state.stamp_of) the prefilter took (armalias.state)
     restricted: dict = field(default_factory=dict)  # of `words`: those selecting some architectures' files only
     includes: dict | None = None  # rel -> its #include names, of the files the first prefilter round read (when asked)
     # each prefilter round: (its words, those restricted, the files it chose, the files no C text);
@@ -393,7 +393,7 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
     (transitively) that mention a word of the rules or a function reaching one (every file of arch/arm
     with `prefilter=False`).  --whole-tree: the
     identifier prefilter over the whole tree, in rounds until no new file is selected.  `stamps`:
-    [size, mtime_ns] of files taken in this run already (rel -> stamp), not taken again.
+    stamps (state.stamp_of) of files taken in this run already (rel -> stamp), not taken again.
     `extracted`: called once the first round of files is extracted.  `keep`: receives the
     extractor, finished but not closed (its workers still writing the cache: the caller closes it);
     without, it is closed before this returns.  `hints`: the base's prefilter rounds, for the head
@@ -591,7 +591,7 @@ class SelectionHints:
     changed: frozenset[str]  # files whose bytes the change modifies
     considered: int  # the files listed (the base's count)
     walk_skipped: tuple[Skipped, ...]  # what listing the tree skipped
-    # the [size, mtime_ns] of the base's files once its state is known to hold (it may still be
+    # the stamps (state.stamp_of) of the base's files once its state is known to hold (it may still be
     # being checked: speculative_state), for the rounds after those the hints give; raises
     # StaleState when it does not hold
     stamps: Callable[[], dict[str, list[int]]] | None = field(default=None, compare=False)
@@ -972,7 +972,7 @@ def source_for(path: Path, label: str | None = None) -> tuple[TreeSource, list[s
 def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions = ScanOptions(),
                  progress: Progress | None = None, root_label: str | None = None,
                  stamps: dict[str, list[int]] | None = None, hints: SelectionHints | None = None) -> ScanResult:
-    """`stamps`: [size, mtime_ns] of files of the first source's directory taken in this run
+    """`stamps`: stamps (state.stamp_of) of files of the first source's directory taken in this run
     already (remembered_state's), so the prefilter does not stat them again.  `hints`: the prefilter
     rounds of the base of a change, for its head (SelectionHints; ignored for a source whose result
     is remembered, whose state lists every file it read)."""

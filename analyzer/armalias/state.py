@@ -45,12 +45,18 @@ def analysis_digest() -> str:
     return h.hexdigest()
 
 
+def stamp_of(st: os.stat_result) -> list[int]:
+    """What says a file is the one read: its size, mtime, ctime and inode.  A same-size edit whose
+    mtime is put back (touch -r) still moves the ctime; a file replaced by a rename has another inode."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
 def stamp(path: str) -> list[int] | None:
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns]
+    return stamp_of(st)
 
 
 def finding_from_dict(d: dict) -> Finding:
@@ -73,7 +79,7 @@ class ScanState:
 
     root: str  # the directory, resolved; or "git:" and the digest of a revision's blob ids
     started_ns: int  # wall clock when the scan began
-    deps: dict[str, list[int]] = field(default_factory=dict)  # rel file -> [size, mtime_ns]
+    deps: dict[str, list[int]] = field(default_factory=dict)  # rel file -> stamps (state.stamp_of)
     dirs: dict[str, int] = field(default_factory=dict)  # rel directory -> mtime_ns
     selected: list[str] = field(default_factory=list)  # files parsed
     words: list[str] = field(default_factory=list)  # the words that selected them (last prefilter round)
@@ -105,7 +111,7 @@ class ScanState:
     def unchanged(self, seen: dict[str, list[int]] | None = None) -> bool:
         """Every file and directory the scan depended on is as it was (a git revision's state has
         none to stat: its key is the digest of the revision's blob ids).  `seen`, when given and the
-        answer is yes, receives the [size, mtime_ns] of every file (a scan of the same directory in
+        answer is yes, receives the stamps (state.stamp_of) of every file (a scan of the same directory in
         the same run, check's head side, need not stat them again)."""
         if not self.dirs and not self.deps:
             return True
@@ -172,18 +178,18 @@ class ScanState:
             except OSError:
                 if mtime != -1:
                     return False
-        for rel, (size, mtime) in self.deps.items():
+        for rel, stamped in self.deps.items():
             try:
                 st = stat(rel, dir_fd=fd)
             except OSError:
                 return False
-            if st.st_mtime_ns != mtime or st.st_size != size:
+            if stamp_of(st) != list(stamped):
                 return False
         return True
 
     def racy(self) -> bool:
         limit = self.started_ns - RACY_NS
-        return any(m >= limit for _, m in self.deps.values()) or any(m >= limit for m in self.dirs.values())
+        return any(s[1] >= limit for s in self.deps.values()) or any(m >= limit for m in self.dirs.values())
 
     # -- what reporters and the check read --------------------------------------------------------
     def finding_objects(self, modelled: bool) -> list[Finding]:

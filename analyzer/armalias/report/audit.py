@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from armalias.audit import AuditResult, Deviation
@@ -98,7 +99,7 @@ def _callers_text(d: Deviation) -> list[str]:
 def render_audit_text(result: AuditResult, console: Console, findings: Iterable[dict[str, Any]] = ()) -> None:
     """A rich table on ``console``, then the undecoded operations and skipped files."""
     findings = list(findings)
-    console.print(f"[bold]armalias audit[/bold] {result.root}")
+    console.print(f"[bold]armalias audit[/bold] {escape(str(result.root))}")
     console.print(_summary_line(result))
     table = Table(show_lines=False)
     table.add_column("implementation", style="cyan", no_wrap=True)
@@ -114,7 +115,7 @@ def render_audit_text(result: AuditResult, console: Console, findings: Iterable[
         row += [_effect(impl.functions.get(m)) for m in SHOWN_MEMBERS]
         if findings:
             row.append("\n".join(confirmed_by(impl, findings)) or "-")
-        table.add_row(*row)
+        table.add_row(*(escape(c) for c in row))
     console.print(table)
     if result.deviations:
         console.print("[bold]Contract deviations[/bold]")
@@ -134,13 +135,13 @@ def render_audit_text(result: AuditResult, console: Console, findings: Iterable[
     if result.undecoded:
         console.print("[bold]Undecoded operations[/bold]")
         for u in result.undecoded:
-            console.print(f"  {u.implementation}.{u.member}: {u.text}")
+            console.print(f"  {u.implementation}.{u.member}: {u.text}", markup=False)
     if result.skipped:
         console.print("[bold]Skipped files[/bold]")
         for file, reason in result.skipped:
-            console.print(f"  {file}: {reason}")
+            console.print(f"  {file}: {reason}", markup=False)
     for note in (*result.notes, *result.contract_notes):
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False)
 
 
 def _md_cell(text: str) -> str:

@@ -1,4 +1,6 @@
-"""Terminal renderings with rich: the only place (with its siblings in report/) that imports rich."""
+"""Terminal renderings with rich: the only place (with its siblings in report/) that imports rich.
+Every text that comes from the input (a path, a name, a message quoting code) is escaped: a file
+named `a[red]b.c` is printed as it is, not read as markup."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -25,7 +28,7 @@ def console_for(stream: TextIO, force_terminal: bool | None = None) -> Console:
 
 def render_scan(result: ScanResult, findings: list[Finding], console: Console, verbose: bool = False) -> None:
     s = result
-    console.print(f"[bold]armalias scan[/bold] {s.root}")
+    console.print(f"[bold]armalias scan[/bold] {escape(str(s.root))}")
     console.print(
         f"files {s.files}  parsed {s.parsed}  skipped {len(s.skipped)}  functions {s.functions}  "
         f"time {s.seconds:.2f}s  (files with parse errors {s.error_files}, functions with errors {s.error_functions})"
@@ -38,10 +41,10 @@ def render_scan(result: ScanResult, findings: list[Finding], console: Console, v
         console.print("[bold]Call sites of watched functions[/bold]")
         for callee in sorted(by_callee):
             sites = by_callee[callee]
-            tree = Tree(f"[cyan]{callee}[/cyan] ({len(sites)})")
+            tree = Tree(f"[cyan]{escape(callee)}[/cyan] ({len(sites)})")
             for c in sites:
                 via = f"  via {' -> '.join(c.via)}" if c.via else ""
-                tree.add(f"{c.file}:{c.line}  in {c.caller or '<file scope>'}{via}")
+                tree.add(escape(f"{c.file}:{c.line}  in {c.caller or '<file scope>'}{via}"))
             console.print(tree)
     if findings:
         console.print()
@@ -50,7 +53,7 @@ def render_scan(result: ScanResult, findings: list[Finding], console: Console, v
         console.print()
         console.print(f"[bold]Skipped[/bold] ({len(s.skipped)})")
         for sk in s.skipped if verbose or len(s.skipped) <= 20 else s.skipped[:20]:
-            console.print(f"  {sk.file}: {sk.reason}")
+            console.print(f"  {sk.file}: {sk.reason}", markup=False)
         if not verbose and len(s.skipped) > 20:
             console.print(f"  … {len(s.skipped) - 20} more (--verbose lists all)")
 
@@ -60,7 +63,8 @@ def render_findings_table(findings: list[Finding], console: Console) -> None:
     for col in ("location", "code", "severity", "function", "message", "model"):
         table.add_column(col)
     for f in sorted(findings, key=Finding.sort_key):
-        table.add_row(f"{f.file}:{f.line}:{f.column}", f.rule, f.severity, f.function, f.message, f.model.verdict)
+        table.add_row(*(escape(str(x)) for x in (f"{f.file}:{f.line}:{f.column}", f.rule, f.severity, f.function,
+                                                 f.message, f.model.verdict)))
     console.print(table)
 
 
@@ -73,10 +77,10 @@ def render_reach(reach: Reach, console: Console) -> None:
 
     def label(name: str, sites: tuple[str, ...]) -> str:
         kind = kinds.get(name, "")
-        where = f"  [dim]{', '.join(sites[:3])}{' …' if len(sites) > 3 else ''}[/dim]" if sites else ""
-        return f"{name} [dim]({kind})[/dim]{where}"
+        where = f"  [dim]{escape(', '.join(sites[:3]))}{' …' if len(sites) > 3 else ''}[/dim]" if sites else ""
+        return f"{escape(name)} [dim]({escape(kind)})[/dim]{where}"
 
-    root = Tree(f"[bold cyan]{reach.target}[/bold cyan]")
+    root = Tree(f"[bold cyan]{escape(reach.target)}[/bold cyan]")
     seen: set[str] = {reach.target}
     stack = [(reach.target, root)]
     while stack:

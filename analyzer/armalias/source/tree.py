@@ -28,7 +28,7 @@ def too_large(size: int) -> Unreadable:
 
 
 def read_file(path: str, root: str | None = None) -> tuple[bytes, list[int]]:
-    """A file's bytes and [size, mtime_ns], from one descriptor (files.read_regular:
+    """A file's bytes and [size, mtime_ns, ctime_ns, inode], from one descriptor (files.read_regular:
     regular files only, never blocking, never more than MAX_FILE_BYTES + 1 bytes read).  Raises
     OSError, or Unreadable for a file over MAX_FILE_BYTES (never parsed) or one that is no regular file."""
     try:
@@ -37,7 +37,7 @@ def read_file(path: str, root: str | None = None) -> tuple[bytes, list[int]]:
         raise too_large(exc.size) from None
     except NotRegular as exc:
         raise Unreadable(exc.strerror) from None
-    return data, [st.st_size, st.st_mtime_ns]
+    return data, [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]  # armalias.state.stamp_of
 
 
 def blob_id(data: bytes) -> str:

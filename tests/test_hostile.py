@@ -268,3 +268,26 @@ def test_a_path_with_brackets_is_printed_as_it_is(tmp_path: Path, capsys):
     main(["scan", str(tmp_path / "t"), "--no-cache"])
     out = capsys.readouterr().out
     assert "pa[red]tch.c:" in out and "kernel/patch.c" not in out
+
+
+def test_a_cache_directory_others_can_write_is_not_used(tmp_path: Path, capsys, monkeypatch):
+    """Anyone who can write the cache directory could forge a remembered result: one that is writable
+    by others is refused with a note, and the scan runs without a cache; one armalias makes is 0700."""
+    from armalias.cli import main
+
+    tree = tmp_path / "t/arch/arm/kernel"
+    tree.mkdir(parents=True)
+    (tree / "patch.c").write_text((Path(__file__).parent.parent / "fixtures/tree/arch/arm/kernel/patch.c").read_text())
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("ARMALIAS_CACHE_DIR", str(shared))
+    assert main(["scan", str(tmp_path / "t"), "--format", "json"]) in (0, 1)
+    captured = capsys.readouterr()
+    assert "is writable by other users; running without a cache" in captured.err
+    assert json.loads(captured.out)["findings"] and list(shared.iterdir()) == []
+    mine = tmp_path / "mine"
+    monkeypatch.setenv("ARMALIAS_CACHE_DIR", str(mine))
+    assert main(["scan", str(tmp_path / "t"), "--format", "json"]) in (0, 1)
+    capsys.readouterr()
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700 and any(mine.iterdir())

@@ -34,6 +34,28 @@ def code_digest(*relative: str) -> str:
     return h.hexdigest()[:16]
 
 
+_REFUSED: set[str] = set()  # cache roots refused, said once per process
+
+
+def trusted_cache(facts_dir: Path) -> bool:
+    """Whether the cache root (the parent of `facts_dir`, which holds every cache and the state) may be
+    used: refused when it is another user's or others can write it (anyone who can write it could
+    forge a remembered result)."""
+    root = facts_dir.parent
+    try:
+        st = os.stat(root)
+    except OSError:
+        return True  # not there yet: the first write makes it, this user's alone (_make_private)
+    owner_ok = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    if owner_ok and not st.st_mode & 0o022:
+        return True
+    if str(root) not in _REFUSED:
+        _REFUSED.add(str(root))
+        why = "belongs to another user" if not owner_ok else "is writable by other users"
+        print(f"armalias: note: the cache directory {root} {why}; running without a cache", file=sys.stderr)
+    return False
+
+
 def default_cache_dir() -> Path:
     """The per-file facts cache.  Every other cache of armalias sits beside it, in the same parent
     directory (bodies, state, prefilter, audit): ARMALIAS_CACHE_DIR, else ~/.cache/armalias."""
@@ -258,6 +280,23 @@ _RUN = os.urandom(6).hex()  # with the process id: no two writers' temporary fil
 # even in two PID namespaces over one cache directory
 
 
+def _make_private(directory: str) -> None:
+    """Make a directory and the missing ones above it, each readable and writable by this user only."""
+    missing = []
+    d = os.path.abspath(directory)
+    while not os.path.isdir(d):
+        missing.append(d)
+        up = os.path.dirname(d)
+        if up == d:
+            break
+        d = up
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
+
+
 def write_atomic(path: Path, text: bytes) -> bool:
     """Bytes (an entry's JSON) to a temporary file renamed into place: a reader sees the old entry or
     the new one.  False when it could not be written (a cache that cannot be written only costs
@@ -268,13 +307,13 @@ def write_atomic(path: Path, text: bytes) -> bool:
     made = False
     try:
         if parent not in _MADE:
-            os.makedirs(parent, exist_ok=True)
+            _make_private(parent)
             _MADE.add(parent)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
             fd = os.open(tmp, flags, 0o600)
         except FileNotFoundError:  # the directory was removed since this process made it
-            os.makedirs(parent, exist_ok=True)
+            _make_private(parent)
             fd = os.open(tmp, flags, 0o600)
         made = True
         try:

@@ -32,7 +32,7 @@ from armalias.errors import InputError
 from armalias.findings import Finding, severity_rank
 from armalias.rules import Vocabulary
 from armalias.scan import (Progress, ScanOptions, ScanResult, StaleState, cache_dir_for, find_alias_bugs,
-                           scan_sources, speculative_state, timed_out)
+                           scan_sources, speculative_state, timed_out, trusted_options)
 from armalias.source.tree import (SOURCE_SUFFIXES, DirectorySource, GitSource, OverlaySource, TreeSource, blob_id,
                                   tree_identity)
 from armalias.source.files import read_input, read_regular
@@ -857,7 +857,7 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     it when the change only moves code (armalias.incremental)."""
     started = time.perf_counter()
     # The model replays only what is reported (new and fixed findings), not every finding twice.
-    scan_options = replace(options.scan, model=False)
+    scan_options = replace(trusted_options(options.scan), model=False)
     # what the base cleans to PoC in the files the change touches stays known to need it in the head:
     # deleting the only sync_cache_w() of a pen release must not delete the evidence with it
     evidence = cleaned_in(change.base, change.changed)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from armalias.cache import FactsCache, default_cache_dir
+from armalias.cache import FactsCache, default_cache_dir, trusted_cache
 from armalias.errors import InputError
 from armalias.facts import FileFacts, Skipped
 from armalias.rules import WatchedSpec, load_vocabulary, load_watched
@@ -976,6 +976,7 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     already (remembered_state's), so the prefilter does not stat them again.  `hints`: the prefilter
     rounds of the base of a change, for its head (SelectionHints; ignored for a source whose result
     is remembered, whose state lists every file it read)."""
+    options = trusted_options(options)
     started = time.perf_counter()
     started_ns = time.time_ns()
     result = ScanResult(root=root_label if root_label is not None else sources[0][0].label,
@@ -1173,6 +1174,13 @@ def cache_dir_for(options: ScanOptions) -> Path | None:
     """The facts cache directory of these options (every other cache sits beside it), or None when
     the cache is off."""
     return (options.cache_dir or default_cache_dir()).resolve() if options.use_cache else None
+
+
+def trusted_options(options: ScanOptions) -> ScanOptions:
+    """The options, without the cache when its directory may not be trusted (cache.trusted_cache)."""
+    if options.use_cache and not trusted_cache((options.cache_dir or default_cache_dir()).resolve()):
+        return replace(options, use_cache=False)
+    return options
 
 
 @dataclass(frozen=True)

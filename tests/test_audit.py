@@ -126,7 +126,7 @@ def test_missing_tree_is_an_input_error(tmp_path):
         audit_tree(tmp_path)
 
 
-def test_unreadable_and_non_utf8_files_are_skipped_with_a_reason(tmp_path):
+def test_unreadable_files_are_skipped_with_a_reason_and_stray_bytes_read(tmp_path):
     mm = tmp_path / "arch" / "arm" / "mm"
     mm.mkdir(parents=True)
     for f in (ASM / "old-style" / "arch" / "arm" / "mm").iterdir():
@@ -142,12 +142,13 @@ def test_unreadable_and_non_utf8_files_are_skipped_with_a_reason(tmp_path):
     finally:
         unreadable.chmod(0o644)
     reasons = dict(result.skipped)
-    assert "not valid UTF-8" in reasons["arch/arm/mm/proc-broken.S"]
+    # a stray byte in a comment is read as it is (as the kernel's tools read it): no reason to skip
+    assert "arch/arm/mm/proc-broken.S" not in reasons
     if os.geteuid() != 0:  # root reads anything
         assert "unreadable" in reasons["arch/arm/mm/proc-locked.S"]
     assert len(result.implementations) == 3  # the rest of the tree is still audited
     assert before == after  # nothing written into the scanned tree
-    assert to_json(result, "t")["skipped"]
+    assert bool(to_json(result, "t")["skipped"]) == (os.geteuid() != 0)  # root reads the locked file too
 
 
 def test_json_document_has_the_contract_shape():

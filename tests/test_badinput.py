@@ -64,7 +64,7 @@ def test_each_bad_file_is_skipped_with_its_reason(bad_tree: Path, capsys):
     base = "arch/arm/kernel/"
     assert reasons[base + "empty.c"] == "empty file"
     assert reasons[base + "binary.c"].startswith("binary file")
-    assert reasons[base + "latin1.c"].startswith("not valid UTF-8")
+    assert base + "latin1.c" not in reasons  # a Latin-1 comment is read as it is, not skipped
     assert "symlink loop" in reasons[base + "loop"]
     assert "outside the scanned tree" in reasons[base + "escape"]
     assert "outside the scanned tree" in reasons[base + "escape.c"]

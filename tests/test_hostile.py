@@ -291,3 +291,31 @@ def test_a_cache_directory_others_can_write_is_not_used(tmp_path: Path, capsys, 
     assert main(["scan", str(tmp_path / "t"), "--format", "json"]) in (0, 1)
     capsys.readouterr()
     assert stat.S_IMODE(mine.stat().st_mode) == 0o700 and any(mine.iterdir())
+
+
+def test_a_stray_byte_does_not_hide_a_new_finding(tmp_path: Path, capsys):
+    """A patch deleting a write-back, with a non-UTF-8 byte added in a comment: the file is read as it
+    is (as the kernel's tools read it), and the deleted clean is new, exit 1."""
+    from test_check import check_json, make_repo, summary
+
+    root = make_repo(tmp_path)
+    path = root / POKE
+    data = path.read_bytes().replace(b"\tpoke_clean(waddr, 4);\n", b"", 1)
+    path.write_bytes(data.replace(b"/* the written alias", b"/* \xff the written alias", 1))
+    rc, out = check_json(capsys, root)
+    assert rc == 1 and ("AA001", POKE, "poke_insn") in summary(out)[0]
+    assert summary(out)[1] == [] and out["skipped"] == {"base": [], "head": []}  # nothing skipped, nothing "fixed"
+
+
+def test_a_file_skipped_on_one_side_is_no_fix(tmp_path: Path, capsys):
+    """The head's version of a file cannot be analysed (a NUL byte: no C text): its base findings are
+    `unknown`, not fixed, the skip is listed under the head, and the exit is 2."""
+    from test_check import check_json, make_repo, summary
+
+    root = make_repo(tmp_path)
+    path = root / POKE
+    path.write_bytes(b"\0" + path.read_bytes())
+    rc, out = check_json(capsys, root)
+    assert rc == 2
+    assert summary(out)[1] == [] and out["unknown"] and {f["file"] for f in out["unknown"]} == {POKE}
+    assert [s["file"] for s in out["skipped"]["head"]] == [POKE] and out["skipped"]["base"] == []

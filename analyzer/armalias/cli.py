@@ -283,7 +283,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         change.close()
     for note in change.notes:
         print(f"armalias: note: {note}", file=sys.stderr)
-    summary = (f"{len(result.new)} new, {len(result.fixed)} fixed, {result.unchanged} unchanged "
+    unknown = (f", {len(result.unknown)} unknown (a file one side could not analyse: see skipped)"
+               if result.unknown else "")
+    summary = (f"{len(result.new)} new, {len(result.fixed)} fixed, {result.unchanged} unchanged{unknown} "
                f"({change.base_label} -> {change.head_label}; {len(change.changed)} files changed)")
     fmt = args.format or ("text" if args.output is None and sys.stdout.isatty() else "gcc")
     if fmt == "json":
@@ -294,6 +296,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         data.update(base=change.base_label, head=change.head_label,
                     new=[jsonout.finding_to_dict(f) for f in result.new],
                     fixed=[jsonout.finding_to_dict(f) for f in result.fixed], unchanged=result.unchanged,
+                    unknown=[jsonout.finding_to_dict(f) for f in result.unknown],
+                    skipped={side: [{"file": sk.file, "reason": sk.reason} for sk in skipped]
+                             for side, skipped in (("base", result.skipped_base), ("head", result.head.skipped))},
                     changed=list(change.changed), renamed=dict(change.renames), notes=list(change.notes))
         _write(args, jsonout.dumps(data))
     elif fmt == "sarif":
@@ -304,6 +309,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     elif fmt == "gcc":
         _write(args, gcc.render_findings(result.new))
         print(f"armalias check: {summary}", file=sys.stderr)
+        for side, skipped in (("base", result.skipped_base), ("head", result.head.skipped)):
+            for sk in skipped:
+                if any(f.file == sk.file for f in result.unknown):
+                    print(f"armalias check: {sk.file}: skipped on the {side} side: {sk.reason}", file=sys.stderr)
     else:
         from armalias.report.text import escape, render_findings_table
 
@@ -312,13 +321,16 @@ def cmd_check(args: argparse.Namespace) -> int:
             console.print(summary + f"  time {result.seconds:.2f}s", markup=False)
             for note in change.notes:
                 console.print(f"note: {note}", markup=False)
-            for title, found in (("New findings", result.new), ("Fixed findings", result.fixed)):
+            for title, found in (("New findings", result.new), ("Fixed findings", result.fixed),
+                                 ("Unknown (the other side could not analyse the file)", result.unknown)):
                 if found:
                     console.print()
                     console.print(f"[bold]{title}[/bold]")
                     render_findings_table(found, console)
 
         _render_text(args, draw)
+    if result.unknown:
+        return EXIT_USAGE  # CONTRACT.md: a file the verdict depends on could not be analysed
     return EXIT_FINDINGS if result.fails(opts.fail_on) else EXIT_OK
 
 

@@ -788,6 +788,9 @@ class CheckResult:
     base_from: str = "scan"  # scan | cache | state (the directory as scanned before) | head (no source changed)
     seconds: float = 0.0
     head_from: str = "scan"  # scan | state (derived from the base's state: the change only moves code)
+    # findings of one side in a file the other side could not analyse: neither new nor fixed
+    unknown: list[Finding] = field(default_factory=list)
+    skipped_base: list = field(default_factory=list)  # Skipped of the base side, when it was scanned
 
     def fails(self, fail_on: str) -> bool:
         threshold = severity_rank(fail_on)
@@ -920,6 +923,13 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     new, fixed, unchanged = compare(base_findings, head_findings, change.renames)
     baselined = sum(1 for f in new if f.fingerprint in options.baseline)
     new = [f for f in new if f.fingerprint not in options.baseline]
+    # a file one side could not analyse says nothing of its findings there: a skipped file is no fix
+    head_skipped = {sk.file for sk in head.skipped}
+    skipped_base = list(base.skipped) if base is not None else (base_state.skipped_objects() if base_state else [])
+    base_skipped = {sk.file for sk in skipped_base}
+    unknown = [f for f in fixed if f.file in head_skipped] + [f for f in new if f.file in base_skipped]
+    fixed = [f for f in fixed if f.file not in head_skipped]
+    new = [f for f in new if f.file not in base_skipped]
     pairs = _kept_in_changed(base_findings, head_findings, change)
     if options.scan.model and (new or fixed or pairs):
         # Both sides read their cache implementations from the same place (the repository's work
@@ -945,4 +955,4 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
                                    " where it did not before)"))
         new.sort(key=Finding.sort_key)
     return CheckResult(change, base, head, new, fixed, unchanged, suppressed, baselined, base_from,
-                       time.perf_counter() - started, head_from)
+                       time.perf_counter() - started, head_from, sorted(unknown, key=Finding.sort_key), skipped_base)

@@ -1643,10 +1643,7 @@ def _read_text(path: Path, root: Path) -> str | tuple[None, str]:
         data = read_regular(path, MAX_FILE_BYTES, root)[0]
     except OSError as exc:
         return (None, f"unreadable: {exc.strerror or exc}")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return (None, f"not valid UTF-8 (byte {exc.start})")
+    return data.decode("utf-8", "replace")  # a stray byte in a comment is no reason to skip the file
 
 
 _C_STRUCT_RE = re.compile(r"struct\s+cpu_cache_fns\s*\{(?P<body>.*?)\}", re.S)

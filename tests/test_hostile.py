@@ -319,3 +319,23 @@ def test_a_file_skipped_on_one_side_is_no_fix(tmp_path: Path, capsys):
     assert rc == 2
     assert summary(out)[1] == [] and out["unknown"] and {f["file"] for f in out["unknown"]} == {POKE}
     assert [s["file"] for s in out["skipped"]["head"]] == [POKE] and out["skipped"]["base"] == []
+
+
+@pytest.mark.parametrize("second", ["@@ -6,2 +5,2 @@", "@@ -6,2 +5,x @@", "@@ garbage"])
+def test_a_malformed_hunk_header_is_an_error(tmp_path: Path, capsys, second: str):
+    """A second hunk whose `@@` line cannot be read is an input error (exit 2), never dropped while the
+    first applies; a well-formed one applies."""
+    from armalias.cli import main
+
+    root = tmp_path / "linux/arch/arm/kernel"
+    root.mkdir(parents=True)
+    (root / "f.c").write_text("void f(void)\n{\n\tint a;\n\tint b;\n\tint c;\n\tint d;\n\tint e;\n}\n")
+    patch = tmp_path / "p.patch"
+    patch.write_text("--- a/arch/arm/kernel/f.c\n+++ b/arch/arm/kernel/f.c\n@@ -3,3 +3,2 @@\n \tint a;\n-\tint b;\n"
+                     " \tint c;\n" + second + "\n \tint d;\n-\tint e;\n+\tint f;\n")
+    rc = main(["check", "--tree", str(tmp_path / "linux"), "--patch", str(patch), "--no-cache"])
+    err = capsys.readouterr().err
+    if second == "@@ -6,2 +5,2 @@":
+        assert rc == 0, err
+    else:
+        assert rc == 2 and "malformed hunk header" in err

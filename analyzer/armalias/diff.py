@@ -260,6 +260,9 @@ def _parse_hunks(lines: list[bytes], i: int, subject: str, path: str) -> tuple[t
     while i < n:
         m = _HUNK.match(lines[i])
         if not m:
+            if lines[i].startswith(b"@@"):  # a hunk whose header cannot be read: never silently no change
+                raise InputError(f"patch {subject!r}: {path}: malformed hunk header "
+                                 f"`{lines[i][:60].decode(errors='replace')}` (line {i + 1} of the message)")
             break
         header = lines[i].decode("utf-8", "replace")
         old_start, new_start = int(m.group(1)), int(m.group(3))

@@ -745,10 +745,6 @@ def _kept_in_changed(base: list[Finding], head: list[Finding], change: Change) -
     return out
 
 
-def _confirmed(f: Finding) -> set[str]:
-    return {name for name, verdict in f.model.implementations if verdict == "confirmed"}
-
-
 # -- the findings of a whole tree, cached by its content ----------------------------------------
 class FindingsCache(JsonEntries):
     """The findings of a whole tree (before the model, after suppressions, every rule) by the tree's
@@ -951,7 +947,7 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
         # note stays a residual hazard wherever it holds)
         for b, h in pairs:
             (b,), (h,) = validate([b], impls, base_builds), validate([h], impls, head_builds)
-            before, after = _confirmed(b), _confirmed(h)
+            before, after = set(b.model.confirming()), set(h.model.confirming())
             if after - before and h.severity != "note" and h.fingerprint not in options.baseline:
                 unchanged -= 1
                 new.append(replace(h, message=h.message + f" (this change makes it hold on {', '.join(sorted(after - before))},"

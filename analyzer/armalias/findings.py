@@ -44,6 +44,10 @@ class ModelResult:
     built_under: tuple[str, ...] = ()
     defconfigs: tuple[str, ...] = ()  # arch/arm/configs/*_defconfig that build a confirming implementation
 
+    def confirming(self) -> list[str]:
+        """The implementations the model confirms the finding on, in the order they were replayed."""
+        return [name for name, verdict in self.implementations if verdict == "confirmed"]
+
 
 @dataclass(frozen=True)
 class Finding:

@@ -66,6 +66,8 @@ class AliasChecks:
         self.vivt = vocab.cache_predicates.get("vivt", {})
         self.vipt_aliasing = vocab.cache_predicates.get("vipt_aliasing", {})
         self.pipt = vocab.cache_predicates.get("pipt", {})
+        # the kinds of data cache a maintenance call's guards are judged on, by the name findings give
+        self.kinds = (("VIVT", self.vivt), ("aliasing VIPT", self.vipt_aliasing), ("VIPT/PIPT", self.pipt))
         self._offsets: list[re.Pattern[str]] | None = None  # vocab.address_offsets, compiled
         # the value of a constant name as code of a file sees it (set by the caller: FlowAnalysis.constant)
         self.constant = lambda name, file: None
@@ -131,13 +133,12 @@ class AliasChecks:
         out.extend(self.check_offsets(f))
         # a function that writes what runs, or what the base cleaned to PoC, is judged by its writes;
         # one that only maintains (on behalf of its callers) is judged against its base version
-        before = self.base_flows.get((f.file, f.name))
-        if before is not None and self._defined_once(f):
+        before = self.base_flows.get((f.file, f.name)) if self._defined_once(f) else None
+        if before is not None:
             lines = {x.line for x in out if x.rule == "AA003"}
             out.extend(x for x in self.check_shortened(before, f) if x.line not in lines)
-        if (before is not None and not any(runs.values()) and (f.file, f.name) not in self.poc_before
-                and self._defined_once(f)):
-            out.extend(self.check_dropped(before, f))
+            if not any(runs.values()) and (f.file, f.name) not in self.poc_before:
+                out.extend(self.check_dropped(before, f))
         out.extend(self.check_poc(f))
         return out
 
@@ -289,7 +290,7 @@ class AliasChecks:
             # does not alias any alias of the page reaches the lines, and ARM's v6 ranged calls
             # invalidate the whole I-cache (the model tells the implementations apart)
             bare_vipt = any(not any(m.spec.i == "invalidate" and guards_allow(m.guards, preds)[0] for m in later)
-                            for preds in (self.vipt_aliasing, self.pipt))
+                            for _, preds in self.kinds[1:])
             if not [m for m in syncing if self._on_vivt(m)] or bare_vipt:
                 place = tuple(sorted(str(t) for t in targets))
                 if once(("AA004",) + place):
@@ -421,11 +422,11 @@ class AliasChecks:
                  lambda spec: spec.d in D_CLEANS and spec.point == "poc"),
                 ("AA001", "cleaned the D-cache", lambda spec: spec.d in D_CLEANS))
 
-    def _length_of(self, m: MaintSite, g: FunctionFlow):
-        """The bytes a ranged call maintains, as a polynomial, and the place it starts at; or None."""
+    @staticmethod
+    def _length_of(m: MaintSite, reader: Reader):
+        """The bytes a ranged call maintains, as a polynomial (Reader.span / length), or None."""
         if m.spec.whole or not m.start:
             return None
-        reader = self._extents(g)
         if m.end:
             return reader.span(m.start, m.end)
         return reader.length(m.size) if m.size else None
@@ -436,11 +437,12 @@ class AliasChecks:
         `to + len` with `to = va + offset`)."""
         out: list[Finding] = []
         olds = {}
+        old_reader, reader = self._extents(before), self._extents(f)
         for mb in before.maintenance:
-            if (n := self._length_of(mb, before)) is not None:
+            if (n := self._length_of(mb, old_reader)) is not None:
                 olds.setdefault((mb.call, self._place(mb.start, before)), []).append(n)
         for m in f.maintenance:
-            new = self._length_of(m, f)
+            new = self._length_of(m, reader)
             if new is None:
                 continue
             for old in olds.get((m.call, self._place(m.start, f)), ()):
@@ -463,7 +465,7 @@ class AliasChecks:
         (__sync_icache_dcache, __flush_dcache_folio, a module's I-cache flush) write nothing
         themselves: the base is their contract.  Where the call is aimed is left to the checks of
         writes: a place named by a local's name would not survive renaming the local."""
-        kinds = (("VIVT", self.vivt), ("aliasing VIPT", self.vipt_aliasing), ("VIPT/PIPT", self.pipt))
+        kinds = self.kinds
 
         def does(g: FunctionFlow, effect) -> set[str]:
             return {name for name, preds in kinds for m in g.maintenance
@@ -605,13 +607,15 @@ class AliasChecks:
     def _file_scope(self, obj: str, f: FunctionFlow) -> bool:
         return bool(obj) and obj not in f.params and obj not in f.locals
 
-    def _written_objects(self, f: FunctionFlow):
-        """(write, the object of file scope it writes) for the function's stores to variables and its
-        writes through pointers, in program order."""
+    def _writes_to(self, f: FunctionFlow) -> list[tuple[WriteSite, str]]:
+        """(write, the object it writes) for the function's writes through pointers and its stores to
+        variables, in program order."""
         found = [(w, self._object(w.pointer, f)) for w in f.writes] + [(w, w.pointer) for w in f.stores]
-        for w, obj in sorted(found, key=lambda pair: pair[0].order):
-            if self._file_scope(obj, f):
-                yield w, obj
+        return sorted(found, key=lambda pair: pair[0].order)
+
+    def _written_objects(self, f: FunctionFlow):
+        """(write, the object of file scope it writes), in program order."""
+        return [(w, obj) for w, obj in self._writes_to(f) if self._file_scope(obj, f)]
 
     def cleaned_to_poc(self, flows: list[FunctionFlow]) -> frozenset[str]:
         """The objects of file scope some function cleans to the point of coherency."""
@@ -675,7 +679,7 @@ class AliasChecks:
         own word that a reader of memory, not of this CPU's caches, comes after."""
         out: dict[tuple[str, str], frozenset[str]] = {}
         for f in flows:
-            found = [(w, self._object(w.pointer, f)) for w in f.writes] + [(w, w.pointer) for w in f.stores]
+            found = self._writes_to(f)
             written = {obj for _, obj in found}
             cleaned = {self._object(m.start, f) for m in f.maintenance
                        if m.start and not m.spec.whole and m.spec.d in D_CLEANS and m.spec.point == "poc"}
@@ -700,8 +704,7 @@ class AliasChecks:
             return []
         skip = told | self.poc_told_before.get((f.file, f.name), set())  # the base said so of itself
         out: list[Finding] = []
-        found = [(w, self._object(w.pointer, f)) for w in f.writes] + [(w, w.pointer) for w in f.stores]
-        for w, obj in sorted(found, key=lambda pair: pair[0].order):
+        for w, obj in self._writes_to(f):
             if obj not in before or obj in skip or self._fill(w):
                 continue
             ran = self.ran_before.get((f.file, f.name), {})

@@ -24,7 +24,7 @@ from armalias.flow.constants import const_eval
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 from armalias.flow.sites import (DISTINCT_KINDS, AliasVal, Aliases, ExecUse, FunctionFlow, MaintSite, PhysUse,
                                  WriteSite)
-from armalias.flow.summary import (PARAM_REF, Summary, merged, on_params, operand, putter, range_on_params,
+from armalias.flow.summary import (Summary, merged, on_params, operand, putter, range_on_params,
                                    summary_from)
 
 MAX_MACRO_DEPTH = 6
@@ -288,11 +288,11 @@ class FlowAnalysis:
             by_name[f.name].append(f)
         self._summary_for.clear()
         for name, flows in by_name.items():
-            parts = [(f.file, self._summary_of([f])) for f in flows]
+            parts = [(f.file, self._summary_of(f)) for f in flows]
             self._parts[name] = [(file, summ) for file, summ in parts if summ is not None]
-            merged = self._summary_of(flows)
-            if merged is not None:
-                self.summaries[name] = merged
+            whole = merged([summ for _, summ in self._parts[name]])  # what any definition does
+            if whole is not None:
+                self.summaries[name] = whole
 
     def _summary(self, name: str) -> Summary | None:
         """The summary of the definitions of `name` that code of the function being analysed gets
@@ -311,57 +311,56 @@ class FlowAnalysis:
             self._summary_for[key] = merged([s for _, s in own or seen])
         return self._summary_for[key]
 
-    def _summary_of(self, flows: list[FunctionFlow]) -> Summary | None:
-        """What calls of the function do, stated on its parameters, from the flows of its definitions."""
+    def _summary_of(self, f: FunctionFlow) -> Summary | None:
+        """What calls of one definition do, stated on its parameters."""
         returns, maintains, writes, runs = set(), set(), set(), set()
-        for f in flows:
-            if f.exec_param in f.params:
-                runs.add(f.params.index(f.exec_param))
-            for u in f.exec_uses:
-                at = self._param_origin(f, root(u.arg))
-                if at in f.params:
-                    runs.add(f.params.index(at))
-            for w in f.writes:
-                if w.data:
-                    continue
-                # a store or a copy through a parameter writes the caller's memory: the caller's
-                # argument says through which alias (a parameter the function moves, dest++, still
-                # starts where the caller's memory does)
-                dest = self._param_origin(f, root(w.pointer))
-                if dest in f.params:
-                    size = strip(w.size)
-                    size_idx = f.params.index(size) if size in f.params and size not in f.mutated else -1
-                    writes.add((f.params.index(dest), size_idx))
-            for a in f.returns:
-                if a.kind in DISTINCT_KINDS or a.kind == "phys":
-                    idx = f.params.index(a.origin) if a.origin in f.params else -1
-                    returns.add((a.kind, idx))
-            for m in f.maintenance:
-                guards = on_params(m.guards, f.params)
-                if m.spec.whole:  # the whole cache: the same for every caller, whatever it passed
-                    maintains.add((-1, -1, -1, m.spec, guards, m.call, "", ""))
-                    continue
-                start_root = root(m.start)
-                start_root = self._param_origin(f, start_root)
-                if start_root not in f.params:
-                    continue
-                # an end or size carries over to callers only when it is a parameter itself
-                end_idx = f.params.index(strip(m.end)) if strip(m.end) in f.params else -1
-                size_idx = f.params.index(strip(m.size)) if strip(m.size) in f.params else -1
-                # an end that is the start plus a parameter (`addr + len`): that parameter is the size
-                end_terms = split_top(strip(m.end)) if m.end else []
-                if (size_idx < 0 and len(end_terms) == 2 and end_terms[1][0] == "+"
-                        and strip(end_terms[0][1]) == strip(m.start) and strip(end_terms[1][1]) in f.params):
-                    size_idx = f.params.index(strip(end_terms[1][1]))
-                # a parameter the function changes (dest++) is not what the caller passed
-                if end_idx >= 0 and (f.params[end_idx] in f.mutated or end_idx == f.params.index(start_root)):
-                    end_idx = -1
-                if size_idx >= 0 and f.params[size_idx] in f.mutated:
-                    size_idx = -1
-                offset, length = range_on_params(f, m, start_root)
-                maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, guards, m.call, offset, length))
-                if m.spec.i == "invalidate":
-                    runs.add(f.params.index(start_root))
+        if f.exec_param in f.params:
+            runs.add(f.params.index(f.exec_param))
+        for u in f.exec_uses:
+            at = self._param_origin(f, root(u.arg))
+            if at in f.params:
+                runs.add(f.params.index(at))
+        for w in f.writes:
+            if w.data:
+                continue
+            # a store or a copy through a parameter writes the caller's memory: the caller's
+            # argument says through which alias (a parameter the function moves, dest++, still
+            # starts where the caller's memory does)
+            dest = self._param_origin(f, root(w.pointer))
+            if dest in f.params:
+                size = strip(w.size)
+                size_idx = f.params.index(size) if size in f.params and size not in f.mutated else -1
+                writes.add((f.params.index(dest), size_idx))
+        for a in f.returns:
+            if a.kind in DISTINCT_KINDS or a.kind == "phys":
+                idx = f.params.index(a.origin) if a.origin in f.params else -1
+                returns.add((a.kind, idx))
+        for m in f.maintenance:
+            guards = on_params(m.guards, f.params)
+            if m.spec.whole:  # the whole cache: the same for every caller, whatever it passed
+                maintains.add((-1, -1, -1, m.spec, guards, m.call, "", ""))
+                continue
+            start_root = root(m.start)
+            start_root = self._param_origin(f, start_root)
+            if start_root not in f.params:
+                continue
+            # an end or size carries over to callers only when it is a parameter itself
+            end_idx = f.params.index(strip(m.end)) if strip(m.end) in f.params else -1
+            size_idx = f.params.index(strip(m.size)) if strip(m.size) in f.params else -1
+            # an end that is the start plus a parameter (`addr + len`): that parameter is the size
+            end_terms = split_top(strip(m.end)) if m.end else []
+            if (size_idx < 0 and len(end_terms) == 2 and end_terms[1][0] == "+"
+                    and strip(end_terms[0][1]) == strip(m.start) and strip(end_terms[1][1]) in f.params):
+                size_idx = f.params.index(strip(end_terms[1][1]))
+            # a parameter the function changes (dest++) is not what the caller passed
+            if end_idx >= 0 and (f.params[end_idx] in f.mutated or end_idx == f.params.index(start_root)):
+                end_idx = -1
+            if size_idx >= 0 and f.params[size_idx] in f.mutated:
+                size_idx = -1
+            offset, length = range_on_params(f, m, start_root)
+            maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, guards, m.call, offset, length))
+            if m.spec.i == "invalidate":
+                runs.add(f.params.index(start_root))
         return summary_from(returns, maintains, writes, runs)
 
     @staticmethod
@@ -579,9 +578,9 @@ class FlowAnalysis:
         and a guard whose value the caller's constants decide (`flags & FLAG_PA_IS_EXEC` with
         flags a constant) dropped when it holds; None when one is false."""
         out = []
+        put = putter(args, lambda a: f"({a})")
         for g in guards:
-            cond = PARAM_REF.sub(lambda m: f"({args[int(m.group(1))]})" if int(m.group(1)) < len(args) else m.group(0),
-                                  g.cond)
+            cond = put(g.cond)
             value = self._constant(cond, f)
             if value is None:
                 out.append(Guard(cond, g.holds, g.exit) if cond != g.cond else g)

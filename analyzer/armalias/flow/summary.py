@@ -47,10 +47,11 @@ def operand(text: str) -> str:
     return t if is_ident(t) or number(t) is not None else f"({t})"
 
 
-def putter(args: tuple[str, ...]) -> Callable[[str], str]:
-    """`$i` in a callee's text replaced by the caller's argument i (left as it is when there is none)."""
+def putter(args: tuple[str, ...], wrap: Callable[[str], str] = operand) -> Callable[[str], str]:
+    """`$i` in a callee's text replaced by the caller's argument i, wrapped (left as it is when there is
+    none)."""
     def put(text: str) -> str:
-        return PARAM_REF.sub(lambda m: operand(args[int(m.group(1))]) if int(m.group(1)) < len(args) else m.group(0),
+        return PARAM_REF.sub(lambda m: wrap(args[int(m.group(1))]) if int(m.group(1)) < len(args) else m.group(0),
                              text)
     return put
 

@@ -43,6 +43,7 @@ class Builds:
         self.listdir = listdir
         self.config = config
         self._arch_kconfig: Kconfig | None = None
+        self._enabled: frozenset[str] | None = None  # what `config` sets, through arch/arm's Kconfig
         self._kconfig: dict[str, Kconfig] = {}
         self._text: dict[str, str | None] = {}
         self._defconfigs: dict[str, frozenset[str]] | None = None
@@ -93,16 +94,17 @@ class Builds:
         config any of them has: nothing is then known)."""
         if not self.config:
             return impls
-        on = self.arch_kconfig().enabled_by(self.config)
+        if self._enabled is None:
+            self._enabled = self.arch_kconfig().enabled_by(self.config)
+        on = self._enabled
         kept = tuple(i for i in impls if set(i.configs) & on)
         return kept or impls
 
     def kconfig(self, directory: str) -> Kconfig:
         if directory not in self._kconfig:
             k = Kconfig("")
-            for rel in (*KCONFIGS, posixpath.join(directory, "Kconfig")):
-                text = self._file(rel)
-                if text is not None and rel not in k.lines.values():
+            for rel in dict.fromkeys((*KCONFIGS, posixpath.join(directory, "Kconfig"))):  # each file once
+                if (text := self._file(rel)) is not None:
                     k.merge(read_kconfig(text, rel))
             self._kconfig[directory] = k
         return self._kconfig[directory]

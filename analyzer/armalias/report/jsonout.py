@@ -31,7 +31,7 @@ def finding_to_dict(f: Finding) -> dict[str, Any]:
                   "witness": list(f.model.witness)}
     if f.model.built_under:  # the code is built only under these: the other implementations were not replayed
         d["model"]["built_under"] = list(f.model.built_under)
-    confirming = [name for name, verdict in f.model.implementations if verdict == "confirmed"]
+    confirming = f.model.confirming()
     if confirming:
         d["affects"] = {"implementations": confirming, "configs": list(f.model.configs)}
         if f.model.defconfigs:

@@ -302,3 +302,36 @@ def test_an_element_named_by_a_number_is_that_element(tmp_path: Path, capsys, cl
     base = SYNC_C.replace("CLEAN", "&board_sync")
     rc, found = check_edit(tmp_path, capsys, "arch/arm/common/board_sync.c", base, SYNC_C.replace("CLEAN", clean))
     assert found == new and rc == (1 if new else 0)
+
+
+def test_a_head_judged_with_its_base_s_evidence_is_not_remembered_as_its_own(tmp_path: Path, capsys,
+                                                                           monkeypatch):
+    """The index checked before a commit is HEAD's side of the next check, from the findings cache.
+    Its findings leant on the base it was checked against (patch_text() was there): remembered as
+    the tree's own, they came back in the next check as a base finding the head no longer has, a
+    false "1 fixed" for a change that adds a comment elsewhere."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_check import commit, git
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / "gitconfig"))
+    monkeypatch.setenv("ARMALIAS_CACHE_DIR", str(tmp_path / "cache"))
+    root = tree(tmp_path, ARMED, SYNCED)
+    git(root, "init", "-q")
+    commit(root, "base")
+    rel = root / "arch/arm/probes/probe.c"
+    rel.write_text(PROBE_C.replace("ARM", PLAIN).replace("SYNC", SYNCED))
+    git(root, "add", "-A")
+    assert main(["check", "--tree", str(root), "--staged", "--format", "json"]) == 1
+    assert [f["rule"] for f in json.loads(capsys.readouterr().out)["new"]] == ["AA004"]
+    commit(root, "plain store")
+    patch_c = root / "arch/arm/kernel/patch.c"
+    patch_c.write_text("/* a comment */\n" + patch_c.read_text())  # HEAD's side comes from the cache
+    rc = main(["check", "--tree", str(root), "--format", "json"])  # the working tree against HEAD
+    data = json.loads(capsys.readouterr().out)
+    assert (rc, data["new"], data["fixed"]) == (0, [], [])

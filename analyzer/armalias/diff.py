@@ -892,10 +892,14 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     head_findings, suppressed = _side_findings(head, options)
     if head_from == "scan" and timed_out(head.skipped):
         cache = None  # a file skipped for its time bound: this answer depends on the machine's speed
-    head_cache = cache if not evidence else None  # the head's answer leans on its base: not its own
+    # the tree's own findings, to remember for the check whose base it is next, are the head's but
+    # those its base's evidence lent it (only added, never taken away); with PoC objects as evidence,
+    # which reach writes anywhere, nothing is remembered
+    head_cache = cache if not evidence else None
+    own_findings = [f for f in head_findings if f.fingerprint not in head.lent]
     head_id = tree_identity(change.head) if cache is not None else None
     if head_cache is not None and head_id is not None:  # the index checked now is the HEAD of the next check
-        head_cache.put(head_cache.key(head_id, options.scan, options.vocab), head_findings, suppressed)
+        head_cache.put(head_cache.key(head_id, options.scan, options.vocab), own_findings, suppressed)
     base: ScanResult | None = None
     if not any(rel.endswith(SOURCE_SUFFIXES) for rel in change.changed):
         base_findings, base_from = head_findings, "head"

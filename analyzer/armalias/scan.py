@@ -66,6 +66,12 @@ class ScanOptions:
     # a kernel .config's settings (--config): findings are replayed only on what it builds
     config_options: tuple[tuple[str, bool], ...] = ()
 
+    @property
+    def leans_on_base(self) -> bool:
+        """Whether the findings may lean on a check's base (its evidence) rather than be the tree's
+        own: such a scan is not remembered as the tree's."""
+        return bool(self.mmu_off_evidence or self.base_functions)
+
 
 @dataclass
 class ScanResult:
@@ -91,6 +97,7 @@ class ScanResult:
     mmu_off_evidence: frozenset[str] = frozenset()  # ScanOptions.mmu_off_evidence of the scan
     base_functions: tuple = ()  # ScanOptions.base_functions of the scan
     head_functions: tuple = ()  # ScanOptions.head_functions of the scan
+    lent: frozenset[str] = frozenset()  # fingerprints of findings made only with a check's base evidence
 
 
 def available_cpus() -> int:
@@ -882,7 +889,9 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
             if d.file in result.sources and not d.file.endswith(".S"):
                 spans.setdefault(d.file, []).append((d.line, d.end_line, name))
     flows = flows + analysis.analyse_more(functions_naming(mmu_off, spans, read))
-    return checks.run(flows)
+    found = checks.run(flows)
+    result.lent = frozenset(checks.lent)
+    return found
 
 
 def _bodies_one(args: tuple[str, bytes, set[str], list[tuple[int, int]] | None, str, tuple[Path, str] | None]):
@@ -1197,8 +1206,8 @@ class Memo:
 
 def _memo(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions) -> Memo | None:
     """One whole directory or git revision, with the cache on: its scan is remembered (armalias.state)."""
-    if (len(sources) != 1 or sources[0][1] is not None or not options.use_cache or options.mmu_off_evidence
-            or options.base_functions or options.config_options):
+    if (len(sources) != 1 or sources[0][1] is not None or not options.use_cache or options.leans_on_base
+            or options.config_options):
         return None
     return _memo_of(sources[0][0])
 

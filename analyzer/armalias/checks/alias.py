@@ -60,6 +60,9 @@ class AliasChecks:
         self.poc_told_before: dict[tuple[str, str], set[str]] = {}  # what that check says of the base itself
         self.base_flows: dict[tuple[str, str], FunctionFlow] = {}  # (file, function) -> the base's flow
         self._twice: set[tuple[str, str]] = set()  # (file, function) defined twice (#ifdef branches)
+        # the fingerprints of the findings run() made only with a check's base evidence: without it
+        # the tree says none of them (its own findings are the rest)
+        self.lent: set[str] = set()
         self.rules = rules
         self.vocab = vocab
         self.graph = graph
@@ -130,17 +133,24 @@ class AliasChecks:
         out.extend(self.check_ranges(f))
         out.extend(self.check_extents(f, runs))
         out.extend(self.check_outside(f, runs))
+        if (f.file, f.name) in self.ran_before:  # writes known to run only from the base's evidence
+            lent = {(w.line, w.expr) for w, t in runs.items() if t and not self.runs_at(w, f, base=False)}
+            self.lent.update(x.fingerprint for x in out if x.write is not None and (x.write.line, x.write.expr) in lent)
         out.extend(self.check_offsets(f))
         # a function that writes what runs, or what the base cleaned to PoC, is judged by its writes;
         # one that only maintains (on behalf of its callers) is judged against its base version
         before = self.base_flows.get((f.file, f.name)) if self._defined_once(f) else None
+        lent: list[Finding] = []
         if before is not None:
             lines = {x.line for x in out if x.rule == "AA003"}
-            out.extend(x for x in self.check_shortened(before, f) if x.line not in lines)
+            lent.extend(x for x in self.check_shortened(before, f) if x.line not in lines)
             if not any(runs.values()) and (f.file, f.name) not in self.poc_before:
-                out.extend(self.check_dropped(before, f))
-        out.extend(self.check_poc(f))
-        return out
+                lent.extend(self.check_dropped(before, f))
+        out.extend(lent)
+        poc = self.check_poc(f)
+        lent.extend(x for x in poc if x.key_exprs[:1] == ("before",))  # check_poc_before's
+        self.lent.update(x.fingerprint for x in lent)
+        return out + poc
 
     def _fill(self, w: WriteSite) -> bool:
         """A write by a sink that writes one repeated byte (memset): data, never code."""
@@ -159,7 +169,7 @@ class AliasChecks:
         return origin in self.vocab.alias_constants or (
             n is not None and any(number(c) == n for c in self.vocab.alias_constants))
 
-    def runs_at(self, w: WriteSite, f: FunctionFlow) -> frozenset[AliasVal]:
+    def runs_at(self, w: WriteSite, f: FunctionFlow, base: bool = True) -> frozenset[AliasVal]:
         """Where the bytes of a write run, found from the code: the function's execution parameter
         (rules/vocabulary.toml exec_entry), the address an alias of the write runs at (`runs_at` of a
         global such as vectors_page), the alias itself when it is executable memory (`runs = "here"`)
@@ -182,7 +192,7 @@ class AliasChecks:
             for u in f.exec_uses:
                 if root(u.arg) in named:
                     targets |= u.aliases or {AliasVal("exec", root(u.arg))}
-        if not targets and (before := self.ran_before.get((f.file, f.name))):
+        if not targets and base and (before := self.ran_before.get((f.file, f.name))):
             # the base of a check made this address runnable (a change that deletes the invalidate
             # or the patch_text() there deletes the evidence with it): it holds code still
             for key in sorted(named & before.keys()):

@@ -24,9 +24,12 @@ from armalias.state import in_tree, stamp
 def rule_words() -> frozenset[str]:
     v = load_vocabulary()
     w = load_watched()
-    words = set(w.names) | {m.lstrip(".") for m in v.maintenance} | set(v.alias_globals) | set(v.exec_entries)
+    # (inline assembly's `asm:<operation>` calls are no words of the text: extraction names them)
+    words = set(w.names) | {m.lstrip(".") for m in v.maintenance if ":" not in m} | set(v.alias_globals)
+    words |= set(v.exec_entries)
     words |= set(w.cache_fns_members) | {w.cache_fns_struct}
-    return frozenset(x for x in words if len(x) >= 4)
+    # the mnemonics of inline assembly that maintains the cache are short, and only in asm() strings
+    return frozenset(x for x in words if len(x) >= 4) | frozenset(v.asm_words)
 
 
 def matcher(words: frozenset[str]):

@@ -85,6 +85,7 @@ def rules_digest() -> str:
 # -- the alias-analysis vocabulary (rules/vocabulary.toml) ----------------------------------------
 # The D-cache effects (MaintenanceSpec.d) that write dirty lines back.
 D_CLEANS = ("clean", "clean+invalidate")
+D_INVALIDATES = ("invalidate", "clean+invalidate")
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class Vocabulary:
     alias_slots: dict[str, int] = field(default_factory=dict)  # alias source -> argument naming its slot
     address_offsets: tuple[str, ...] = ()  # patterns of an offset within a page given for an address
     constants: dict[str, int] = field(default_factory=dict)  # names with one value on ARM (PAGE_SIZE)
+    asm_words: tuple[str, ...] = ()  # mnemonics whose inline assembly can maintain the cache (prefilter)
 
     def alias_words(self) -> frozenset[str]:
         """The alias globals, and those alias constants that are names rather than numbers: a call
@@ -192,7 +194,8 @@ def load_vocabulary() -> Vocabulary:
                       frozenset(n for s in raw.get("write_sink", ()) if s.get("fills") for n in s["names"]),
                       {n: int(s["slot"]) for s in raw.get("alias_source", ()) if "slot" in s for n in s["names"]},
                       tuple(raw.get("address_offsets", {}).get("patterns", ())),
-                      {k: int(v) for k, v in raw.get("constants", {}).items()})
+                      {k: int(v) for k, v in raw.get("constants", {}).items()},
+                      tuple(raw.get("inline_asm", {}).get("words", ())))
 
 
 # -- rules: one TOML file per rule (rules/AA###-slug.toml) -----------------------------------------
@@ -207,6 +210,11 @@ class RuleSpec:
     docs: tuple[tuple[str, object], ...]
     path: str
     variants: tuple[tuple[str, str], ...] = ()  # other messages of the rule, for other shapes of evidence
+    # a variant's own severity, where its evidence is stronger than the rule's usual shape
+    variant_severity: tuple[tuple[str, str], ...] = ()
+
+    def severity_of(self, variant: str) -> str:
+        return dict(self.variant_severity).get(variant, self.severity) if variant else self.severity
 
 
 @lru_cache(maxsize=None)
@@ -218,5 +226,6 @@ def load_rules() -> dict[str, RuleSpec]:
         out[raw["code"]] = RuleSpec(raw["code"], raw["slug"], raw["category"], raw["severity"],
                                     raw.get("confidence", "medium"), raw["message"],
                                     tuple(raw.get("docs", {}).items()), path.name,
-                                    tuple(raw.get("variants", {}).items()))
+                                    tuple(raw.get("variants", {}).items()),
+                                    tuple(raw.get("variant_severity", {}).items()))
     return out

@@ -17,13 +17,15 @@ from pathlib import Path
 from armalias.cacheimpl import CacheImpl
 from armalias.findings import Finding, MaintenanceEvidence, ModelResult
 from armalias.flow.alias import eval_guard
-from armalias.model import ExternalRead, Fetch, Maintain, Map, Read, Scenario, Unmap, Write, impl_from_dict
+from armalias.model import ExternalRead, Fetch, Maintain, Map, Op, Read, Scenario, Unmap, Write, impl_from_dict
 from armalias.model import summarize
 from armalias.model.builds import Builds
-from armalias.model.scenario import replay_shared
+from armalias.model.scenario import ALIASING, replay_shared
 from armalias.rules import load_vocabulary, rules_dir
 from armalias.source.files import read_regular
 from armalias.source.text import MAX_FILE_BYTES
+
+OP_MEMBER = "op:"  # rules/vocabulary.toml: the member of inline assembly's maintenance, one operation
 
 # vocabulary cache kinds -> the model's cache kinds
 _KINDS = {"vivt": ("vivt",), "vipt_aliasing": ("vipt-aliasing",), "pipt": ("vipt-nonaliasing", "pipt")}
@@ -107,8 +109,9 @@ def _usable(impls: tuple[CacheImpl, ...]) -> tuple[CacheImpl, ...]:
     return usable or reference_implementations()
 
 
-def _only_on(m: MaintenanceEvidence) -> tuple[str, ...]:
-    """The model cache kinds on which the maintenance runs, from its guard ("" runs everywhere)."""
+def _only_on(m: MaintenanceEvidence | Finding) -> tuple[str, ...]:
+    """The model cache kinds on which the maintenance runs, or a finding holds, from its guard (""
+    everywhere)."""
     if not m.guard:
         return ()
     preds = load_vocabulary().cache_predicates
@@ -120,24 +123,32 @@ def _only_on(m: MaintenanceEvidence) -> tuple[str, ...]:
     return tuple(kinds) if kinds else ("none",)
 
 
-def _maintain(m: MaintenanceEvidence, written: str, by_role: bool) -> Maintain | None:
+def _step(member: str, alias: str | None, length: int, only_on: tuple[str, ...]) -> Maintain | Op:
+    """A call of a cpu_cache_fns member, or one operation of inline assembly (member `op:<operation>`,
+    the same on every implementation)."""
+    if member.startswith(OP_MEMBER):
+        return Op(member[len(OP_MEMBER):], alias, 0, length, only_on)
+    return Maintain(member, alias, 0, length, only_on)
+
+
+def _maintain(m: MaintenanceEvidence, written: str, by_role: bool) -> Maintain | Op | None:
     """The model step of one maintenance call: on the alias written, where the bytes run, or the whole
     cache, as the evidence says it reaches (`covers`); a call that reaches neither is left out."""
     if not m.member:
         return None
     if m.covers == "all" or m.target == "(whole cache)":
-        return Maintain(m.member, None, 0, 0, _only_on(m))
+        return _step(m.member, None, 0, _only_on(m))
     if m.covers:
         roles = m.covers.split("+")
         alias = written if "written" in roles else "exec"
-        return Maintain(m.member, alias, 0, 4, _only_on(m))
+        return _step(m.member, alias, 4, _only_on(m))
     if by_role:  # the evidence says what each call reaches: this one reaches neither
         return None
     kinds = set(m.alias.split("|"))  # evidence of a finding that names no write (AA003's)
     alias = written if written in kinds else ("exec" if "exec" in kinds else None)
     if alias is None:
         return None
-    return Maintain(m.member, alias, 0, 4, _only_on(m))
+    return _step(m.member, alias, 4, _only_on(m))
 
 
 def scenario_for(f: Finding) -> Scenario | None:
@@ -156,6 +167,9 @@ def scenario_for(f: Finding) -> Scenario | None:
             # a pointer the caller passed, which the analysis tells apart from where the bytes run
             # (maintenance reaches the one and not the other): a second mapping of the page
             written = "param"
+    elif f.category == "stale-exec-alias":
+        # no write named (a check's dropped D-cache invalidate): the bytes come through another mapping
+        written = "param"
     steps: list = [Map("exec", "text")]
     if written != "exec":
         steps.append(Map(written, "text"))
@@ -165,13 +179,13 @@ def scenario_for(f: Finding) -> Scenario | None:
     by_role = f.write is not None
     maint = [m for m in (_maintain(m, written, by_role) for m in f.maintenance) if m is not None]
     if f.category == "range":
-        maint = [Maintain(m.call, m.alias, m.offset, 0, m.only_on) for m in maint]  # covers none of the write
+        maint = [replace(m, length=0) for m in maint]  # covers none of the write
     steps.extend(maint)
     if written != "exec":
         steps.append(Unmap(written))
     consumer = {"stale-exec-alias": Read("exec", 0, 4), "poc": ExternalRead("exec", 0, 4)}.get(
         f.category, Fetch("exec", 0, 4))
-    steps.append(consumer)
+    steps.append(replace(consumer, only_on=_only_on(f)))  # a finding about some kinds of cache only
     return Scenario(f"{f.rule} {f.function}", tuple(steps))
 
 
@@ -187,7 +201,8 @@ def validate(findings: list[Finding], impls: tuple[CacheImpl, ...], builds: Buil
         configured = builds.configured(impls) if builds is not None else impls
         mine, under = builds.implementations(f.file, f.line, impls) if builds is not None else (impls, None)
         summary = summarize(replay_shared(scenario, mine))
-        confirming = {name for name, verdict in summary.implementations if verdict == "confirmed"}
+        confirming = {name.removesuffix(ALIASING) for name, verdict in summary.implementations
+                      if verdict == "confirmed"}
         configs = tuple(sorted({c for impl in mine if impl.name in confirming for c in impl.configs}))
         built = () if under is None else tuple(sorted(under.required)) + tuple(f"!{x}" for x in sorted(under.excluded))
         defconfigs = ()

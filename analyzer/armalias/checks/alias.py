@@ -6,14 +6,13 @@ import re
 from collections import Counter
 
 from armalias.callgraph import CallGraph
+from armalias.checks.change import ChangeChecks
 from armalias.findings import Finding, MaintenanceEvidence, WriteEvidence
 from armalias.flow.alias import const_size, guards_allow
 from armalias.flow.sites import DISTINCT_KINDS, AliasVal, FunctionFlow, MaintSite, WriteSite
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 from armalias.flow.extent import Extent, Reader, starts_at_or_past
-from armalias.rules import D_CLEANS, RuleSpec, Vocabulary
-
-D_INVALIDATES = ("invalidate", "clean+invalidate")
+from armalias.rules import D_CLEANS, D_INVALIDATES, RuleSpec, Vocabulary
 
 
 def _guard_text(m: MaintSite) -> str:
@@ -22,7 +21,9 @@ def _guard_text(m: MaintSite) -> str:
 
 def _evidence(m: MaintSite, covers: str = "") -> MaintenanceEvidence:
     kinds = sorted({a.kind for a in m.aliases}) or (["all"] if m.spec.whole else ["unknown"])
-    return MaintenanceEvidence(m.call, m.line, m.start or "(whole cache)", "|".join(kinds), _guard_text(m),
+    # no start: the whole cache, or an address of a callee's own (flow.summary.ELSEWHERE)
+    target = m.start or ("(whole cache)" if m.spec.whole else f"(an address of {m.via[-1] if m.via else m.call}'s own)")
+    return MaintenanceEvidence(m.call, m.line, target, "|".join(kinds), _guard_text(m),
                                m.spec.member, "all" if m.spec.whole else covers)
 
 
@@ -43,7 +44,7 @@ def _terms_key(terms: list[tuple[str, str]]) -> str:
     return "".join(sorted(sign + t.replace(" ", "") for sign, t in terms))
 
 
-class AliasChecks:
+class AliasChecks(ChangeChecks):
     def __init__(self, rules: dict[str, RuleSpec], vocab: Vocabulary, graph: CallGraph | None,
                  read_by_asm: frozenset[str] = frozenset()):
         """`read_by_asm`: the objects the tree's assembly addresses the way code running with the MMU
@@ -74,6 +75,8 @@ class AliasChecks:
         self._offsets: list[re.Pattern[str]] | None = None  # vocab.address_offsets, compiled
         # the value of a constant name as code of a file sees it (set by the caller: FlowAnalysis.constant)
         self.constant = lambda name, file: None
+        # the aliases an expression of a function holds (set by the caller: FlowAnalysis.classify_in)
+        self.classify = lambda text, f: frozenset()
 
     def chain(self, fn: str, file: str = "") -> tuple[str, ...]:
         """The longest of the shortest call paths from an execution entry point to fn (defined in
@@ -109,7 +112,7 @@ class AliasChecks:
             places = (set(write.aliases), frozenset())
         evidence = tuple(_evidence(m, self._role(m, *places) if places else "") for m in maint)
         return Finding(
-            rule=code, category=rule.category, severity=rule.severity, file=f.file, line=line, column=column,
+            rule=code, category=rule.category, severity=rule.severity_of(variant), file=f.file, line=line, column=column,
             function=f.name, message=(dict(rule.variants)[variant] if variant else rule.message).format(**fmt),
             write=WriteEvidence(write.line, write.expr, "|".join(sorted({a.kind for a in write.aliases})) or "unknown")
             if write is not None else None,
@@ -146,6 +149,9 @@ class AliasChecks:
             lent.extend(x for x in self.check_shortened(before, f) if x.line not in lines)
             if not any(runs.values()) and (f.file, f.name) not in self.poc_before:
                 lent.extend(self.check_dropped(before, f))
+            if not lent:
+                said = {(x.rule, x.line) for x in out}
+                lent.extend(x for x in self.check_reaimed(before, f) if (x.rule, x.line) not in said)
         out.extend(lent)
         poc = self.check_poc(f)
         lent.extend(x for x in poc if x.key_exprs[:1] == ("before",))  # check_poc_before's
@@ -425,73 +431,6 @@ class AliasChecks:
                                             call=m.call, reason=f"{reason} at line {w.line}"))
                     break
         return out
-
-    # what a maintenance call does, by the rule that says its loss: (rule, effect, whether a call has it)
-    _EFFECTS = (("AA004", "invalidated the I-cache", lambda spec: spec.i == "invalidate"),
-                ("AA005", "cleaned the D-cache to the point of coherency",
-                 lambda spec: spec.d in D_CLEANS and spec.point == "poc"),
-                ("AA001", "cleaned the D-cache", lambda spec: spec.d in D_CLEANS))
-
-    @staticmethod
-    def _length_of(m: MaintSite, reader: Reader):
-        """The bytes a ranged call maintains, as a polynomial (Reader.span / length), or None."""
-        if m.spec.whole or not m.start:
-            return None
-        if m.end:
-            return reader.span(m.start, m.end)
-        return reader.length(m.size) if m.size else None
-
-    def check_shortened(self, before: FunctionFlow, f: FunctionFlow) -> list[Finding]:
-        """AA003 in a check: a call the change keeps (same call, same place) that now maintains fewer
-        bytes than before, by a sum of non-negative terms (an offset, a length: `va + len` for
-        `to + len` with `to = va + offset`)."""
-        out: list[Finding] = []
-        olds = {}
-        old_reader, reader = self._extents(before), self._extents(f)
-        for mb in before.maintenance:
-            if (n := self._length_of(mb, old_reader)) is not None:
-                olds.setdefault((mb.call, self._place(mb.start, before)), []).append(n)
-        for m in f.maintenance:
-            new = self._length_of(m, reader)
-            if new is None:
-                continue
-            for old in olds.get((m.call, self._place(m.start, f)), ()):
-                diff = new.add(old, -1)
-                if diff.terms and all(c < 0 for _, c in diff.terms):
-                    less = " + ".join(("*".join(mono) or "1") if -c == 1 else f"{-c}*{'*'.join(mono) or '1'}"
-                                      for mono, c in diff.terms)
-                    out.append(self.finding("AA003", f, m.line, m.column, None, [m], (m.call, "shortened"),
-                                            call=m.call, reason=f"the range is shorter than before this change, by {less}"))
-                    break
-        return out
-
-    def _defined_once(self, f: FunctionFlow) -> bool:
-        return (f.file, f.name) not in self._twice
-
-    def check_dropped(self, before: FunctionFlow, f: FunctionFlow) -> list[Finding]:
-        """A check's change that leaves a function without a kind of maintenance its base version
-        did: an effect (I-cache invalidate, D-cache clean, to PoC) on a kind of cache (by the calls'
-        guards) that nothing in the head does on it any more, anywhere.  Maintenance helpers
-        (__sync_icache_dcache, __flush_dcache_folio, a module's I-cache flush) write nothing
-        themselves: the base is their contract.  Where the call is aimed is left to the checks of
-        writes: a place named by a local's name would not survive renaming the local."""
-        kinds = self.kinds
-
-        def does(g: FunctionFlow, effect) -> set[str]:
-            return {name for name, preds in kinds for m in g.maintenance
-                    if effect(m.spec) and guards_allow(m.guards, preds)[0]}
-
-        for rule, what, effect in self._EFFECTS:  # the strongest effect lost says it
-            lost = does(before, effect) - does(f, effect)
-            if not lost:
-                continue
-            mb = next(m for m in before.maintenance if effect(m.spec) and any(
-                guards_allow(m.guards, preds)[0] for name, preds in kinds if name in lost))
-            shown = "over the whole cache" if mb.spec.whole else f"at `{mb.start}`"
-            return [self.finding(rule, f, f.line, 0, None, [m for m in f.maintenance if effect(m.spec)],
-                                 ("dropped", *sorted(lost)), variant="dropped", call=mb.call, effect=what,
-                                 place=shown, kinds=", ".join(k for k, _ in kinds if k in lost))]
-        return []
 
     def check_offsets(self, f: FunctionFlow) -> list[Finding]:
         """AA004: an offset within a page (`vaddr & ~PAGE_MASK`) handed on as the address code runs

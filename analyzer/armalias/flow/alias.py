@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections import defaultdict
+from dataclasses import replace
 from itertools import accumulate
 from operator import attrgetter
 from typing import Callable
@@ -24,7 +25,7 @@ from armalias.flow.constants import const_eval
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 from armalias.flow.sites import (DISTINCT_KINDS, AliasVal, Aliases, ExecUse, FunctionFlow, MaintSite, PhysUse,
                                  WriteSite)
-from armalias.flow.summary import (Summary, merged, on_params, operand, putter, range_on_params,
+from armalias.flow.summary import (ELSEWHERE, Summary, merged, on_params, operand, putter, range_on_params,
                                    summary_from)
 
 MAX_MACRO_DEPTH = 6
@@ -343,6 +344,11 @@ class FlowAnalysis:
             start_root = root(m.start)
             start_root = self._param_origin(f, start_root)
             if start_root not in f.params:
+                # at an address of the callee's own (flush_pfn_alias's colour slot): a caller cannot
+                # say where, but it is maintenance the call does (a check counts it, check_dropped),
+                # and the one parameter the address is computed from says where it is aimed (in the
+                # end's place)
+                maintains.add((ELSEWHERE, self._aim_param(f, m.aimed_at), -1, m.spec, guards, m.call, "", ""))
                 continue
             # an end or size carries over to callers only when it is a parameter itself
             end_idx = f.params.index(strip(m.end)) if strip(m.end) in f.params else -1
@@ -362,6 +368,26 @@ class FlowAnalysis:
             if m.spec.i == "invalidate":
                 runs.add(f.params.index(start_root))
         return summary_from(returns, maintains, writes, runs)
+
+    @staticmethod
+    def _aim_param(f: FunctionFlow, text: str) -> int:
+        """The index of the one parameter an address is computed from, through locals assigned once
+        (`to = FLUSH_ALIAS_START + (CACHE_COLOUR(vaddr) << PAGE_SHIFT)`: vaddr), or -1."""
+        seen: set[str] = set()
+        todo = IDENTIFIER.findall(text)
+        used = set()
+        while todo:
+            name = todo.pop()
+            if name in seen or len(seen) > 64:
+                continue
+            seen.add(name)
+            if name in f.params:
+                if name in f.mutated:
+                    return -1
+                used.add(name)
+            elif name in f.linear and name in f.locals and name not in f.mutated:
+                todo.extend(IDENTIFIER.findall(f.linear[name]))
+        return f.params.index(used.pop()) if len(used) == 1 else -1
 
     @staticmethod
     def _param_origin(f: FunctionFlow, name: str) -> str:
@@ -490,6 +516,10 @@ class FlowAnalysis:
                     f.linear[ev.target] = ev.expr
                 else:
                     f.linear.pop(ev.target, None)
+                if assigned[ev.target] == 1:
+                    f.once[ev.target] = ev.expr
+                else:
+                    f.once.pop(ev.target, None)
                 if ev.width == DECLARATION:
                     f.locals.add(ev.target)
                 if ev.target not in f.params and ev.target not in f.locals:  # a variable of file scope
@@ -546,9 +576,12 @@ class FlowAnalysis:
                 inner = self._at_call(inner, args, f)
                 if inner is None:
                     continue  # a guard the caller's arguments make false: not done on this call
-                if sp < 0:
-                    f.maintenance.append(self._maint(call, mspec, [], ev, f, order, ev.guards + inner, via + (callee,),
-                                                     start="", end="", size=""))
+                if sp < 0:  # the whole cache, or an address of the callee's own: nowhere the caller names
+                    site = self._maint(call, mspec, [], ev, f, order, ev.guards + inner, via + (callee,),
+                                       start="", end="", size="")
+                    if sp == ELSEWHERE and 0 <= ep < len(args):
+                        site = replace(site, aim=args[ep])
+                    f.maintenance.append(site)
                     continue
                 start = args[sp]
                 end = args[ep] if 0 <= ep < len(args) else ""
@@ -587,6 +620,11 @@ class FlowAnalysis:
             elif bool(value) != g.holds:
                 return None
         return tuple(out)
+
+    def classify_in(self, text: str, f: FunctionFlow) -> Aliases:
+        """`classify` of a text of f's, as f's file sees the summaries (for the checks)."""
+        self._arch, self._file = self.vocab.arch_of(f.file), f.file
+        return self.classify(text, f)
 
     def constant(self, name: str, file: str) -> int | None:
         """The value of an object-like macro as code in `file` sees it (PAGE_SIZE), or None."""

@@ -51,6 +51,14 @@ class MaintSite:
     aliases: Aliases
     guards: tuple[Guard, ...]
     via: tuple[str, ...] = ()  # macros or summarized wrappers crossed
+    # the caller's text that decides where a callee maintains an address of its own (the `vaddr` of
+    # flush_pfn_alias(pfn, vaddr), whose colour slot it flushes): "" when the start says it
+    aim: str = ""
+
+    @property
+    def aimed_at(self) -> str:
+        """The text that says where the call maintains: its start, or what decides a callee's own address."""
+        return self.start or self.aim
 
 
 @dataclass(frozen=True)
@@ -90,5 +98,7 @@ class FunctionFlow:
     locals: set[str] = field(default_factory=set)  # variables the function declares
     returns: set[AliasVal] = field(default_factory=set)
     linear: dict[str, str] = field(default_factory=dict)  # locals assigned once: name -> value text
+    # every variable assigned once, under whatever condition (`if (n) { start = ...; flush(start); }`)
+    once: dict[str, str] = field(default_factory=dict)
     mutated: set[str] = field(default_factory=set)  # assigned more than once, or parameters assigned
     env: dict[str, Aliases] = field(default_factory=dict)

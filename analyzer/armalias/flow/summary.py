@@ -22,7 +22,7 @@ class Summary:
     maintains: tuple[tuple[int, int, int, MaintenanceSpec, tuple[Guard, ...], str, str, str], ...] = ()
     # (start param, end param or -1, size param or -1, what the call amounts to, guards inside, call name,
     # offset from the start param and length over the parameters ($i), "" unknown);
-    # start -1: a whole-cache operation
+    # start -1 (WHOLE): a whole-cache operation; -2 (ELSEWHERE): at an address of the function's own
     writes: tuple[tuple[int, int], ...] = ()  # (parameter written through, size parameter or -1)
     # parameters that are where code runs: the function's execution parameter, an address it
     # invalidates in the I-cache over a range, or one it hands on as such to a callee
@@ -30,6 +30,7 @@ class Summary:
 
 
 PARAM_REF = re.compile(r"\$(\d+)")
+WHOLE, ELSEWHERE = -1, -2  # Summary.maintains starts that are no parameter
 
 
 def on_params(guards: tuple[Guard, ...], params: tuple[str, ...]) -> tuple[Guard, ...]:

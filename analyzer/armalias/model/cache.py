@@ -106,6 +106,9 @@ DEFAULT_VA: dict[str, int] = {
     "user": 0x00010000,
     "sram": 0xFEC01000,
     "phys": 0x80008000,
+    # a pointer a caller passed, a second mapping of the page: of the other colour than "exec", as
+    # nothing makes a caller's mapping match the colour of where the bytes are used
+    "param": 0x40001000,
 }
 
 PALine = tuple[str, int]  # (physical page name, line index within the page)

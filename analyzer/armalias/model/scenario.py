@@ -44,6 +44,7 @@ import json
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 from armalias.cacheimpl import CacheFunction, CacheImpl, CacheOp
@@ -659,22 +660,44 @@ def replay_all(scenario: Scenario, impls: Iterable[CacheImpl], bound: int = DEFA
     return {name: replay(scenario, by_name[name], pick(by_name[name]), bound) for name in sorted(by_name)}
 
 
+ALIASING = "/aliasing"  # the suffix of a verdict on an implementation's aliasing VIPT machine
+
+
+@lru_cache(maxsize=1)
+def aliasing_configs() -> frozenset[str]:
+    """The CPU configs that can run with an aliasing VIPT cache (rules/cache-kinds.toml)."""
+    from armalias.rules import rules_dir
+
+    with open(rules_dir() / "cache-kinds.toml", "rb") as fh:
+        return frozenset(tomllib.load(fh).get("vipt_aliasing", {}).get("configs", ()))
+
+
+def machines(impl: CacheImpl) -> list[tuple[str, ModelConfig]]:
+    """The machines an implementation runs on, named as its verdicts are: its default one, and for a
+    VIPT implementation of processors that can alias (ARMv6) the aliasing VIPT one as well."""
+    out = [(impl.name, default_config(impl))]
+    if impl.cache_type == "VIPT" and not aliasing_configs().isdisjoint(impl.configs):
+        out.append((impl.name + ALIASING, default_config(impl, vipt_aliasing=True)))
+    return out
+
+
 def replay_shared(scenario: Scenario, impls: Iterable[CacheImpl], bound: int = DEFAULT_BOUND) -> dict[str, Verdict]:
-    """`replay_all` where implementations that run the scenario alike share one replay: the same
-    machine and the same operations for every member the scenario calls (arm920, arm922 and arm926,
-    say).  Each group is replayed on its first implementation in name order, so the first
-    implementation that confirms (whose witness `summarize` shows) is always replayed itself."""
+    """`replay_all` on every machine of each implementation (`machines`), where those that run the
+    scenario alike share one replay: the same machine and the same operations for every member the
+    scenario calls (arm920, arm922 and arm926, say).  Each group is replayed on its first
+    implementation in name order, so the first implementation that confirms (whose witness
+    `summarize` shows) is always replayed itself."""
     members = sorted({KERNEL_CALLS.get(s.call, (s.call, ()))[0] for s in scenario.steps if isinstance(s, Maintain)})
     done: dict[tuple, Verdict] = {}
     out: dict[str, Verdict] = {}
     for impl in sorted(impls, key=lambda i: i.name):
-        config = default_config(impl)
-        key = (config, impl.mpu_only, impl.cache_type,
-               tuple((m, function_steps(impl.functions[m], impl), impl.functions[m].undecoded)
-                     if m in impl.functions else (m,) for m in members))
-        if key not in done:
-            done[key] = replay(scenario, impl, config, bound)
-        out[impl.name] = done[key]
+        for name, config in machines(impl):
+            key = (config, impl.mpu_only, impl.cache_type,
+                   tuple((m, function_steps(impl.functions[m], impl), impl.functions[m].undecoded)
+                         if m in impl.functions else (m,) for m in members))
+            if key not in done:
+                done[key] = replay(scenario, impl, config, bound)
+            out[name] = done[key]
     return out
 
 

@@ -53,6 +53,7 @@ class CacheOpTable:
     mnemonic: dict[str, tuple[str, ...]]
     mmio: dict[str, tuple[str, ...]]
     displacement: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    mcrr: dict[tuple[int, int, int], tuple[str, ...]] = field(default_factory=dict)  # (cp, opc1, CRm)
     quiet_macros: frozenset[str] = frozenset()  # header macros with no flow and no cache effect
 
 
@@ -62,6 +63,22 @@ def parse_encoding(text: str) -> tuple[int, int, int, int, int] | None:
     if not m:
         return None
     return (int(m["cp"]), int(m["opc1"]), int(m["crn"]), int(m["crm"]), int(m["opc2"] or 0))
+
+
+_MCRR_RE = re.compile(
+    r"^p(?P<cp>\d+)\s*,\s*#?(?P<opc1>\d+)\s*,\s*(?:(?P<rt>[^,]+?)\s*,\s*(?P<rt2>[^,]+?)\s*,\s*)?"
+    r"c(?P<crm>\d+)\s*$",
+    re.IGNORECASE,
+)
+
+
+def parse_mcrr(text: str) -> tuple[tuple[int, int, int], str, str] | None:
+    """``"p15, 0, c14"``, or the operands of an ``mcrr`` (``p15, 0, r1, r0, c14``): the encoding
+    (cp, opc1, CRm) and the two registers (Rt, Rt2; "" in the short form)."""
+    m = _MCRR_RE.match(text.strip())
+    if not m:
+        return None
+    return (int(m["cp"]), int(m["opc1"]), int(m["crm"])), (m["rt"] or "").strip(), (m["rt2"] or "").strip()
 
 
 def load_cache_ops(path: Path | None = None) -> CacheOpTable:
@@ -92,12 +109,20 @@ def load_cache_ops(path: Path | None = None) -> CacheOpTable:
         return table
 
     mcr, mrc = encodings("mcr"), encodings("mrc")
+    mcrr: dict[tuple[int, int, int], tuple[str, ...]] = {}
+    for entry in data.get("mcrr", ()):
+        parsed = parse_mcrr(entry["encoding"])
+        if parsed is None:
+            raise ValueError(f"{path}: cannot parse encoding {entry['encoding']!r}")
+        if parsed[0] in mcrr:
+            raise ValueError(f"{path}: [mcrr] encoding {entry['encoding']!r} listed twice")
+        mcrr[parsed[0]] = ops_of(entry, entry["encoding"])
     mnemonic = {e["name"].lower(): ops_of(e, e["name"]) for e in data.get("mnemonic", ())}
     mmio = {e["register"]: ops_of(e, e["register"]) for e in data.get("mmio", ())}
     displacement = {e["symbol"]: ops_of(e, e["symbol"]) for e in data.get("displacement", ())}
     quiet = frozenset(m.lower() for m in data.get("header_macros", {}).get("no_effect", ()))
     return CacheOpTable(mcr=mcr, mrc=mrc, mnemonic=mnemonic, mmio=mmio, displacement=displacement,
-                        quiet_macros=quiet)  # fmt: skip
+                        mcrr=mcrr, quiet_macros=quiet)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1289,7 +1314,11 @@ class AsmTree:
                 if op == "unknown":
                     undecoded.append(f"{item.file}:{item.line}: {raw}{why}")
 
-        if mnem.startswith("mcrr") or mnem == ".inst" or mnem.startswith(".inst."):
+        if mnem.startswith("mcrr"):
+            parsed = parse_mcrr(item.arg)
+            ops = optable.mcrr.get(parsed[0]) if parsed else None
+            add(ops if ops is not None else ("unknown",))
+        elif mnem == ".inst" or mnem.startswith(".inst."):
             add(("unknown",))
         elif mnem.startswith("mcr"):
             key = parse_encoding(item.arg)

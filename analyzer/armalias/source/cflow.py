@@ -14,6 +14,7 @@ from tree_sitter import Node
 
 from armalias.facts import positional_pickle
 from armalias.source.cparse import function_name, parser, squash
+from armalias.source.inline_asm import asm_maintenance
 from armalias.source.text import at_line_start, blanked, comment_spans, neutralize
 
 LOOP = "<loop>"
@@ -184,6 +185,14 @@ class _Walker:
             elif decl is not None:
                 self.events.append(Event("declare", node.start_point[0] + 1, node.start_point[1] + 1,
                                          _t(self.src, decl), "", (), guards))
+            return
+        if t == "gnu_asm_expression":  # cache maintenance in inline assembly: calls (source.inline_asm)
+            for child in node.named_children:
+                if child.type in ("gnu_asm_output_operand_list", "gnu_asm_input_operand_list"):
+                    self.expr(child, guards)
+            for m in asm_maintenance(self.src, node):
+                self.events.append(Event("call", node.start_point[0] + 1, node.start_point[1] + 1, m.call, "",
+                                         m.args, guards))
             return
         if t == "update_expression":  # p++, --n: the variable changes
             arg = node.child_by_field_name("argument")

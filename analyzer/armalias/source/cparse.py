@@ -16,6 +16,7 @@ import tree_sitter_c
 from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
 from armalias.facts import Call, FunctionDef, Initializer
+from armalias.source.inline_asm import asm_maintenance
 
 _FUNCTIONS = """
 (function_definition declarator: (_) @decl body: (compound_statement) @body) @fn
@@ -23,6 +24,7 @@ _FUNCTIONS = """
 _CALLS = """
 (call_expression function: (identifier) @name arguments: (argument_list) @args) @call
 (call_expression function: (field_expression field: (field_identifier) @member) arguments: (argument_list) @args) @call
+(gnu_asm_expression) @asm
 """
 _TYPE_NODES = frozenset({"primitive_type", "type_identifier", "sized_type_specifier", "struct_specifier",
                          "enum_specifier", "union_specifier", "storage_class_specifier", "type_qualifier"})
@@ -265,6 +267,12 @@ def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[s
 
     calls = []
     for caps in call_caps:
+        if "asm" in caps:  # cache maintenance in inline assembly: calls named asm:<operation>
+            node = caps["asm"][0]
+            for m in asm_maintenance(real, node):
+                calls.append(Call(sys.intern(m.call), enclosing(node.start_byte), rel, node.start_point[0] + 1,
+                                  node.start_point[1] + 1, m.args))
+            continue
         call = caps["call"][0]
         if call.start_byte in headers:
             continue

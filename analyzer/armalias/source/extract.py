@@ -12,10 +12,11 @@ from armalias.rules import load_neutralize, load_watched, rules_dir
 from armalias.source.cflow import bodies_in_tree
 from armalias.source.cparse import check_deadline, extract_c
 from armalias.source.directives import read_asm_symbols, read_defines, read_includes
+from armalias.source.inline_asm import ASM_CALL
 from armalias.source.text import neutralize
 
 # Bump when what extraction produces changes shape or meaning: it is part of every cache key.
-EXTRACTOR_VERSION = "5"
+EXTRACTOR_VERSION = "6"
 
 # `NAME(fn, ...) { body }` at file scope defines the function named (prefix + argument index).
 DEFINERS = {
@@ -42,10 +43,12 @@ def extractor_key() -> str:
     cpu_cache_fns members and the words whose callers' bodies are read."""
     h = hashlib.sha256(EXTRACTOR_VERSION.encode())
     h.update((rules_dir() / "neutralize.toml").read_bytes())
+    h.update((rules_dir() / "cache-ops.toml").read_bytes())  # inline assembly's maintenance calls
     h.update("\0".join(load_watched().cache_fns_members).encode())  # whose initializers are read
     h.update("\0".join(sorted(body_words())).encode())
     h.update(code_digest("facts.py", "source/extract.py", "source/cparse.py", "source/directives.py",
-                         "source/text.py", "source/cflow.py").encode())
+                         "source/text.py", "source/cflow.py",
+                         "source/inline_asm.py").encode())
     return h.hexdigest()[:16]
 
 
@@ -75,7 +78,8 @@ def extract_bytes(rel: str, data: bytes, digest: str, deadline: float | None = N
     functions, calls, inits, has_error, error_lines, tree = extract_c(rel, data, neutral, DEFINERS,
                                                                       load_watched().cache_fns_members, deadline)
     words = body_words()
-    callers = {c.caller for c in calls if c.caller and (c.callee in words or c.callee[1:] in words)}
+    callers = {c.caller for c in calls
+               if c.caller and (c.callee in words or c.callee[1:] in words or c.callee.startswith(ASM_CALL))}
     bodies = tuple(bodies_in_tree(rel, neutral, tree.root_node, callers)) if callers else ()
     check_deadline(deadline)
     return FileFacts(

@@ -1,0 +1,170 @@
+"""Cache maintenance in C inline assembly (armalias.source.inline_asm), the checks of a change that
+lean on it (checks.change: a call dropped while others of its effect remain, a call aimed elsewhere),
+and the aliasing VIPT machine the model replays ARMv6 findings on."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from armalias.source.asm import load_cache_ops, parse_mcrr
+from armalias.source.cflow import function_bodies
+from armalias.source.extract import extract_bytes
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_check_evidence import check_edit  # noqa: E402
+
+# shapes of arch/arm/mm: a colour slot flushed with a block operation, a kernel alias discarded before
+# a copy through a colour alias, the whole D-cache cleaned, and a copy loop that maintains line by line
+ASM_C = """#include <linux/kernel.h>
+
+static void board_flush_colour(unsigned long pfn, unsigned long vaddr)
+{
+	unsigned long to = BOARD_ALIAS_START + (BOARD_COLOUR(vaddr) << PAGE_SHIFT);
+
+	set_top_pte(to, pfn_pte(pfn, PAGE_KERNEL));
+	asm(	"mcrr	p15, 0, %1, %0, c14\\n"
+	"	mcr	p15, 0, %2, c7, c10, 4"
+	    :
+	    : "r" (to), "r" (to + PAGE_SIZE - 1), "r" (0)
+	    : "cc");
+}
+
+static void board_discard(void *kto)
+{
+	__asm__("mcrr	p15, 0, %[end], %[start], c6	@ invalidate D range"
+	   :
+	   : [start] "r" (kto), [end] "r" ((unsigned long)kto + PAGE_SIZE - 1)
+	   : "cc");
+}
+
+void board_flush_mm(struct mm_struct *mm)
+{
+	if (cache_is_vipt_aliasing())
+		asm volatile("mcr	p15, 0, %0, c7, c14, 0" : : "r" (0) : "cc");
+}
+
+static void board_copy_loop(void *kto, const void *kfrom)
+{
+	int tmp;
+
+	asm volatile ("\\
+1:	mcr	p15, 0, %0, c7, c6, 1		@ invalidate D line\\n\\
+	stmia	%0!, {r3, r4, ip, lr}\\n\\
+	subs	%2, %2, #1\\n\\
+	bne	1b"
+	: "+&r" (kto), "+&r" (kfrom), "=&r" (tmp)
+	: "2" (PAGE_SIZE / 64)
+	: "r3", "r4", "ip", "lr");
+}
+"""
+
+
+def _calls(name: str) -> list[tuple[str, tuple[str, ...]]]:
+    (body,) = function_bodies("arch/arm/mm/board.c", ASM_C.encode(), {name})
+    return [(e.target, e.args) for e in body.events if e.kind == "call" and e.target.startswith("asm:")]
+
+
+def test_block_operations_are_ranges_with_an_exclusive_end():
+    """`mcrr p15, 0, Rt (end), Rt2 (start), c14`: the start is the second register, and the inclusive
+    last address is made an exclusive end; named operands (%[start]) read the same."""
+    assert _calls("board_flush_colour") == [("asm:clean+invalidate-d-range", ("to", "(to + PAGE_SIZE - 1) + 1"))]
+    assert _calls("board_discard") == [
+        ("asm:invalidate-d-range", ("kto", "((unsigned long)kto + PAGE_SIZE - 1) + 1"))]
+
+
+def test_a_whole_cache_operation_keeps_its_guard_and_a_copy_loop_is_no_extent():
+    (body,) = function_bodies("arch/arm/mm/board.c", ASM_C.encode(), {"board_flush_mm"})
+    (ev,) = [e for e in body.events if e.target.startswith("asm:")]
+    assert (ev.target, ev.args, [g.cond for g in ev.guards]) == (
+        "asm:clean+invalidate-d-all", (), ["cache_is_vipt_aliasing()"])
+    # a line operation on the register the loop moves says nothing of an extent: left out
+    assert _calls("board_copy_loop") == []
+
+
+def test_the_index_names_the_functions_that_maintain_in_assembly():
+    """The call graph gets the same calls, so a caller of board_discard is analysed as a caller of
+    maintenance."""
+    facts = extract_bytes("arch/arm/mm/board.c", ASM_C.encode(), "x")
+    asm = sorted((c.caller, c.callee) for c in facts.calls if c.callee.startswith("asm:"))
+    assert asm == [("board_discard", "asm:invalidate-d-range"), ("board_flush_colour", "asm:clean+invalidate-d-range"),
+                   ("board_flush_mm", "asm:clean+invalidate-d-all")]
+
+
+def test_mcrr_encodings_come_from_the_table():
+    table = load_cache_ops()
+    key, rt, rt2 = parse_mcrr("p15, 0, r1, r0, c14")
+    assert (rt, rt2) == ("r1", "r0") and table.mcrr[key] == ("clean+invalidate-d-range",)
+    assert table.mcrr[parse_mcrr("p15, 0, c2")[0]] == ()  # the 64-bit TTBR write: not a cache operation
+
+
+COPY_C = ASM_C + """
+void board_copy_user_highpage(struct page *to, struct page *from, unsigned long vaddr)
+{
+	unsigned long kto = BOARD_TO + (BOARD_COLOUR(vaddr) << PAGE_SHIFT);
+
+	if (!test_and_set_bit(PG_dcache_clean, &from->flags))
+		__cpuc_flush_dcache_area(page_address(from), PAGE_SIZE);
+	board_discard(page_address(to));
+	set_top_pte(kto, mk_pte(to, PAGE_KERNEL));
+	copy_page((void *)kto, page_address(from));
+}
+
+void board_flush_ptrace(struct page *page, unsigned long uaddr, void *kaddr, unsigned long len)
+{
+	if (cache_is_vipt_aliasing()) {
+		board_flush_colour(page_to_pfn(page), uaddr);
+		__cpuc_flush_dcache_area(kaddr, len);
+		__cpuc_flush_dcache_area(page_address(page), PAGE_SIZE);
+	}
+}
+"""
+
+
+@pytest.mark.parametrize("edit,new", [
+    # the discard of the kernel alias deleted, the source's flush still there: one D-cache invalidate
+    # fewer, on the caches it ran on (here: all of them; the model confirms on ARMv6's aliasing machine)
+    (lambda t: t.replace("\tboard_discard(page_address(to));\n", ""), [("AA002", "board_copy_user_highpage")]),
+    # the colour slot flushed at the kernel address's colour, not the user's
+    (lambda t: t.replace("board_flush_colour(page_to_pfn(page), uaddr);",
+                         "board_flush_colour(page_to_pfn(page), (unsigned long)kaddr);"),
+     [("AA002", "board_flush_ptrace")]),
+    # two flushes swapped: each still aimed where it was
+    (lambda t: t.replace("\t\t__cpuc_flush_dcache_area(kaddr, len);\n\t\t__cpuc_flush_dcache_area(page_address(page), PAGE_SIZE);",
+                         "\t\t__cpuc_flush_dcache_area(page_address(page), PAGE_SIZE);\n\t\t__cpuc_flush_dcache_area(kaddr, len);"),
+     []),
+    # the user address through a local assigned under the same condition: the same place
+    (lambda t: t.replace("\t\tboard_flush_colour(page_to_pfn(page), uaddr);",
+                         "\t\tunsigned long at = uaddr;\n\n\t\tboard_flush_colour(page_to_pfn(page), at);"), []),
+    # the discard's helper renamed: the same maintenance
+    (lambda t: t.replace("board_discard", "board_discard_kernel_alias"), []),
+])
+def test_maintenance_in_assembly_judged_against_the_base(tmp_path: Path, capsys, edit, new):
+    rc, found = check_edit(tmp_path, capsys, "arch/arm/mm/copypage-board.c", COPY_C, edit(COPY_C))
+    assert found == new and rc == (1 if new else 0)
+
+
+def test_the_dropped_discard_is_confirmed_on_the_aliasing_machine(tmp_path: Path, capsys):
+    """The finding names the machine that confirms it: ARMv6's, replayed as aliasing VIPT
+    (rules/cache-kinds.toml), where the kernel alias and the colour alias hold separate lines."""
+    import difflib
+    import json
+
+    from armalias.cli import main
+
+    root = tmp_path / "linux"
+    rel = "arch/arm/mm/copypage-board.c"
+    (root / rel).parent.mkdir(parents=True)
+    (root / rel).write_text(COPY_C)
+    head = COPY_C.replace("\tboard_discard(page_address(to));\n", "")
+    patch = tmp_path / "p.patch"
+    patch.write_text("".join(difflib.unified_diff(COPY_C.splitlines(True), head.splitlines(True), f"a/{rel}", f"b/{rel}")))
+    main(["check", "--tree", str(root), "--patch", str(patch), "--format", "json", "--no-cache"])
+    (f,) = json.loads(capsys.readouterr().out)["new"]
+    assert f["severity"] == "warning" and f["model"]["verdict"] == "confirmed"
+    assert f["model"]["implementations"]["v6/aliasing"] == "confirmed"
+    assert f["model"]["implementations"]["v6"] == "refuted" and f["model"]["implementations"]["v7"] == "refuted"
+    # no Makefile ties the file to CPU_COPY_V6 here: the VIVT machines confirm it too
+    assert {"CPU_V6", "CPU_V6K", "CPU_ARM926T"} <= set(f["affects"]["configs"]) and "CPU_V7" not in f["affects"]["configs"]

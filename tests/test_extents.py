@@ -123,3 +123,21 @@ def test_a_helper_s_range_carries_its_offset_and_size_to_the_caller(tmp_path: Pa
     range, with PAGE_SIZE 4096 on ARM (rules/vocabulary.toml), stops before the stubs' page."""
     messages = aa003(tmp_path, VECTORS.replace("SIZE", size))
     assert bool([m for m in messages if "`(void *)vectors + 0x1000`" in m]) is caught
+
+
+@pytest.mark.parametrize("text,known,value", [
+    ("FLAG_A | FLAG_B", {"FLAG_A": 1, "FLAG_B": 2}, 3),
+    ("!X && (Y || Z)", {"X": 0, "Y": 0, "Z": 1}, 1),
+    ("1 << PAGE_SHIFT", {"PAGE_SHIFT": 12}, 4096),
+    ("X == 2", {"X": 2}, 1),
+    ("X && UNKNOWN", {"X": 0}, None),  # a name with no value leaves the whole unknown
+    ("X +", {"X": 1}, None),
+    ("sizeof(x)", {}, None),
+])
+def test_const_eval_parses_once_and_evaluates_per_values(text, known, value):
+    """const_eval keeps the parse of a text (Kconfig's select conditions are evaluated again for every
+    defconfig): the values come from the function given on each call."""
+    from armalias.flow.constants import const_eval
+
+    assert const_eval(text, known.get) == value
+    assert const_eval(text, lambda n: known.get(n)) == value  # again, from the kept parse

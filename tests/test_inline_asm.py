@@ -168,3 +168,107 @@ def test_the_dropped_discard_is_confirmed_on_the_aliasing_machine(tmp_path: Path
     assert f["model"]["implementations"]["v6"] == "refuted" and f["model"]["implementations"]["v7"] == "refuted"
     # no Makefile ties the file to CPU_COPY_V6 here: the VIVT machines confirm it too
     assert {"CPU_V6", "CPU_V6K", "CPU_ARM926T"} <= set(f["affects"]["configs"]) and "CPU_V7" not in f["affects"]["configs"]
+
+
+# -- what the change checks lean on besides assembly ------------------------------------------------
+
+DIAG_C = """#include <linux/kernel.h>
+
+u32 board_diag_reg;
+
+void board_smp_prepare_cpus(unsigned int max_cpus)
+{
+	asm("mrc p15, 0, %0, c15, c0, 1" : "=r" (board_diag_reg) : : "cc");
+	sync_cache_w(&board_diag_reg);
+}
+"""
+
+HEADSMP_S = """#include <linux/linkage.h>
+ENTRY(board_secondary_startup)
+	adr	r0, 1f
+	ldr	r1, [r0]
+	add	r1, r1, r0		@ r1 = physical &board_diag_reg
+	ldr	r1, [r1]
+	mcr	p15, 0, r1, c15, c0, 1
+	b	secondary_startup
+1:	.word	board_diag_reg - .
+ENDPROC(board_secondary_startup)
+"""
+
+
+def test_an_asm_output_is_a_write(tmp_path: Path, capsys):
+    """A value an `mrc` stores into a variable of file scope that code with the caches off reads
+    (its name an operand of the tree's assembly): cleaned only to PoU after the change, it is AA005."""
+    (tmp_path / "linux" / "arch/arm/kernel").mkdir(parents=True)
+    (tmp_path / "linux" / "arch/arm/kernel/headsmp-board.S").write_text(HEADSMP_S)
+    rc, found = check_edit(tmp_path, capsys, "arch/arm/mach-board/platsmp.c", DIAG_C,
+                           DIAG_C.replace("sync_cache_w(&board_diag_reg);", "flush_cache_louis();"))
+    assert found == [("AA005", "board_smp_prepare_cpus")] and rc == 1
+
+
+FOLIO_C = """#include <linux/kernel.h>
+
+void board_flush_dcache_folio(struct folio *folio)
+{
+	if (!folio_test_highmem(folio))
+		__cpuc_flush_dcache_area(folio_address(folio), folio_size(folio));
+}
+"""
+
+
+@pytest.mark.parametrize("size,new", [
+    ("PAGE_SIZE", [("AA003", "board_flush_dcache_folio")]),  # a folio is a page or more (rules: at_least)
+    ("folio_size((folio))", []),
+])
+def test_a_size_known_to_be_at_least_a_page(tmp_path: Path, capsys, size, new):
+    rc, found = check_edit(tmp_path, capsys, "arch/arm/mm/flush-board.c", FOLIO_C,
+                           FOLIO_C.replace("folio_size(folio));", f"{size});"))
+    assert found == new and rc == (1 if new else 0)
+
+
+SAVE_C = """#include <linux/kernel.h>
+
+void board_suspend_save(u32 *ptr, u32 ptrsz, u32 *save_ptr)
+{
+	*save_ptr = virt_to_phys(ptr);
+	__cpuc_flush_dcache_area(save_ptr, sizeof(*save_ptr));
+	outer_clean_range(virt_to_phys(save_ptr), virt_to_phys(save_ptr) + sizeof(*save_ptr));
+}
+"""
+
+
+def test_the_outer_cache_is_given_a_physical_address(tmp_path: Path, capsys):
+    """outer_clean_range() takes physical addresses (rules: point "outer"); aimed at the virtual one
+    after the change, the outer cache keeps what it held."""
+    head = SAVE_C.replace("outer_clean_range(virt_to_phys(save_ptr), virt_to_phys(save_ptr) + sizeof(*save_ptr));",
+                          "outer_clean_range((unsigned long)save_ptr, (unsigned long)save_ptr + sizeof(*save_ptr));")
+    rc, found = check_edit(tmp_path, capsys, "arch/arm/kernel/suspend-board.c", SAVE_C, head)
+    assert found == [("AA001", "board_suspend_save")] and rc == 1
+
+
+STATE_C = """#include <linux/kernel.h>
+
+#ifdef CONFIG_BOARD_PM
+static void board_state_wr(u32 cpu, int val)
+{
+	per_cpu(board_state, cpu) = val;
+	sync_cache_w(SHIFT_PERCPU_PTR(&board_state, per_cpu_offset(cpu)));
+}
+#else
+static inline void board_state_wr(u32 cpu, int val) { }
+#endif
+"""
+
+
+@pytest.mark.parametrize("edit,new", [
+    # the clean aimed at this CPU's copy rather than the one written: the #ifdef branch the change
+    # alters is judged against its own base, the stub of the other branch aside
+    (lambda t: t.replace("sync_cache_w(SHIFT_PERCPU_PTR(&board_state, per_cpu_offset(cpu)));",
+                         "sync_cache_w(this_cpu_ptr(&board_state));"), [("AA001", "board_state_wr")]),
+    (lambda t: t.replace("u32 cpu, int val)\n{", "u32 target, int val)\n{").replace(
+        "board_state, cpu) = val", "board_state, target) = val").replace("per_cpu_offset(cpu)", "per_cpu_offset(target)"),
+     []),
+])
+def test_a_function_defined_under_two_branches(tmp_path: Path, capsys, edit, new):
+    rc, found = check_edit(tmp_path, capsys, "arch/arm/mach-board/platsmp-board.c", STATE_C, edit(STATE_C))
+    assert found == new and rc == (1 if new else 0)

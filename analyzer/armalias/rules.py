@@ -125,6 +125,7 @@ class Vocabulary:
     address_offsets: tuple[str, ...] = ()  # patterns of an offset within a page given for an address
     constants: dict[str, int] = field(default_factory=dict)  # names with one value on ARM (PAGE_SIZE)
     asm_words: tuple[str, ...] = ()  # mnemonics whose inline assembly can maintain the cache (prefilter)
+    at_least: dict[str, str] = field(default_factory=dict)  # call -> a size its value is never below
 
     def alias_words(self) -> frozenset[str]:
         """The alias globals, and those alias constants that are names rather than numbers: a call
@@ -195,7 +196,8 @@ def load_vocabulary() -> Vocabulary:
                       {n: int(s["slot"]) for s in raw.get("alias_source", ()) if "slot" in s for n in s["names"]},
                       tuple(raw.get("address_offsets", {}).get("patterns", ())),
                       {k: int(v) for k, v in raw.get("constants", {}).items()},
-                      tuple(raw.get("inline_asm", {}).get("words", ())))
+                      tuple(raw.get("inline_asm", {}).get("words", ())),
+                      {k: str(v) for k, v in raw.get("at_least", {}).items()})
 
 
 # -- rules: one TOML file per rule (rules/AA###-slug.toml) -----------------------------------------

@@ -864,7 +864,8 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     # anything the vocabulary knows (a plain memcpy where patch_text() was)
     before = [analysis.analyse(b) for b in result.base_functions]
     checks.learn_base(before)
-    told = checks.ran_before.keys() | checks.poc_before.keys() | {k for k, f in checks.base_flows.items() if f.maintenance}
+    checks.learn_head(result.head_functions)
+    told = checks.ran_before.keys() | checks.poc_before.keys() | {k[:2] for k, f in checks.base_flows.items() if f.maintenance}
     flows = flows + analysis.analyse_bodies([b for b in result.head_functions if (b.file, b.name) in told])
     # the head's versions read with the summaries the base's were (the last round's): a function
     # SUMMARY_ROUNDS calls above a maintenance instruction is analysed in run() before the summary

@@ -77,6 +77,9 @@ def changed_functions(base, head, changed: list[str], renames: dict[str, str] | 
         altered = [b for b in before if (b.name, _shape(b)) not in shapes]
         names = {b.name for b in altered}
         before_out.extend(altered)
-        after_out.extend(b for b in after if b.name in names)
+        # of a name defined under several #ifdef branches, the definitions the change alters: each
+        # pairs with the base's of the same rank (AliasChecks.base_of)
+        was = {(b.name, _shape(b)) for b in before}
+        after_out.extend(b for b in after if b.name in names and (b.name, _shape(b)) not in was)
     order = lambda b: (b.file, b.line)  # noqa: E731
     return tuple(sorted(before_out, key=order)), tuple(sorted(after_out, key=order))

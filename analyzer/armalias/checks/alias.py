@@ -27,6 +27,17 @@ def _evidence(m: MaintSite, covers: str = "") -> MaintenanceEvidence:
                                m.spec.member, "all" if m.spec.whole else covers)
 
 
+def _ranks(defs) -> tuple[dict[tuple[str, str, int], int], dict[tuple[str, str], int]]:
+    """Each definition's (a flow's or a body's) rank among those of its name in its file, by line,
+    and how many there are."""
+    ranks: dict[tuple[str, str, int], int] = {}
+    count: Counter[tuple[str, str]] = Counter()
+    for f in sorted(defs, key=lambda g: (g.file, g.name, g.line)):
+        ranks[(f.file, f.name, f.line)] = count[(f.file, f.name)]
+        count[(f.file, f.name)] += 1
+    return ranks, dict(count)
+
+
 def _covers(m: MaintSite, targets: set[AliasVal]) -> bool:
     if m.spec.whole:
         return True
@@ -59,8 +70,12 @@ class AliasChecks(ChangeChecks):
         # coherency after writing them (poc_objects; set by the caller)
         self.poc_before: dict[tuple[str, str], frozenset[str]] = {}
         self.poc_told_before: dict[tuple[str, str], set[str]] = {}  # what that check says of the base itself
-        self.base_flows: dict[tuple[str, str], FunctionFlow] = {}  # (file, function) -> the base's flow
-        self._twice: set[tuple[str, str]] = set()  # (file, function) defined twice (#ifdef branches)
+        # (file, function, rank among that file's definitions of it) -> the base's flow; (file,
+        # function) -> how many definitions (#ifdef branches) the base and the head have
+        self.base_flows: dict[tuple[str, str, int], FunctionFlow] = {}
+        self._base_count: dict[tuple[str, str], int] = {}
+        self._rank: dict[tuple[str, str, int], int] = {}  # the head's (file, function, line) -> rank
+        self._count: dict[tuple[str, str], int] = {}
         # the fingerprints of the findings run() made only with a check's base evidence: without it
         # the tree says none of them (its own findings are the rest)
         self.lent: set[str] = set()
@@ -120,7 +135,6 @@ class AliasChecks(ChangeChecks):
         )
 
     def run(self, flows: list[FunctionFlow]) -> list[Finding]:
-        self._twice = {k for k, n in Counter((f.file, f.name) for f in flows).items() if n > 1}
         out: list[Finding] = []
         for f in flows:
             found = self.check_function(f)
@@ -142,7 +156,7 @@ class AliasChecks(ChangeChecks):
         out.extend(self.check_offsets(f))
         # a function that writes what runs, or what the base cleaned to PoC, is judged by its writes;
         # one that only maintains (on behalf of its callers) is judged against its base version
-        before = self.base_flows.get((f.file, f.name)) if self._defined_once(f) else None
+        before = self.base_of(f)
         lent: list[Finding] = []
         if before is not None:
             lines = {x.line for x in out if x.rule == "AA003"}
@@ -157,6 +171,20 @@ class AliasChecks(ChangeChecks):
         lent.extend(x for x in poc if x.key_exprs[:1] == ("before",))  # check_poc_before's
         self.lent.update(x.fingerprint for x in lent)
         return out + poc
+
+    def learn_head(self, bodies) -> None:
+        """The head's versions of the functions a check's change alters: which base version each
+        one is (base_of)."""
+        self._rank, self._count = _ranks(bodies)
+
+    def base_of(self, f: FunctionFlow) -> FunctionFlow | None:
+        """The base's version of a head function the change alters: of the definitions of its name
+        in its file that the change alters (#ifdef branches), the one of the same rank, when the
+        base has as many."""
+        key, at = (f.file, f.name), (f.file, f.name, f.line)
+        if at not in self._rank or self._count.get(key) != self._base_count.get(key):
+            return None
+        return self.base_flows.get((*key, self._rank[at]))
 
     def _fill(self, w: WriteSite) -> bool:
         """A write by a sink that writes one repeated byte (memset): data, never code."""
@@ -344,8 +372,11 @@ class AliasChecks(ChangeChecks):
         terms = []
         for sign, operand in split_top(strip(text)):
             o = strip(operand)
-            if depth < 4 and o in f.linear:
-                sub = self._linear(f.linear[o], f, depth + 1)
+            # a local assigned once, under whatever condition (`phys_addr_t end = base + size;` in
+            # the block that uses it), has that one value
+            value = f.linear.get(o) or (f.once.get(o) if o in f.locals and o not in f.mutated else None)
+            if depth < 4 and value:
+                sub = self._linear(value, f, depth + 1)
                 if sign == "-":
                     sub = [("-" if s == "+" else "+", t) for s, t in sub]
                 terms.extend(sub)
@@ -453,7 +484,7 @@ class AliasChecks(ChangeChecks):
         aliases and the roots its writes and maintenance start from."""
         pointers = {root(w.pointer) for w in f.writes} | {root(m.start) for m in f.maintenance if m.start}
         return Reader(f.linear, f.mutated, lambda n: n in pointers or bool(self._aliases_of(n, f)),
-                      lambda name: self.constant(name, f.file))
+                      lambda name: self.constant(name, f.file), self.vocab.at_least)
 
     @staticmethod
     def _written_at(w: WriteSite) -> str:
@@ -616,9 +647,9 @@ class AliasChecks(ChangeChecks):
         brings is the head's."""
         self.ran_before = self.runnable_places(flows)
         self.poc_before = self.poc_objects(flows)
-        # one definition per name and file (two under #ifdef branches cannot be told apart)
-        seen = Counter((f.file, f.name) for f in flows)
-        self.base_flows = {(f.file, f.name): f for f in flows if seen[(f.file, f.name)] == 1}
+        # the definitions of a name in a file (#ifdef branches) in their order
+        ranks, self._base_count = _ranks(flows)
+        self.base_flows = {(f.file, f.name, ranks[(f.file, f.name, f.line)]): f for f in flows}
         for f in flows:
             self.check_poc_before(f, told := set())
             self.poc_told_before.setdefault((f.file, f.name), set()).update(told)

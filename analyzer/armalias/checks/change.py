@@ -7,7 +7,7 @@ kind of cache rather than by the names of locals, so renaming, reordering or ext
 says nothing: a call dropped, a range shortened, a call aimed elsewhere.
 
 `ChangeChecks` is a part of `AliasChecks` (armalias.checks.alias), whose `finding`, `kinds`,
-`_extents`, `_place`, `_twice` and `classify` it uses.
+`_extents`, `_place` and `classify` it uses.
 """
 
 from __future__ import annotations
@@ -62,9 +62,6 @@ class ChangeChecks:
                                             call=m.call, reason=f"the range is shorter than before this change, by {less}"))
                     break
         return out
-
-    def _defined_once(self, f: FunctionFlow) -> bool:
-        return (f.file, f.name) not in self._twice
 
     def check_dropped(self, before: FunctionFlow, f: FunctionFlow) -> list[Finding]:
         """A check's change that leaves a function without a kind of maintenance its base version

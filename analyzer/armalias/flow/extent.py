@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from armalias.flow.expr import is_ident, number, split_top, strip
+from armalias.flow.expr import call_parts, is_ident, number, split_top, strip
 
 Monomial = tuple[str, ...]  # sorted symbols; () is the constant term
 _MAX_DEPTH = 4
@@ -69,11 +69,15 @@ class Reader:
     flow tracks); `constant`: the value of a name that is a constant (an object-like macro such as
     PAGE_SIZE), or None."""
 
-    def __init__(self, linear: dict[str, str], mutated: set[str], is_base, constant=None):
+    def __init__(self, linear: dict[str, str], mutated: set[str], is_base, constant=None,
+                 at_least: dict[str, str] | None = None):
         self.linear = linear
         self.mutated = mutated
         self.is_base = is_base
         self.constant = constant or (lambda name: None)
+        # calls whose value is at least a known size (folio_size() >= PAGE_SIZE): the bound plus a
+        # symbol for the rest, which is never negative
+        self.at_least = at_least or {}
 
     def address(self, text: str) -> Extent | None:
         found = self._sum(text, 0)
@@ -161,6 +165,11 @@ class Reader:
             return (key, Poly()) if self.is_base(key) else ("", symbol(key))
         if o.startswith("sizeof"):
             return "", symbol(o)
+        call = call_parts(o) if "(" in o else None
+        if call is not None and call[0] in self.at_least and depth < _MAX_DEPTH:
+            bound = self._sum(self.at_least[call[0]], depth + 1)
+            if bound is not None and not bound[0]:
+                return "", bound[1].add(symbol(f"{o}-{self.at_least[call[0]]}"))
         if _SUBSCRIPT.match(o) or "(" in o or "/" in o or ">>" in o or "?" in o:
             return None  # a value read from memory, a call, a division: no extent
         return "", symbol(o)

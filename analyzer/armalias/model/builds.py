@@ -10,6 +10,7 @@ What cannot be read or decided leaves every implementation in.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 from typing import Callable
@@ -17,6 +18,9 @@ from typing import Callable
 from armalias.cacheimpl import CacheImpl
 from armalias.source.ifdefs import BuiltUnder, built_under
 from armalias.source.kconfig import Kconfig, read_config_lines, read_kconfig, read_makefile_objects
+
+# Kconfig and defconfig texts (a digest) -> each defconfig's configs (Builds.defconfigs), per process
+_DEFCONFIG_TABLES: dict[str, dict[str, frozenset[str]]] = {}
 
 def lister(source) -> Callable[[str], list[str]]:
     """The names in a directory of a tree source that has it on disk (a directory, a patch over one);
@@ -47,6 +51,7 @@ class Builds:
         self._kconfig: dict[str, Kconfig] = {}
         self._text: dict[str, str | None] = {}
         self._defconfigs: dict[str, frozenset[str]] | None = None
+        self._arch_files: list[str] = []  # the Kconfig files arch_kconfig read
 
     def defconfigs(self, cpus: frozenset[str]) -> dict[str, frozenset[str]]:
         """arch/arm/configs/*_defconfig -> the CPU configs (of `cpus`) each builds: its settings and
@@ -59,11 +64,24 @@ class Builds:
             except OSError:
                 names = []
             if names:
-                k = self.arch_kconfig()
-                for name in names:
-                    if (text := self._file(f"arch/arm/configs/{name}")) is not None:
-                        self._defconfigs[name] = k.enabled_by(read_config_lines(text))
+                texts = {name: text for name in names if (text := self._file(f"arch/arm/configs/{name}")) is not None}
+                key = self._kconfig_digest(texts)
+                if key not in _DEFCONFIG_TABLES:  # a check's base and head share arch/arm's Kconfig
+                    k = self.arch_kconfig()
+                    _DEFCONFIG_TABLES[key] = {name: k.enabled_by(read_config_lines(text))
+                                              for name, text in texts.items()}
+                self._defconfigs = _DEFCONFIG_TABLES[key]
         return {name: cpus & on for name, on in self._defconfigs.items() if cpus & on}
+
+    def _kconfig_digest(self, defconfigs: dict[str, str]) -> str:
+        """What the defconfig table is read from: arch/arm's Kconfig files and the defconfigs."""
+        self.arch_kconfig()
+        h = hashlib.sha256()
+        for rel in self._arch_files:
+            h.update(f"{rel}\0{self._file(rel)}\0".encode())
+        for name, text in sorted(defconfigs.items()):
+            h.update(f"{name}\0{text}\0".encode())
+        return h.hexdigest()
 
     def _file(self, rel: str) -> str | None:
         if rel not in self._text:
@@ -86,7 +104,7 @@ class Builds:
             for rel in files:
                 if (text := self._file(rel)) is not None:
                     k.merge(read_kconfig(text, rel))
-            self._arch_kconfig = k
+            self._arch_kconfig, self._arch_files = k, files
         return self._arch_kconfig
 
     def configured(self, impls: tuple[CacheImpl, ...]) -> tuple[CacheImpl, ...]:

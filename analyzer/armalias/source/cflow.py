@@ -190,6 +190,18 @@ class _Walker:
             for child in node.named_children:
                 if child.type in ("gnu_asm_output_operand_list", "gnu_asm_input_operand_list"):
                     self.expr(child, guards)
+            outputs = node.child_by_field_name("output_operands")
+            for op in outputs.named_children if outputs is not None else ():
+                value = op.child_by_field_name("value")
+                if value is None:
+                    continue
+                # an output operand is assigned by the assembly (`"=r" (g_diag_reg)`: an mrc's value
+                # stored to a variable), with a value no expression names
+                if value.type == "identifier":
+                    self.events.append(Event("assign", value.start_point[0] + 1, value.start_point[1] + 1,
+                                             _t(self.src, value), "", (), guards))
+                else:
+                    self.store(value, guards)
             for m in asm_maintenance(self.src, node):
                 self.events.append(Event("call", node.start_point[0] + 1, node.start_point[1] + 1, m.call, "",
                                          m.args, guards))

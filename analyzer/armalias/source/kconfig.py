@@ -60,15 +60,21 @@ class Kconfig:
         Kconfig: conditions of selects and defaults other than these are taken as met."""
         on = {name for name, v in options.items() if v}
         negated = False  # a select `if !X` is decided once nothing more is selected without one
+        # a name's selects are walked again only when that walk left a conditional one out (what the
+        # others select is in `on` already): 140 defconfigs of 6.12 took 1.8 s walking every name
+        # every round
+        settled: set[str] = set()
+        defaults = [(name, [p for e in self.depends.get(name, ()) for p in _conjuncts(e) if re.fullmatch(r"\w+", p)])
+                    for name in sorted(self.defaults_y) if options.get(name) is not False]
         while True:
             grown = set(on)
-            for name in on:
-                grown |= self._selected(name, on, negated)
-            for name in self.defaults_y - grown:
-                if options.get(name) is False:
-                    continue
-                deps = [p for e in self.depends.get(name, ()) for p in _conjuncts(e) if re.fullmatch(r"\w+", p)]
-                if all(d in grown for d in deps):
+            for name in on - settled:
+                found, open_ = self._selects_of(name, on, negated)
+                grown |= found
+                if not open_:
+                    settled.add(name)
+            for name, deps in defaults:
+                if name not in grown and all(d in grown for d in deps):
                     grown.add(name)
             if grown == on:
                 if negated:
@@ -92,23 +98,31 @@ class Kconfig:
         """What `config` selects, transitively, where the select's `if` holds on the options `on`
         (a condition this reader cannot evaluate is taken as met; one with a negation is left out
         unless `negated`)."""
+        return self._selects_of(config, on, negated)[0]
+
+    def _selects_of(self, config: str, on: set[str], negated: bool) -> tuple[set[str], bool]:
+        """_selected, and whether the walk left a conditional select out (more options set may let
+        it in)."""
         from armalias.flow.constants import const_eval
 
         out: set[str] = set()
+        left_out = False
         todo = [config]
         while todo:
             for sel in self.selects.get(todo.pop(), ()):
                 if sel.target in out:
                     continue
                 if sel.condition and "!" in sel.condition and not negated:
+                    left_out = True
                     continue
                 if sel.condition:
                     value = const_eval(sel.condition, lambda n: int(n in on or n in out))
                     if value == 0:
+                        left_out = True
                         continue
                 out.add(sel.target)
                 todo.append(sel.target)
-        return out
+        return out, left_out
 
     def possible(self, cpu: str, option: str, cpus: frozenset[str], seen: frozenset[str] = frozenset()) -> bool:
         """Whether a kernel built for the CPU config `cpu` can have `option` set, counting one CPU per

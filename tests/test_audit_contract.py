@@ -18,7 +18,8 @@ from armalias.audit import Caller, audit_tree, entry_points, to_json, with_calle
 from armalias.report.audit import render_audit_html, render_audit_markdown, render_audit_text
 from armalias.scan import CallSite
 from armalias.source.asm import AsmTree, load_cache_ops, summarize
-from test_rule_fixtures import AUDIT_FIXTURE_FILES, expectations
+from conftest import expectations
+from test_rule_fixtures import AUDIT_FIXTURE_FILES
 
 ASM = Path(__file__).resolve().parent.parent / "fixtures" / "asm"
 TREE = ASM / "extents"

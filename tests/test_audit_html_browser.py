@@ -20,6 +20,8 @@ from armalias.audit import audit_tree
 from armalias.report.audit import findings_graph, render_audit_html
 from test_audit_callgraph import ASM, fixture_findings
 
+pytestmark = pytest.mark.browser
+
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WINDOW = (1400, 2000)
 # Fills of the graph's boxes (report/audit.py _CSS): implementation code, the function holding the write.

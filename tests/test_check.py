@@ -4,12 +4,8 @@ settings, output formats, exit codes; the user's tree and index are never touche
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,86 +16,8 @@ from armalias.config import Config, merge_vocabulary
 from armalias.findings import Finding, WriteEvidence
 from armalias.rules import load_vocabulary
 from armalias.scan import ScanOptions
-
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / "fixtures"
-POKE = "arch/arm/kernel/demo_poke.c"
-POKE_H = "arch/arm/include/asm/demo_poke.h"
-# What the fixture tree already has: poke_half's AA001, and the residual AA002 note of every function that
-# writes through another alias and only cleans where the bytes run (the three pokes, fiq.c, patch.c).
-BASE_FINDINGS = 6
-
-
-@pytest.fixture(autouse=True)
-def _quiet_git(monkeypatch, tmp_path_factory):
-    """No user or system git configuration (hooks, signing, templates) reaches these repositories."""
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / "gitconfig"))
-    for var in ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"):
-        monkeypatch.delenv(var, raising=False)
-
-
-def git(root: Path, *args: str, input: bytes | None = None) -> str:
-    res = subprocess.run(["git", "-C", str(root), "-c", "user.name=A. Developer", "-c", "user.email=ada@example.org",
-                          "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main", *args],
-                         input=input, capture_output=True, check=True)
-    return res.stdout.decode()
-
-
-def make_tree(dest: Path) -> Path:
-    shutil.copytree(FIXTURES / "tree", dest)
-    shutil.copytree(FIXTURES / "check" / "tree", dest, dirs_exist_ok=True)
-    return dest
-
-
-def make_repo(tmp_path: Path) -> Path:
-    root = make_tree(tmp_path / "linux")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "base")
-    return root
-
-
-def edit(root: Path, rel: str, old: str, new: str) -> None:
-    path = root / rel
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} is not once in {rel}"
-    path.write_text(text.replace(old, new))
-
-
-def commit(root: Path, message: str) -> None:
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", message)
-
-
-def snapshot(root: Path) -> dict[str, tuple[str, int]]:
-    """Every file under root, .git included (index, refs, objects): content hash and mtime."""
-    out = {}
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            p = Path(dirpath) / name
-            st = p.lstat()
-            out[str(p.relative_to(root))] = (hashlib.sha256(p.read_bytes()).hexdigest(), st.st_mtime_ns)
-    return out
-
-
-def check_json(capsys, root: Path, *args: str) -> tuple[int, dict]:
-    rc = main(["check", "--tree", str(root), "--format", "json", *args])
-    out = capsys.readouterr().out
-    return rc, json.loads(out) if out else {}
-
-
-def summary(data: dict) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]], int]:
-    pick = lambda fs: sorted((f["rule"], f["file"], f["function"]) for f in fs)  # noqa: E731
-    return pick(data["new"]), pick(data["fixed"]), data["unchanged"]
-
-
-# a change that introduces one finding (poke_insn loses its clean) and fixes another (poke_half)
-UNCLEAN = ("\t*(u32 *)waddr = insn;\n\tpoke_clean(waddr, 4);\n", "\t*(u32 *)waddr = insn;\n")
-CLEAN_HALF = ("\t*(u16 *)waddr = half;\n", "\t*(u16 *)waddr = half;\n\tpoke_clean(waddr, 2);\n")
-
+from conftest import (BASE_FINDINGS, CLEAN_HALF, FIXTURES, POKE, POKE_H, UNCLEAN, check_json, commit, edit, git,
+                      make_repo, make_tree, snapshot, summary)
 
 def test_new_fixed_and_unchanged_in_the_working_tree(tmp_path: Path, capsys):
     root = make_repo(tmp_path)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from armalias.cli import main
+from conftest import check_edit
 
 PATCH_C = """#include <linux/kernel.h>
 
@@ -146,18 +147,6 @@ u32 board_secure_dispatch(u32 idx, u32 arg0, u32 arg1)
 	return board_smc(idx, __pa(param));
 }
 """
-
-
-def check_edit(tmp_path: Path, capsys, rel: str, before: str, after: str) -> tuple[int, list[tuple[str, str]]]:
-    root = tmp_path / "linux"
-    (root / rel).parent.mkdir(parents=True)
-    (root / "Makefile").write_text("")
-    (root / rel).write_text(before)
-    patch = tmp_path / "edit.patch"
-    patch.write_text("".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
-                                                  f"a/{rel}", f"b/{rel}")))
-    rc = main(["check", "--tree", str(root), "--patch", str(patch), "--format", "json", "--no-cache"])
-    return rc, [(f["rule"], f["function"]) for f in json.loads(capsys.readouterr().out)["new"]]
 
 
 @pytest.mark.parametrize("edit,new", [
@@ -313,7 +302,7 @@ def test_a_head_judged_with_its_base_s_evidence_is_not_remembered_as_its_own(tmp
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_check import commit, git
+    from conftest import commit, git
 
     home = tmp_path / "home"
     home.mkdir()

@@ -16,8 +16,8 @@ import pytest
 import armalias.diff as diff
 import armalias.prefilter as prefilter
 from armalias.cli import main
-from test_check import make_tree
-from test_state import age
+from conftest import make_tree
+from conftest import age
 
 EXTRA = {
     # generic code reaching a root: the first round chooses it, and its function is a word of the second

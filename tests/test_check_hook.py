@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from armalias.cli import build_parser
-from test_check import POKE, REPO, UNCLEAN, _quiet_git, edit, git, make_repo  # noqa: F401
+from conftest import POKE, REPO, UNCLEAN, edit, git, make_repo
 
 HOOK = REPO / "contrib" / "pre-commit-hook.sh"
 

@@ -12,8 +12,8 @@ import pytest
 from armalias.cli import main
 from armalias.diff import Hunk, PatchError, apply_hunks, apply_patches, parse_patch
 from armalias.source.tree import DirectorySource
-from test_check import (BASE_FINDINGS, FIXTURES, POKE, POKE_H, UNCLEAN, _quiet_git, check_json, commit, edit, git,  # noqa: F401
-                        make_repo, make_tree, snapshot, summary)
+from conftest import (BASE_FINDINGS, FIXTURES, POKE, POKE_H, UNCLEAN, check_json, commit, edit, git,  # noqa: F401
+                      make_repo, make_tree, snapshot, summary)
 
 PATCHES = FIXTURES / "check" / "patches"
 SERIES_RESULT = ([("AA001", "arch/arm/kernel/demo_poke_far.c", "poke_far"), ("AA002", "arch/arm/kernel/demo_poke_far.c", "poke_far")],

@@ -13,7 +13,7 @@ import pytest
 
 from armalias.cli import main
 from realtree import kernel_tree
-from test_check import _quiet_git, git  # noqa: F401
+from conftest import git
 
 pytestmark = pytest.mark.realtree
 PATCH_C = "arch/arm/kernel/patch.c"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_check import POKE, UNCLEAN, _quiet_git, commit, edit, git, make_repo, make_tree  # noqa: F401
+from conftest import POKE, UNCLEAN, commit, edit, git, make_repo, make_tree
 
 LIMIT = 120  # seconds a command may take before it counts as hung
 FIXTURE_TREE = Path(__file__).resolve().parent.parent / "fixtures" / "tree"
@@ -296,7 +296,7 @@ def test_a_cache_directory_others_can_write_is_not_used(tmp_path: Path, capsys, 
 def test_a_stray_byte_does_not_hide_a_new_finding(tmp_path: Path, capsys):
     """A patch deleting a write-back, with a non-UTF-8 byte added in a comment: the file is read as it
     is (as the kernel's tools read it), and the deleted clean is new, exit 1."""
-    from test_check import check_json, make_repo, summary
+    from conftest import check_json, make_repo, summary
 
     root = make_repo(tmp_path)
     path = root / POKE
@@ -310,7 +310,7 @@ def test_a_stray_byte_does_not_hide_a_new_finding(tmp_path: Path, capsys):
 def test_a_file_skipped_on_one_side_is_no_fix(tmp_path: Path, capsys):
     """The head's version of a file cannot be analysed (a NUL byte: no C text): its base findings are
     `unknown`, not fixed, the skip is listed under the head, and the exit is 2."""
-    from test_check import check_json, make_repo, summary
+    from conftest import check_json, make_repo, summary
 
     root = make_repo(tmp_path)
     path = root / POKE

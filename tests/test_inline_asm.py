@@ -4,7 +4,6 @@ and the aliasing VIPT machine the model replays ARMv6 findings on."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,8 @@ import pytest
 from armalias.source.asm import load_cache_ops, parse_mcrr
 from armalias.source.cflow import function_bodies
 from armalias.source.extract import extract_bytes
+from conftest import check_edit
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_check_evidence import check_edit  # noqa: E402
 
 # shapes of arch/arm/mm: a colour slot flushed with a block operation, a kernel alias discarded before
 # a copy through a colour alias, the whole D-cache cleaned, and a copy loop that maintains line by line

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +80,7 @@ class _Engines:
             p.stop()
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(words=st.frozensets(st.one_of(IDENT, st.sampled_from(MEMBERS + ("v4wb_coh", "kern_range_x"))), min_size=9,
                            max_size=80), filler=st.one_of(st.binary(max_size=300), FILLER),

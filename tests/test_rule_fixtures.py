@@ -5,28 +5,15 @@ Expectations are C comments on the diagnosed line: `/* expect: AA001 */` must fi
 are reported separately.
 """
 
-import re
 from pathlib import Path
 
 import pytest
 
 from armalias.rules import load_rules
 from armalias.scan import ScanOptions, scan
+from conftest import expectations
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rules"
-_TAG = re.compile(r"\b(expect|ok|todo-expect|todo-ok):\s*((?:AA\d{3}(?:@[+-]\d+)?[\s,]*)+)")
-
-
-def expectations(path: Path) -> dict[str, set[tuple[int, str]]]:
-    out: dict[str, set[tuple[int, str]]] = {"expect": set(), "ok": set(), "todo-expect": set(), "todo-ok": set()}
-    for lineno, text in enumerate(path.read_text().splitlines(), 1):
-        for kind, codes in _TAG.findall(text):
-            for item in re.findall(r"AA\d{3}(?:@[+-]\d+)?", codes):
-                code, _, off = item.partition("@")
-                out[kind].add((lineno + (int(off) if off else 0), code))
-    return out
-
-
 FIXTURE_FILES = sorted(FIXTURES.glob("*.c"))
 # Rules of the audit (category "contract", AA006) judge the cache implementations of arch/arm/mm,
 # never C code: `scan` does not raise them, so their expectations sit on the assembly of the audit's

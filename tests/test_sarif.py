@@ -12,7 +12,7 @@ from armalias.cli import main
 from armalias.report.sarif import FINGERPRINT_KEY, sarif_log
 from armalias.rules import load_rules
 from armalias.scan import ScanOptions, scan
-from test_check import FIXTURES, POKE, UNCLEAN, _quiet_git, edit, make_repo  # noqa: F401
+from conftest import FIXTURES, POKE, UNCLEAN, edit, make_repo
 
 SCHEMA = json.loads((FIXTURES / "check" / "sarif-schema-2.1.0.json").read_text())
 

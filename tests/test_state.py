@@ -7,7 +7,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,7 @@ import pytest
 from armalias.cli import main
 from armalias.diff import CheckOptions, patch_change, run_check
 from armalias.scan import DirectorySource, ScanOptions, scan
-from test_check import POKE, _quiet_git, make_tree  # noqa: F401
-
-DAY_NS = 86_400 * 1_000_000_000
-
-
-def age(root: Path, ns_ago: int = DAY_NS) -> None:
-    """Files and directories a day old, as in an unpacked kernel tree (fresh ones are never trusted)."""
-    t = time.time_ns() - ns_ago
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames + dirnames:
-            os.utime(os.path.join(dirpath, name), ns=(t, t))
-    os.utime(root, ns=(t, t))
+from conftest import POKE, age, make_tree
 
 
 def rewrite(path: Path, text: str) -> None:
@@ -270,7 +258,7 @@ def test_check_in_a_git_tree_derives_the_head_from_the_state_of_head(tmp_path: P
     """`armalias check` (the working tree against HEAD) in a git repository: the first check scans
     HEAD and remembers it under the digest of its blob ids; the next one, with another edit that only
     moves code, takes both sides from that state, with the same answer as a check without the cache."""
-    from test_check import check_json, make_repo, snapshot
+    from conftest import check_json, make_repo, snapshot
 
     root = make_repo(tmp_path)
     path = root / POKE

@@ -154,10 +154,9 @@ class JsonEntries:
     Every cache of armalias keeps its entries this way (the facts, bodies, states and prefilter memos
     in marshal's encoding: MarshalEntries).  The entries lie in the directory itself, not
     fanned out into subdirectories by their first hex digits: a cold arch/arm scan writes about 200
-    entries, and a new subdirectory costs a mkdir and a first file in it that were each as slow as
-    writing an entry (0.3-0.8 ms of system time on the shared machine measured).  Flat, that scan took
-    0.65 s against 0.74 s (mean of 6 each).  Hashed directory indexes (ext4, XFS, btrfs, APFS) keep a
-    lookup in a directory of tens of thousands of entries cheap."""
+    entries, and a new subdirectory costs a mkdir and a first file in it, each about what writing an
+    entry costs.  Hashed directory indexes (ext4, XFS, btrfs, APFS) keep a lookup in a directory of
+    tens of thousands of entries cheap."""
 
     suffix = "json"
 
@@ -219,11 +218,11 @@ class MarshalEntries(JsonEntries):
     never gives it anything else), behind a blake2b digest of the encoding that is checked before it
     is decoded: a damaged entry (cut short, overwritten, bytes flipped) is discarded unread, since
     marshal does not promise to survive malformed input.  Marshal keeps tuples, interned names and
-    shared strings as they were (_row_maker): the 827 facts entries of a whole-tree check decode and
-    build in about 0.18 s against 0.30 s from the same rows in JSON, whose lists had to become
-    tuples and whose names had to be interned one by one; a whole-tree state (61,000 file stamps)
-    decodes in about half the time.  Python's marshal format may change between versions: the
-    format version is part of every entry's key, and so is the code of this file (_entry_format)."""
+    shared strings as they were (_row_maker): the rows come back as they are built, where JSON's
+    lists would have to become tuples and its names be interned one by one, for every facts entry
+    of a whole-tree check and every file stamp (61,000) of a whole-tree state.  Python's marshal
+    format may change between versions: the format version is part of every entry's key, and so is
+    the code of this file (_entry_format)."""
 
     suffix = "marshal"
 

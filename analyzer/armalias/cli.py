@@ -195,7 +195,7 @@ def _write(args: argparse.Namespace, text: str) -> None:
 
 
 # run() sets this list: the commands' results go into it and are left to os._exit, never freed one
-# object at a time (a whole-tree check's took 0.1 s); main() called as a function frees them as usual
+# object at a time (a whole-tree check holds millions); main() called as a function frees them as usual
 _LEFT_TO_EXIT: list | None = None
 
 
@@ -386,11 +386,9 @@ def paused_gc() -> Iterator[None]:
     """No automatic cyclic garbage collection meanwhile; the collector's state before is restored
     after.  A command's objects (facts, index, graph, flows) live until it ends and form almost no
     cycles: a whole-tree scan of 6.12 leaves 1,441 objects for the collector, while its automatic
-    passes went over the hundreds of thousands held, again and again as they grew (one full pass
-    at the end took 0.24 s).  Paused (the worker processes forked meanwhile inherit it): a cold
-    arch/arm scan 0.72 s against 0.77 s (6 runs each), the whole tree 7.4 s against 8.2 s with
-    the same peak memory, a whole-tree check of a maintenance call 1.65 s against 2.2 s.  (Here,
-    not in armalias.workers: a warm scan imports no process pool.)"""
+    passes go over the hundreds of thousands held, again and again as they grow.  The worker
+    processes forked meanwhile inherit the pause.  (Here, not in armalias.workers: a warm scan
+    imports no process pool.)"""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -426,10 +424,9 @@ def run() -> None:
     """The command's entry point: main, then out at once.  Everything armalias writes (the output
     file, the caches, the remembered state) is complete and closed when main returns, and its worker
     processes are done or on their way out; the streams are flushed here.  The interpreter's own
-    teardown (joining the pools' threads, freeing the analysis' objects one by one) took 20 ms of
-    a 0.64 s cold arch/arm scan (0.62 s without it, 6 runs each); the command's results are left
-    to it too (_LEFT_TO_EXIT), and the collector stays off: turned on again, its first pass goes
-    over every object made while it was paused (0.13 s after a whole-tree check)."""
+    teardown (joining the pools' threads, freeing the analysis' objects one by one) is skipped: the
+    command's results are left to os._exit too (_LEFT_TO_EXIT), and the collector stays off:
+    turned on again, its first pass would go over every object made while it was paused."""
     global _LEFT_TO_EXIT
     _LEFT_TO_EXIT = []
     gc.disable()

@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 def positional_pickle(cls):
     """Pickled as the class and its fields in order, rebuilt by calling the class.  The frozen,
-    slotted dataclasses' own __getstate__/__setstate__ look the fields up again for every object:
-    the facts of the 811 files of a whole-tree scan, sent back by the worker processes, took the
-    main process 0.7 s to unpickle that way, twice what this takes."""
+    slotted dataclasses' own __getstate__/__setstate__ look the fields up again for every object,
+    and the main process unpickles every fact the worker processes send back (those of every file
+    a whole-tree scan parses)."""
     get = attrgetter(*(f.name for f in fields(cls)))
     single = len(fields(cls)) == 1
 
@@ -42,8 +42,8 @@ class Call(NamedTuple):
     """A call in code.  ``callee`` is the identifier called, or ``.member`` for a call through a
     struct member (``cpu_cache.coherent_kern_range(s, e)`` gives ``.coherent_kern_range``).
     A named tuple, not a frozen dataclass like the other facts: a whole tree holds 150,000 of them,
-    and made from the cache's rows by tuple.__new__ they took 0.03 s to build, against 0.11 s
-    through the dataclass's __init__ (armalias.cache)."""
+    and a named tuple is made from the cache's rows by tuple.__new__ (armalias.cache), with no
+    __init__ of a dataclass run for each."""
 
     callee: str
     caller: str  # enclosing function, or macro name when found in a macro body; "" at file scope

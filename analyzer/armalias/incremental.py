@@ -68,7 +68,7 @@ class Relevance:
     arguments name one (a callback) or name an alias global or constant of the vocabulary.  Every
     other call only adds an edge, out of a function, to a name that reaches nothing the analysis
     looks at: it can move the analysis' numbering of statements, never what it finds.  None: every
-    call counts (a state from before `relevant` was kept)."""
+    call counts (a state that keeps no `relevant`)."""
 
     def __init__(self, names: list[str]):
         from armalias.rules import load_vocabulary

@@ -48,23 +48,21 @@ def _name_end(data: bytes, start: int, end: int) -> bool:
             and (end == len(data) or data[end] not in IDENTIFIER_BYTES))
 
 
-# ahocorasick-rs hands at most this many patterns to its packed (Teddy) searcher: over a quarter of
-# 6.12's tree, 52 and 64 of the second round's words ran at 4.0-5.4 GB/s, 65 to 193 at 0.68 GB/s
+# ahocorasick-rs hands at most this many patterns to its packed (Teddy) searcher; past them it falls
+# back to its DFA, a much slower search (text.any_occurrence)
 PACKED_PATTERNS = 64
 
 
 def _bytes_matcher(bwords: tuple[bytes, ...]):
     """Few words: a search of its own for each.  More: one Aho-Corasick automaton over the bytes
-    (text.multi_find): measured on 320 MB of 6.12 with the 289 words of the whole tree's last round,
-    0.48 s against 4.7 s for one regular expression of all the words.  A member's `_member` end can
-    be hidden by a match starting earlier in the same name; but then some match was reported, so the
-    members are searched for again, overlapping, in the (few) texts with a match that is no name.
-    Over the 1.04 GB of 6.12's drivers/, a search for one name took 0.05 s (ahocorasick-rs hands a
-    single pattern to a vectorized substring search) against 0.22-0.58 s for bytes.find, and one
-    automaton of 2 to 8 function names 2.9-3.5 s: few words are searched for one by one.  Past
-    PACKED_PATTERNS words, one Hyperscan database (text.any_occurrence) when it can be had: the
-    193 words of 6.12's whole-tree second round took 0.50 s over its 1.2 GB against 1.77 s for the
-    automaton."""
+    (text.multi_find), far quicker than one regular expression of all the words.  A member's
+    `_member` end can be hidden by a match starting earlier in the same name; but then some match
+    was reported, so the members are searched for again, overlapping, in the (few) texts with a
+    match that is no name.
+    Few words are searched for one by one: ahocorasick-rs hands a single pattern to a vectorized
+    substring search, quicker than bytes.find and than an automaton of a few function names.  Past
+    PACKED_PATTERNS words, one Hyperscan database (text.any_occurrence) when it can be had: its
+    matcher for many literals stays quick where the automaton leaves its packed searcher."""
     members = frozenset(m.encode() for m in load_watched().cache_fns_members)
     if len(bwords) > PACKED_PATTERNS:
         found = any_occurrence(list(bwords), [_name_end if w in members else whole_identifier for w in bwords])
@@ -158,14 +156,14 @@ def _decide(rels: list[str], read: Callable[[str], bytes], mentions: Callable[[s
 def _mentions(args: tuple[str, list[str], frozenset[str], Restricted, bool]
               ) -> tuple[list[str], list[tuple[str, str]], dict[str, list[int]], dict[str, tuple[str, ...]] | None]:
     """_decide on files of a directory (run in worker processes), with the stamps (state.stamp_of) of
-    each file read, taken from the open file (the memo and the state need them: stat'ing the
-    tree's 61,000 files again in the main process took 0.7 s), and their #include names if asked."""
+    each file read, taken from the open file (the memo and the state need them, and so the main
+    process does not stat the tree's 61,000 files again), and their #include names if asked."""
     root, rels, words, restricted, want_includes = args
     stamps: dict[str, list[int]] = {}
     includes: dict[str, tuple[str, ...]] | None = {} if want_includes else None
 
     def read(rel: str) -> bytes:
-        # a file over MAX_FILE_BYTES is said to be so, not read (11 files, 158 MB of 6.12)
+        # a file over MAX_FILE_BYTES is said to be so, not read (11 files of 6.12)
         data, stamps[rel] = read_file(os.path.join(root, rel), root)
         return data
 
@@ -176,8 +174,8 @@ def _mentions(args: tuple[str, list[str], frozenset[str], Restricted, bool]
 
 @lru_cache(maxsize=2)
 def _worker_matcher(words: frozenset[str], restricted: frozenset[tuple[str, frozenset[str]]]):
-    """file_matcher, built once per worker process for all the chunks it is given (6 ms for the 274
-    words of a whole-tree scan's second round, with their architectures' automata)."""
+    """file_matcher, built once per worker process for all the chunks it is given, not once per
+    chunk (a whole-tree scan's second round has 274 words, with their architectures' automata)."""
     return file_matcher(words, dict(restricted))
 
 
@@ -307,8 +305,8 @@ class _Search:
 
         from armalias.workers import frozen_gc
 
-        # small chunks: the last ones left to a single worker (a directory of big generated headers) kept
-        # a CPU idle for 0.2-0.3 s at the end of each whole-tree search with 4 chunks per job
+        # small chunks: with large ones, the last ones left to a single worker (a directory of big
+        # generated headers) keep the other CPUs idle at the end of each whole-tree search
         size = max(250, len(rels) // (jobs * 16))
         try:
             with frozen_gc():  # the workers are forked while the chunks are handed out
@@ -353,7 +351,7 @@ class _Search:
             self.pool = None
 
 
-MAX_MEMOS = 16  # the word sets whose memos a cache directory keeps (a whole tree's: 4 MB each)
+MAX_MEMOS = 16  # the word sets whose memos a cache directory keeps (a whole tree's: an answer per file)
 
 
 class SelectionMemo:
@@ -362,7 +360,7 @@ class SelectionMemo:
     as one entry in the cache directory (MarshalEntries); a damaged one is ignored and rewritten.
     Only the MAX_MEMOS last written or found are kept: a check whose change makes a new name reach
     a root searches the tree for that name and remembers it, and each name checked would otherwise
-    leave its 4 MB behind."""
+    leave a whole tree's memo behind."""
 
     def __init__(self, key: str, root: Path, entries: dict[str, list], directory: Path,
                  stamps: dict[str, list[int] | None] | None = None):

@@ -53,8 +53,8 @@ class ScanOptions:
     # answer from the remembered state of an unchanged directory (armalias.state): no facts, index
     # or graph then, only counts, call sites, findings and what suppressions need
     reuse: bool = False
-    # a file whose extraction takes longer is skipped, with the reason (the slowest of the 811
-    # files of a whole 6.12 scan takes 0.13 s, of 7,629 files of 6.1 0.18 s)
+    # a file whose extraction takes longer is skipped, with the reason (the bound is far above what
+    # any file of the kernel trees takes: it stops a pathological input)
     file_timeout: float = 30.0
     # objects known to be cleaned to the point of coherency for a reader with the MMU off besides
     # those the tree cleans (a check's head: those its base cleans); a scan given some is not remembered
@@ -170,7 +170,7 @@ class Scope:
 
 
 # -- extraction -------------------------------------------------------------------------------
-IN_PROCESS_BYTES = 1_000_000  # less than this to parse (~0.15 s) is not worth starting worker processes
+IN_PROCESS_BYTES = 1_000_000  # less than this to parse: starting worker processes costs more than parsing it
 
 TOO_SLOW = "took longer than"  # how a reason for skipping a file past its time bound begins
 
@@ -236,7 +236,7 @@ class Extractor:
         self._pool = None
 
     def _workers(self):
-        """One pool of worker processes for all of a scan's rounds (starting one costs ~0.1 s)."""
+        """One pool of worker processes for all of a scan's rounds: starting a pool is paid once."""
         if self._pool is None:
             from concurrent.futures import ProcessPoolExecutor
 
@@ -246,10 +246,9 @@ class Extractor:
     def finish(self) -> None:
         """No more files to extract: the worker processes write the cache entries they held back
         while the caller goes on (the scan's flow, on the CPUs extraction leaves idle).  Creating
-        a file cost 0.05-0.8 ms of system time on the shared machine measured, more than encoding
-        the entry (177 entries of arch/arm: 0.03 s of JSON, 0.07 s of files); held back, the files
-        are off the rounds' path.  The entries are held encoded: 15 MB for the whole tree, where
-        the facts themselves took 75 MB more at the peak.  `close` waits for the writes."""
+        a file costs more system time than encoding the entry; held back, the files are off the
+        rounds' path.  The entries are held encoded, which takes far less memory than the facts
+        they encode.  `close` waits for the writes."""
         if self._pool is not None and self.cache is not None:
             for _ in range(self.jobs):  # one each, as a rule; a worker exiting writes what it still holds
                 self._pool.submit(_write_deferred)
@@ -518,10 +517,10 @@ class _Headers:
     def beside(self, words: frozenset[str]) -> None:
         """Called once a prefilter round's files are being extracted, with that round's words.  In the
         first round: the closure from the #include names the prefilter read, and the extraction of
-        the headers that mention the first words started (4 of 6.12's 19).  Doing the same for the
-        second round's words was no quicker: past 64 words the search of the 11 MB of headers that
-        arch/arm includes leaves the automaton's fast prefilter (0.02-0.06 s), about what the
-        headers' extraction beside the round saved."""
+        the headers that mention the first words started (4 of 6.12's 19).  Not for the second
+        round's words: past prefilter.PACKED_PATTERNS words the search of the headers that arch/arm
+        includes leaves the automaton's packed searcher, and costs about what extracting the
+        headers beside the round saves."""
         if self._searched:
             return
         known = self.scope.includes or {}
@@ -591,8 +590,8 @@ class SelectionHints:
     of the base's listing (ScanState.listing; a state without one has the tree listed again), and
     each round the base also ran takes what still holds of its choice (_delta_round); a round the
     base did not run searches as without hints.  Only for changes that modify files (none added,
-    deleted or renamed): the listing of the tree is then the base's.  On whole 6.12 the listing and
-    the two searches took 0.45 s of a check of a one-line maintenance call."""
+    deleted or renamed): the listing of the tree is then the base's.  Listing and searching the
+    whole tree again is otherwise most of what a check of a small change costs."""
 
     rounds: tuple[tuple[frozenset[str], dict[str, frozenset[str]], tuple[str, ...], tuple[Skipped, ...]], ...]
     changed: frozenset[str]  # files whose bytes the change modifies
@@ -603,7 +602,7 @@ class SelectionHints:
     # StaleState when it does not hold
     stamps: Callable[[], dict[str, list[int]]] | None = field(default=None, compare=False)
     # the files the base's listing gave (ScanState.listing), on the same terms: what a round that
-    # searches the tree takes instead of listing it again (0.17 s of whole 6.12); empty: list it
+    # searches the tree takes instead of listing it again (a walk of every directory); empty: list it
     listing: Callable[[], list[str]] | None = field(default=None, compare=False)
     # a round's search of the files the base passed over, for the words that now apply where they
     # did not, runs in worker processes while the scan goes on as if it found nothing, when
@@ -670,17 +669,18 @@ def _delta_round(hint, source: TreeSource, words: frozenset[str], restricted: di
     (a change made a function reach a root, or stop).  A file the base's round searched and passed
     over mentions none of the words it applied there, so it is chosen now exactly when it mentions
     a word that applies where the base's did not: only those words are searched for in it (a few,
-    where searching the whole tree for all 274 of 6.12's second round took 1.5 s).  A file the base
-    chose is chosen again when every word the base applied to it still applies, else searched with
-    the words; a changed file, and one the base's rounds took before this one, is searched with
-    the words.  `remaining`: the files no earlier round took; `base_taken`: those the base's earlier
-    rounds took.  When `hints.speculate` says so of the new words, the search of the files passed
-    over, when it runs in worker processes (past prefilter.POOL_FILES of them that the prefilter's
-    memo does not answer), goes on there and this round's choice leaves it out: hints.pending,
-    confirmed by _confirm.
-    On whole 6.12 that search for a new function's name took 0.6 s of a 1.4 s check; gone on
-    without (and reading no other architecture's files, prefilter._applicable), the check takes
-    0.9-1.0 s when no file names it, and 1.8 s when one does (made again)."""
+    not all 274 of 6.12's second round).  A file the base chose is chosen again when every word the
+    base applied to it still applies, else searched with the words; a changed file, and one the
+    base's rounds took before this one, is searched with the words.  `remaining`: the files no
+    earlier round took; `base_taken`: those the base's earlier rounds took.  When
+    `hints.speculate` says so of the new words, the search of the files passed over, when it runs
+    in worker processes (past prefilter.POOL_FILES of them that the prefilter's memo does not
+    answer), goes on there and this round's choice leaves it out: hints.pending, confirmed by
+    _confirm.
+    That search is a large part of a whole-tree check of a small change, and a name new to the
+    tree is seldom named in a file the change leaves alone: going on without it (and reading no
+    other architecture's files, prefilter._applicable) saves it when no file names the name, at
+    the price of making the scan again when one does."""
     from armalias.prefilter import select_started
 
     base_words, base_restricted, base_chosen, base_bad = hint
@@ -791,7 +791,7 @@ def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str] 
             else:
                 hints = None  # from here on, as without
                 # the #include names (when asked) from the first round's reading: the later rounds read
-                # the same files again (0.01 s of arch/arm's second round), or, with the memo, a few
+                # the same files again, or, with the memo, a few
                 chosen, bad = select(source, remaining, words, jobs, cache_dir, scope.stamps, restricted,
                                      scope.includes if level == 0 else None)
         if hint is not None:
@@ -1085,12 +1085,12 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
 
 
 class _ModelEarly:
-    """The cache model's implementations (validate.tree_implementations: decoding arch/arm/mm, 0.25 s
-    of a cold arch/arm scan) read in a process of its own, from the end of the scan's first round
-    of extraction (_ModelStart), on the CPU the scan's main process leaves idle while it selects,
-    extracts the rest and analyses.  The process is joined by `close`, and ended first if its answer
-    is no longer wanted: one left running (a pool's idle worker, never told to stop before the
-    command left by os._exit) held the command's output pipes open after it ended."""
+    """The cache model's implementations (validate.tree_implementations: decoding arch/arm/mm, a
+    sizeable part of a cold arch/arm scan) read in a process of its own, from the end of the scan's
+    first round of extraction (_ModelStart), on the CPU the scan's main process leaves idle while it
+    selects, extracts the rest and analyses.  The process is joined by `close`, and ended first if
+    its answer is no longer wanted: one left running (a pool's idle worker, never told to stop
+    before the command leaves by os._exit) holds the command's output pipes open after it ends."""
 
     def __init__(self, root: Path, cache_dir: Path | None):
         import importlib
@@ -1139,10 +1139,10 @@ def _decode_model(root: Path, cache_dir: Path | None, sender) -> None:
 
 class _ModelStart:
     """Starts the cache model's decoding (_ModelEarly) once: when the scan's first round of files
-    is extracted, or when called at the latest.  Started with the scan, the decoding competed with
-    the extraction's workers for the two CPUs (a cold arch/arm scan's first round took 0.21-0.24 s
-    with it, 0.14-0.17 s without); after that round the scan's own process works alone (the second
-    round, the headers, the flow), and the decoding runs on the CPU it leaves idle."""
+    is extracted, or when called at the latest.  Started with the scan, the decoding would compete
+    with the extraction's workers for the CPUs and slow the first round down; after that round the
+    scan's own process works alone (the second round, the headers, the flow), and the decoding runs
+    on the CPU it leaves idle."""
 
     def __init__(self, sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions, jobs: int):
         self._args = (sources, options, jobs)

@@ -118,8 +118,8 @@ class ScanState:
         if os.stat not in os.supports_dir_fd:
             holds = self._stamps_hold(None)
         else:
-            try:  # stat'ed relative to the root's descriptor: the path's walk starts there (0.13 s for
-                # the 61,000 files of a whole-tree state, against 0.20 s by joined paths)
+            try:  # stat'ed relative to the root's descriptor: each path's walk starts there, not at the
+                # root's own path again for each of the 61,000 files of a whole-tree state
                 fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
             except OSError:
                 return False

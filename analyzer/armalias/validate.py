@@ -58,7 +58,7 @@ def _mm_key(mm: Path) -> str:
     from armalias.state import analysis_digest
 
     # all of armalias's code and rules/: the decoding crosses several modules (asm, kconfig, audit,
-    # model), and a list of some of them once let an entry outlive a change to another
+    # model), and a list of only some of them would let an entry outlive a change to another
     h = hashlib.sha256(analysis_digest().encode())
     for path in sorted(mm.iterdir()):
         if path.is_file():

@@ -30,19 +30,10 @@ does not allocate on writes), a second one orders write-backs or refills after a
 Every acceptance scenario's verdict is the same with bound 3 (the tests check it), and
 `test_model_properties` checks the memoized search against a naive enumeration of every schedule.
 
-Performance (measured on the acceptance fixtures, default tiny geometry 4 sets x 2 ways x 32-byte
-lines; "states" = distinct (step, machine state) pairs expanded; a confirmed search stops early):
-
-    fixture (program steps)         bound 2                               bound 3
-    patch-text-pre2017 (6)          VIVT-WB 25-26 (confirmed), v4wt 65,   v4wt 87, v6 37, v7 57
-                                    v6 33, v7 44
-    patch-text-fixed (7)            VIVT 81-114, v6 39, v7 51             VIVT 104-149, v6 45, v7 69
-    patch-text-residual-read (8)    clean-only 9-10 (confirmed),          v4wb 131, v6 49, v7 73
-                                    v4wb 94, v6 43, v7 55
-    poc-mmu-off-reader (4)          5-14                                  5-14
-
-Each replay takes a few milliseconds; over 300 random 8-13-step scenarios on the hand-built
-implementations the slowest took 0.04 s at bound 2 (1,061 states) and 0.22 s at bound 3 (5,538).
+Cost: each (step, machine state) pair is expanded at most once, so a search's cost follows the
+number of distinct states reachable with at most `bound` environment actions (`Verdict.states`
+reports it), and a confirmed search stops at its first hazard. The default geometry is tiny (a few
+sets and ways), which keeps that number small at the default bound.
 """
 
 from __future__ import annotations

@@ -9,13 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-
-from tree_sitter import Node
+from typing import TYPE_CHECKING
 
 from armalias.facts import positional_pickle
 from armalias.source.cparse import function_name, parser, squash
 from armalias.source.inline_asm import asm_maintenance
 from armalias.source.text import at_line_start, blanked, comment_spans, neutralize
+
+if TYPE_CHECKING:  # tree-sitter is imported by source/cparse.py alone
+    from tree_sitter import Node
 
 LOOP = "<loop>"
 
@@ -265,8 +267,8 @@ def keep_lines(data: bytes, ranges: list[tuple[int, int]]) -> bytes:
     preprocessor lines (with their continuations) and comments stay, so conditionals stay balanced
     and a comment begun on a kept line still ends.  Offsets, lines and columns are unchanged.
     The kept spans (lines asked for, directives, comments) are merged and the gaps between them
-    blanked whole: a loop over every line of the file took 0.22 s of the 0.58 s the flow spent
-    reading the bodies of a whole-tree scan."""
+    blanked whole, not line by line: most of a file's lines lie in the gaps, and the flow reads the
+    bodies of every file it analyses through this."""
     starts = [0]  # the offset of each line's first byte, only as far as the last line kept
     last = max((b for _, b in ranges), default=0)
     pos = 0
@@ -341,8 +343,8 @@ def function_bodies(rel: str, data: bytes, wanted: set[str] | None, keep: bool =
 def _kept(data: bytes):
     """The neutralized text and its tree, kept for the flow's next round: a file parsed whole (its
     functions' lines cannot be cut out, cflow.body_ranges) is often asked again for the callers the
-    round's summaries make interesting.  kernel/bpf/core.c, 85 KB, took 0.045 s in each of two
-    rounds of a whole-6.12 scan.  The text is the key, so a file read anew after a change is not
+    round's summaries make interesting, and neutralizing and parsing a large file again costs as
+    much as the first time.  The text is the key, so a file read anew after a change is not
     taken for the one kept.  16 whole files: a whole-6.12 scan parses 17 files whole in process."""
     neutral = neutralize(data)
     return neutral, parser().parse(neutral)

@@ -42,7 +42,7 @@ def _language() -> Language:
 
 @lru_cache(maxsize=1)
 def _queries() -> tuple[Query, Query]:
-    """Functions and calls in one query (one walk of the tree: a third quicker than two), and the
+    """Functions and calls in one query (one walk of the tree instead of two), and the
     designated initializers."""
     lang = _language()
     return Query(lang, _FUNCTIONS + _CALLS), Query(lang, _INITIALIZERS)

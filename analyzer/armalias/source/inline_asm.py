@@ -20,10 +20,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-
-from tree_sitter import Node
+from typing import TYPE_CHECKING
 
 from armalias.source.asm import CacheOpTable, load_cache_ops, parse_encoding, parse_mcrr
+
+if TYPE_CHECKING:  # tree-sitter is imported by source/cparse.py alone
+    from tree_sitter import Node
 
 ASM_CALL = "asm:"  # the prefix of the call names (asm:clean+invalidate-d-range)
 

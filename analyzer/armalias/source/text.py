@@ -80,10 +80,10 @@ def at_line_start(pattern: re.Pattern[bytes], data: bytes, blanks: bytes = b" \t
                   ) -> Iterator[tuple[int, re.Match[bytes]]]:
     """What `(?m)^[ \t]*` followed by `pattern` finds, as (start of the line, match of `pattern`).
     `pattern` begins with a literal (`#`), which re looks for with a quick scan; a line-anchored
-    pattern is tried at every line start instead, five times slower on kernel C.  A match with
-    something else than blanks before it on its line is passed over, and the search goes on one
-    byte after its start, so the matches are those of the anchored pattern.  `blanks`: the bytes
-    that may come before the match on its line."""
+    pattern is tried at every line start instead, and most lines of kernel C hold no `#`.  A match
+    with something else than blanks before it on its line is passed over, and the search goes on
+    one byte after its start, so the matches are those of the anchored pattern.  `blanks`: the
+    bytes that may come before the match on its line."""
     pos = 0
     search = pattern.search
     while (m := search(data, pos)) is not None:
@@ -188,8 +188,7 @@ def any_occurrence(patterns: list[bytes], tests: list[Callable[[bytes, int, int]
     """`data -> bool`: does some occurrence of a pattern (every one, overlapping ones too) pass its
     test, `tests[i](data, start, end)`?  One Hyperscan database of the literals, whose matcher for
     many literals keeps its speed where ahocorasick-rs's packed searcher stops (65 patterns and
-    more, multi_find falls back to its DFA).  Measured on a quarter of 6.12's tree (340 MB), with 65
-    to 193 of a whole-tree scan's second-round words: 2.9-3.6 GB/s against 0.68 GB/s.  The scan
+    more, multi_find falls back to its DFA), as a whole-tree scan's later rounds need.  The scan
     stops at the first occurrence that passes.  None when Hyperscan cannot be had here (not
     installed, or a CPU it does not support): the caller uses multi_find."""
     try:
@@ -220,9 +219,8 @@ def any_occurrence(patterns: list[bytes], tests: list[Callable[[bytes, int, int]
 
 @lru_cache(maxsize=4)
 def _patterns(spec: NeutralizeSpec):
-    """The names' occurrences as whole identifiers (multi_find).  Before, every identifier of the
-    file was looked up in a set from Python (1.3 s for the 811 files of a whole-tree scan; this
-    takes a fifth of it)."""
+    """The names' occurrences as whole identifiers (multi_find): one search of the text for all the
+    names, not a lookup from Python of every identifier of the file in a set."""
     names = sorted({n.encode() for n in set(spec.annotations) | set(spec.annotations_with_args) | set(spec.statement_macros)})
     find = multi_find(names) if names else None
 
@@ -275,9 +273,8 @@ def _anchor(pattern: str) -> bytes | None:
 def _loop_macros(patterns: tuple[str, ...]):
     r"""`data -> [(start, end), ...]`: the identifiers that match one of the patterns whole and are
     followed by `(`, what `\b(?:patterns)\b(?=\s*\()` finds.  That expression tries every word
-    start of the file (0.29 s of the 0.64 s neutralize takes over the 811 files of a whole-tree
-    scan); this looks for a literal part of each pattern (multi_find) and tries only the identifiers
-    holding one."""
+    start of the file, and neutralize runs over every file a scan parses; this looks for a literal
+    part of each pattern (multi_find) and tries only the identifiers holding one."""
     alts = b"|".join(p.strip("^$").encode() for p in patterns)
     slow = re.compile(rb"\b(?:" + alts + rb")\b(?=\s*\()")
     anchors = [_anchor(p) for p in patterns]

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from armalias.cli import main
-from armalias.diff import CheckOptions, change_for, compare, run_check
+from armalias.check.changes import change_for
+from armalias.check.compare import compare
+from armalias.check.run import CheckOptions, run_check
 from armalias.config import Config, merge_vocabulary
 from armalias.findings import Finding, WriteEvidence
 from armalias.rules import load_vocabulary

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import armalias.diff as diff
+import armalias.check.run as diff
 import armalias.prefilter as prefilter
 from armalias.cli import main
 from conftest import make_tree

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from armalias.cli import main
-from armalias.diff import Hunk, PatchError, apply_hunks, apply_patches, parse_patch
+from armalias.check.patch import Hunk, PatchError, apply_hunks, apply_patches, parse_patch
 from armalias.source.tree import DirectorySource
 from conftest import (BASE_FINDINGS, FIXTURES, POKE, POKE_H, UNCLEAN, check_json, commit, edit, git,  # noqa: F401
                       make_repo, make_tree, snapshot, summary)

@@ -130,9 +130,10 @@ def test_a_check_takes_the_base_s_prefilter_rounds_and_answers_the_same(whole, t
     patch.c, and finds what listing and searching the whole tree again finds."""
     import difflib
 
-    import armalias.diff as diff
+    import armalias.check.run as diff
     import armalias.prefilter as prefilter
-    from armalias.diff import CheckOptions, patch_change, run_check
+    from armalias.check.changes import patch_change
+    from armalias.check.run import CheckOptions, run_check
 
     tree = Path(whole.root)
     rel = "arch/arm/kernel/patch.c"

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from armalias.cli import main
-from armalias.diff import CheckOptions, patch_change, run_check
+from armalias.check.changes import patch_change
+from armalias.check.run import CheckOptions, run_check
 from armalias.scan import DirectorySource, ScanOptions, scan
 from conftest import POKE, age, make_tree
 

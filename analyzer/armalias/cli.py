@@ -254,7 +254,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from armalias.config import load_config, merge_vocabulary, settings
-    from armalias.diff import CheckOptions, change_for, run_check
+    from armalias.check.changes import change_for
+    from armalias.check.run import CheckOptions, run_check
     from armalias.report import gcc, jsonout, sarif
     from armalias.report.progress import progress_bar
     from armalias.rules import load_rules, load_vocabulary

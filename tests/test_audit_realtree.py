@@ -102,8 +102,8 @@ def test_unknown_operations_and_fall_throughs_stay_at_what_was_measured(audited)
     assert not any(f.startswith("v7_coherent_user_range ") for f in result.fallthroughs)
 
 
-def test_audit_is_fast_and_json_serialisable(audited):
-    _, root, result, seconds = audited
-    assert seconds < 1.0, f"audit of arch/arm/mm took {seconds:.2f}s"
+def test_audit_reads_every_file_and_is_json_serialisable(audited):
+    # how long it takes is bench/'s to say, not a test's
+    _, root, result, _ = audited
     assert result.skipped == ()
     json.dumps(to_json(result, str(root)))

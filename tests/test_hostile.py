@@ -207,7 +207,7 @@ def test_a_fifo_in_the_cache_directory_is_not_waited_for(tmp_path: Path, monkeyp
 
 
 def test_assembly_includes_stay_inside_the_tree(tmp_path: Path, monkeypatch):
-    from armalias.source.asm import read_mm
+    from armalias.source.asmtree import read_mm
 
     root = tmp_path / "linux"
     mm = root / "arch/arm/mm"
@@ -339,3 +339,31 @@ def test_a_malformed_hunk_header_is_an_error(tmp_path: Path, capsys, second: str
         assert rc == 0, err
     else:
         assert rc == 2 and "malformed hunk header" in err
+
+
+def test_a_directory_linked_out_of_the_tree_is_not_read(tmp_path: Path):
+    """`include/linux` a symbolic link to a directory outside the tree: a header found through it is
+    not read (O_NOFOLLOW guards only the last component of a path), so nothing from outside reaches
+    the call sites or the findings."""
+    import json as _json
+
+    from armalias.cli import main as _main
+    from armalias.source.files import NotRegular, read_regular
+
+    outside = tmp_path / "outside" / "linux"
+    outside.mkdir(parents=True)
+    (outside / "secret.h").write_text(
+        "static inline void outside_fn(void *p) { flush_icache_range((unsigned long)p, (unsigned long)p + 4); }\n")
+    root = tmp_path / "linux"
+    (root / "include").mkdir(parents=True)
+    (root / "include" / "linux").symlink_to(outside, target_is_directory=True)
+    (root / "arch/arm/kernel").mkdir(parents=True)
+    (root / "arch/arm/kernel/a.c").write_text(
+        "#include <linux/secret.h>\nvoid f(void *p) { *(int *)p = 1; flush_icache_range((unsigned long)p, 4); }\n")
+    with pytest.raises(NotRegular, match="leads outside the tree"):
+        read_regular(root / "include/linux/secret.h", 1 << 20, root)
+    assert read_regular(root / "arch/arm/kernel/a.c", 1 << 20, root)[0].startswith(b"#include")
+    out = tmp_path / "out.json"
+    assert _main(["scan", str(root), "--format", "json", "--no-cache", "-o", str(out)]) in (0, 1)
+    data = _json.loads(out.read_text())
+    assert {c["file"] for c in data["callsites"]} == {"arch/arm/kernel/a.c"}

@@ -10,6 +10,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from armalias.facts import Skipped
@@ -144,8 +145,17 @@ def within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     return os.path.commonpath([p, r]) == r
 
 
+@lru_cache(maxsize=4096)
+def _real_dir(directory: str) -> str:
+    return os.path.realpath(directory)
+
+
 def _open_regular(path: str, root: str | None) -> int:
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    # O_NOFOLLOW guards the last component only: a directory on the way that is a link out of the
+    # tree (`include/linux -> /elsewhere`) is refused here (each directory resolved once)
+    if root is not None and not within(_real_dir(os.path.dirname(os.path.abspath(path))), _real_dir(os.path.abspath(root))):
+        raise NotRegular(40, "in a directory that leads outside the tree (a symbolic link, not followed)", path)
     try:
         return os.open(path, flags)
     except OSError as exc:

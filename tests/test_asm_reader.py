@@ -7,16 +7,8 @@ from pathlib import Path
 import pytest
 
 from armalias.cacheimpl import CACHE_OPS
-from armalias.source.asm import (
-    AsmTree,
-    load_cache_ops,
-    logical_lines,
-    member_order_from_header,
-    parse_encoding,
-    read_c_cache_tables,
-    squash,
-    summarize,
-)
+from armalias.source.asm import load_cache_ops, logical_lines, parse_encoding
+from armalias.source.asmtree import AsmTree, member_order_from_header, read_c_cache_tables, squash, summarize
 
 
 def tree_of(tmp_path: Path, files: dict[str, str]) -> AsmTree:

@@ -17,7 +17,8 @@ from rich.console import Console
 from armalias.audit import Caller, audit_tree, entry_points, to_json, with_callers
 from armalias.report.audit import render_audit_html, render_audit_markdown, render_audit_text
 from armalias.scan import CallSite
-from armalias.source.asm import AsmTree, load_cache_ops, summarize
+from armalias.source.asm import load_cache_ops
+from armalias.source.asmtree import AsmTree, summarize
 from conftest import expectations
 from test_rule_fixtures import AUDIT_FIXTURE_FILES
 

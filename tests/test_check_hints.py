@@ -1,4 +1,4 @@
-"""The head side of a whole-tree check takes the base's prefilter rounds (armalias.scan.SelectionHints):
+"""The head side of a whole-tree check takes the base's prefilter rounds (armalias.selection.SelectionHints):
 the same answer as listing and searching the whole tree again, for changes that keep the words, that
 change them (a function starts reaching a root), that select a file or stop selecting one; and no
 hints at all when the change adds a file."""
@@ -162,7 +162,7 @@ def test_a_base_state_that_no_longer_holds_is_not_taken(tree: Path, tmp_path: Pa
 @pytest.mark.parametrize("case", ["words grow", "words shrink", "a word's architectures widen"])
 def test_a_round_whose_words_differ_searches_only_the_new_words_where_the_base_passed(
         tree: Path, tmp_path: Path, monkeypatch, case: str):
-    """When a round's words or their architectures differ from the base's (armalias.scan._delta_round),
+    """When a round's words or their architectures differ from the base's (armalias.selection.delta_round),
     the files the base's round passed over are searched for the words that apply where they did not
     (none when words only go), the base's choice is kept when every word still applies, and the
     answer is that of listing and searching the whole tree again."""
@@ -199,20 +199,20 @@ def test_a_round_whose_words_differ_takes_the_base_listing_not_the_tree(tree: Pa
     """The state keeps the files the base's listing gave (ScanState.listing): a head round that
     searches the tree takes them, the state holding, instead of walking the tree again; a state
     without them (an older one) lists the tree.  The answer is the same either way."""
-    import armalias.scan as scan_module
+    import armalias.selection as selection
     from armalias.source.tree import DirectorySource
 
     rel, new = _edits(tree)["words changed"]
     patch = _patch(tree, tmp_path, "words-changed", rel, new)
     if not listing:
-        real_from_state = scan_module.SelectionHints.from_state.__func__
+        real_from_state = selection.SelectionHints.from_state.__func__
 
         def without(cls, state, changed, holds=None, **kw):
             from dataclasses import replace as copy
 
             return real_from_state(cls, copy(state, listing=[]), changed, holds, **kw)
 
-        monkeypatch.setattr(scan_module.SelectionHints, "from_state", classmethod(without))
+        monkeypatch.setattr(selection.SelectionHints, "from_state", classmethod(without))
     walks: list[str] = []
     real_discover = DirectorySource.discover
     monkeypatch.setattr(DirectorySource, "discover", lambda self, under="": walks.append(under) or
@@ -247,7 +247,7 @@ def test_a_search_for_new_words_the_check_goes_on_without_gives_the_same_answer(
     function the change makes reach a watched call ("made to reach": quiet() in kernel/text.c) was
     named before: that search is waited for.  Every way, the answer is that of listing and
     searching the whole tree."""
-    import armalias.scan as scan_module
+    import armalias.selection as selection
 
     monkeypatch.setattr(prefilter, "POOL_FILES", 0)
     name = "fresh_sync" if case == "named nowhere else" else "other_hook"
@@ -265,7 +265,7 @@ def test_a_search_for_new_words_the_check_goes_on_without_gives_the_same_answer(
     went_on: list[int] = []
     chosen: list[list[str]] = []
     missed: list[bool] = []
-    real_delta, real_confirm = scan_module._delta_round, scan_module._confirm
+    real_delta, real_confirm = selection.delta_round, selection.confirm
 
     def delta(hint, source, words, restricted, jobs, cache_dir, stamps, hints, *rest):
         before = len(hints.pending)
@@ -277,14 +277,14 @@ def test_a_search_for_new_words_the_check_goes_on_without_gives_the_same_answer(
     def confirm(hints):
         try:
             real_confirm(hints)
-        except scan_module.SpeculationMissed:
+        except selection.SpeculationMissed:
             missed.append(True)
             raise
         if hints is not None:
             missed.append(False)
 
-    monkeypatch.setattr(scan_module, "_delta_round", delta)
-    monkeypatch.setattr(scan_module, "_confirm", confirm)
+    monkeypatch.setattr(selection, "delta_round", delta)
+    monkeypatch.setattr(selection, "confirm", confirm)
     hinted = _check_jobs(tree, patch, 2)
     if case == "made to reach":  # quiet and text_poke_all were named in text.c: searched, then on
         assert went_on == [0] and missed == [False]
@@ -300,8 +300,8 @@ def test_a_search_for_new_words_the_check_goes_on_without_gives_the_same_answer(
 
 def test_the_workers_of_a_search_gone_on_without_end_when_the_scan_fails(tree: Path, tmp_path: Path, monkeypatch):
     """A scan that stops (an error, an interrupt) while a search it went on without still runs
-    ends that search's worker processes (scan._end_pending)."""
-    import armalias.scan as scan_module
+    ends that search's worker processes (selection.end_pending)."""
+    import armalias.pipeline as pipeline
 
     monkeypatch.setattr(prefilter, "POOL_FILES", 0)
     patch_c = (tree / "arch/arm/kernel/patch.c").read_text()
@@ -319,7 +319,7 @@ def test_the_workers_of_a_search_gone_on_without_end_when_the_scan_fails(tree: P
         raise KeyboardInterrupt
 
     monkeypatch.setattr(prefilter, "select_started", started)
-    monkeypatch.setattr(scan_module, "find_alias_bugs", fail)
+    monkeypatch.setattr(pipeline, "find_alias_bugs", fail)
     with redirect_stdout(io.StringIO()):
         rc = main(["check", "--patch", str(patch), "--tree", str(tree), "--whole-tree", "--jobs", "2"])
     assert rc == 130  # interrupted (cli)

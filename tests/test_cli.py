@@ -127,18 +127,20 @@ def test_the_model_is_decoded_alongside_the_scan_or_by_it(demo_tree: Path, monke
     import concurrent.futures
     import multiprocessing
 
+    import armalias.extraction as extraction
+    import armalias.pipeline as pipeline
     import armalias.scan as scan_module
     from armalias.scan import ScanOptions, scan
 
     started = []
     events = []  # the model is started once the first round of files is extracted, not before
-    real_early, real_start = scan_module._ModelEarly, scan_module.Extractor.start
-    monkeypatch.setattr(scan_module, "_ModelEarly",
+    real_early, real_start = scan_module.ModelEarly, extraction.Extractor.start
+    monkeypatch.setattr(scan_module, "ModelEarly",
                         lambda *a: started.append(a) or events.append("model") or real_early(*a))
-    monkeypatch.setattr(scan_module.Extractor, "start",
+    monkeypatch.setattr(extraction.Extractor, "start",
                         lambda self, rels, progress=None: events.append("extract") or real_start(self, rels, progress))
-    real_flow = scan_module.find_alias_bugs
-    monkeypatch.setattr(scan_module, "find_alias_bugs", lambda *a: events.append("flow") or real_flow(*a))
+    real_flow = pipeline.find_alias_bugs
+    monkeypatch.setattr(pipeline, "find_alias_bugs", lambda *a: events.append("flow") or real_flow(*a))
     alongside = scan([demo_tree], ScanOptions(jobs=2, use_cache=False)).findings
     assert len(started) == 1 and alongside and all(f.model.verdict != "not-run" for f in alongside)
     assert events[:2] == ["extract", "model"] and events[-1] == "flow"
@@ -157,7 +159,7 @@ def test_the_model_is_decoded_alongside_the_scan_or_by_it(demo_tree: Path, monke
 
 
 def test_the_model_s_process_is_ended_and_joined_when_its_answer_is_not_wanted(demo_tree: Path, monkeypatch):
-    """_ModelEarly.close: a decoding nobody will read is ended and its process joined (a pool's
+    """ModelEarly.close: a decoding nobody will read is ended and its process joined (a pool's
     worker left running held the command's output pipes open after os._exit); one that answered
     has ended by itself."""
     import multiprocessing
@@ -165,15 +167,15 @@ def test_the_model_s_process_is_ended_and_joined_when_its_answer_is_not_wanted(d
     import time
 
     import armalias.validate as validate
-    from armalias.scan import _ModelEarly
+    from armalias.scan import ModelEarly
 
     root = demo_tree
-    early = _ModelEarly(root, None)
+    early = ModelEarly(root, None)
     answered = early.result(None)
     early.close()
     assert answered and early.process.exitcode == 0
     monkeypatch.setattr(validate, "tree_implementations", lambda *a: time.sleep(20))  # read in the fork
-    early = _ModelEarly(root, None)
+    early = ModelEarly(root, None)
     early.close()
     assert early.process.exitcode == -signal.SIGTERM and not multiprocessing.active_children()
 
@@ -183,11 +185,11 @@ def test_a_command_runs_with_the_collector_paused_and_restores_it(demo_tree: Pat
     collector as it found it, after an error too."""
     import gc
 
-    import armalias.scan as scan_module
+    import armalias.pipeline as pipeline
 
     seen = []
-    real_flow = scan_module.find_alias_bugs
-    monkeypatch.setattr(scan_module, "find_alias_bugs", lambda *a: seen.append(gc.isenabled()) or real_flow(*a))
+    real_flow = pipeline.find_alias_bugs
+    monkeypatch.setattr(pipeline, "find_alias_bugs", lambda *a: seen.append(gc.isenabled()) or real_flow(*a))
     assert gc.isenabled()
     assert main(["scan", str(demo_tree), "--format", "json", "--no-cache"]) == 0
     assert seen == [False] and gc.isenabled()
@@ -246,19 +248,20 @@ def test_a_scan_that_stops_early_ends_the_model_s_process(demo_tree: Path, monke
 
     import pytest
 
+    import armalias.pipeline as pipeline
     import armalias.scan as scan_module
     import armalias.validate as validate
     from armalias.scan import ScanOptions, scan
 
     started = []
-    real_early = scan_module._ModelEarly
-    monkeypatch.setattr(scan_module, "_ModelEarly", lambda *a: started.append(real_early(*a)) or started[-1])
+    real_early = scan_module.ModelEarly
+    monkeypatch.setattr(scan_module, "ModelEarly", lambda *a: started.append(real_early(*a)) or started[-1])
     monkeypatch.setattr(validate, "tree_implementations", lambda *a: time.sleep(20))  # read in the fork
 
     def stop(*a):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(scan_module, "find_alias_bugs", stop)
+    monkeypatch.setattr(pipeline, "find_alias_bugs", stop)
     with pytest.raises(KeyboardInterrupt):
         scan([demo_tree], ScanOptions(jobs=2, use_cache=False))
     assert started and started[0].process.exitcode is not None and not multiprocessing.active_children()

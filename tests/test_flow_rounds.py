@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from armalias.flow.alias import FlowAnalysis
+from armalias.pipeline import bodies_reader
 from armalias.rules import load_vocabulary
-from armalias.scan import ScanOptions, _bodies_reader, scan
+from armalias.scan import ScanOptions, scan
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -48,7 +49,7 @@ class EveryRound(Counting):
 def _flows(result, cls):
     Counting.analysed = 0
     read = lambda rel: result.sources[rel].read(rel)  # noqa: E731
-    analysis = cls(result.index, load_vocabulary(), _bodies_reader(result, read, 1))
+    analysis = cls(result.index, load_vocabulary(), bodies_reader(result, read, 1))
     flows = analysis.run()
     return [repr(f) for f in flows], analysis.summaries, Counting.analysed
 

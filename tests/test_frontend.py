@@ -280,11 +280,11 @@ def test_concurrent_scans_share_one_cache(demo_tree: Path, tmp_path: Path):
 
 def test_the_flow_takes_the_bodies_the_facts_carry(demo_tree: Path, tmp_path: Path, monkeypatch):
     """A function body read with the facts (FileFacts.bodies) is not parsed again for the flow."""
-    import armalias.scan as scan_module
+    import armalias.pipeline as pipeline
 
     asked: list[tuple[str, set[str]]] = []
-    real = scan_module._bodies_one
-    monkeypatch.setattr(scan_module, "_bodies_one", lambda args: asked.append((args[0], set(args[2]))) or real(args))
+    real = pipeline.bodies_one
+    monkeypatch.setattr(pipeline, "bodies_one", lambda args: asked.append((args[0], set(args[2]))) or real(args))
     result = scan([demo_tree], ScanOptions(jobs=1, use_cache=False))
     carried = {(f.file, b.name) for f in result.facts for b in f.bodies}
     assert carried and result.findings

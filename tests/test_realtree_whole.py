@@ -126,7 +126,7 @@ def test_the_output_is_the_same_for_any_jobs(whole):
 
 def test_a_check_takes_the_base_s_prefilter_rounds_and_answers_the_same(whole, tmp_path, monkeypatch):
     """check --whole-tree of a one-line maintenance call added to patch.c (the bench's change): its head
-    takes the base's remembered prefilter rounds (armalias.scan.SelectionHints) and searches only
+    takes the base's remembered prefilter rounds (armalias.selection.SelectionHints) and searches only
     patch.c, and finds what listing and searching the whole tree again finds."""
     import difflib
 
@@ -170,12 +170,12 @@ def test_hyperscan_chooses_the_files_the_automaton_chooses(whole):
     from unittest import mock
 
     import armalias.prefilter as prefilter
-    from armalias.scan import _reaching_names
+    from armalias.selection import reaching_names
     from armalias.source.text import MAX_FILE_BYTES, Unreadable, check_text
     from armalias.source.tree import DirectorySource, read_file
 
     first = prefilter.rule_words()
-    reach = _reaching_names(whole.facts, None, 1)
+    reach = reaching_names(whole.facts, None, 1)
     words = first | frozenset(reach)
     restricted = {n: frozenset(a) for n, a in reach.items() if n not in first and None not in a}
     assert len(words) > prefilter.PACKED_PATTERNS and restricted

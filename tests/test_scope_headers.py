@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import armalias.extraction as extraction
 import armalias.prefilter as prefilter
-import armalias.scan as scan_module
 from armalias.scan import ScanOptions, extract_scope, source_for
 
 HEADERS = {
@@ -54,9 +54,9 @@ def _files(root: Path, **options) -> list[str]:
 def test_included_headers_mentioning_a_word_are_extracted_once(tmp_path: Path, monkeypatch, callers, jobs):
     root = _tree(tmp_path / "tree", callers)
     started = []
-    real_workers = scan_module.Extractor._workers
-    monkeypatch.setattr(scan_module, "IN_PROCESS_BYTES", 0)
-    monkeypatch.setattr(scan_module.Extractor, "_workers", lambda self: started.append(1) or real_workers(self))
+    real_workers = extraction.Extractor._workers
+    monkeypatch.setattr(extraction, "IN_PROCESS_BYTES", 0)
+    monkeypatch.setattr(extraction.Extractor, "_workers", lambda self: started.append(1) or real_workers(self))
     files = _files(root, jobs=jobs, use_cache=False)
     assert bool(started) == (jobs > 1)  # the second case runs the rounds and the headers in workers
     headers = [f for f in files if f.startswith("include/")]
@@ -86,10 +86,11 @@ def test_workers_write_every_cache_entry_before_the_scan_returns(tmp_path: Path,
     import time
 
     import armalias.cache as cache_module
-    from armalias.scan import Extractor, scan
+    from armalias.extraction import Extractor
+    from armalias.scan import scan
 
     root = _tree(tmp_path / "tree", 20)
-    monkeypatch.setattr(scan_module, "IN_PROCESS_BYTES", 0)
+    monkeypatch.setattr(extraction, "IN_PROCESS_BYTES", 0)
     write = cache_module.write_atomic  # slow writes (the workers are forked with this): the scan waits
     monkeypatch.setattr(cache_module, "write_atomic", lambda path, text: time.sleep(0.02) or write(path, text))
     cache = tmp_path / "cache"
@@ -106,7 +107,7 @@ def test_workers_write_every_cache_entry_before_the_scan_returns(tmp_path: Path,
     extractor.close()  # never finished: the workers write as they exit
     assert len(list(other.glob("*.marshal"))) == len(rels)
     warm = Extractor(source, ScanOptions(jobs=2, cache_dir=other))
-    monkeypatch.setattr(scan_module, "_extract_one", lambda args: pytest.fail(f"{args[0]} extracted again"))
+    monkeypatch.setattr(extraction, "extract_one", lambda args: pytest.fail(f"{args[0]} extracted again"))
     again, _ = warm.run(rels)
     assert sorted(f.file for f in again) == sorted(rels)
 

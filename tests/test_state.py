@@ -397,7 +397,7 @@ def test_a_state_inside_the_tree_is_never_read(tmp_path: Path):
     from dataclasses import replace
 
     from armalias.cache import MarshalEntries
-    from armalias.scan import _memo_of
+    from armalias.scan import memo_of
     from armalias.state import load_state, state_dir, state_key
 
     root = make_tree(tmp_path / "linux")
@@ -407,7 +407,7 @@ def test_a_state_inside_the_tree_is_never_read(tmp_path: Path):
     assert not real.reused and real.findings
     outside = options(tmp_path)
     scan([root], outside)  # a true state, outside the tree, to plant a copy of
-    memo = _memo_of(DirectorySource(root))
+    memo = memo_of(DirectorySource(root))
     good = load_state(outside.cache_dir, memo.key, False, True)
     assert good is not None
     planted = replace(good, findings=[], modelled=[], callsites=[])

@@ -1,6 +1,6 @@
 """The cache-implementation audit: what every ``cpu_cache_fns`` of ``arch/arm/mm`` does.
 
-``audit_tree`` reads the assembly (armalias.source.asm), Kconfig and Makefile
+``audit_tree`` reads the assembly (armalias.source.asmtree), Kconfig and Makefile
 (armalias.source.kconfig) of a kernel tree and returns one CacheImpl per ``struct cpu_cache_fns``
 instance, with the decoded operations of each member, the CPUs that use it and their cache type.
 It never writes into the tree. ``to_json`` gives the ``audit --format json`` document (CONTRACT.md).
@@ -24,7 +24,7 @@ from armalias import __version__
 from armalias.cacheimpl import CACHE_MEMBERS, CacheFunction, CacheImpl
 from armalias.errors import InputError
 from armalias.model.cache import NO_DATA_OPS
-from armalias.source.asm import AsmTree, CacheTable, TableEntry, read_mm, summarize
+from armalias.source.asmtree import AsmTree, CacheTable, TableEntry, read_mm, summarize
 from armalias.source.kconfig import MmBuild, read_mm_build
 
 WRITETHROUGH_OPTION = "CPU_DCACHE_WRITETHROUGH"

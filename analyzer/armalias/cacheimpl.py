@@ -70,8 +70,8 @@ class CacheOp:
     conditions: tuple[str, ...] = ()  # enclosing #if / .if / ALT_SMP conditions, outermost first
     conditional: bool = False  # the instruction carries a condition code (mcrne, ...)
     macros: tuple[str, ...] = ()  # macros expanded to produce it, outermost first
-    # What it covers, read from the flow of the member's arguments (armalias.source.asm, "Register
-    # flow"): "range" (the range or size the caller gave), "page" (one page from the start, whatever
+    # What it covers, read from the flow of the member's arguments (armalias.source.asmregs):
+    # "range" (the range or size the caller gave), "page" (one page from the start, whatever
     # the size), "fixed" (a fixed length from the start), "line" (one line: no loop around it),
     # "whole" (the whole cache); "" for operations without data effect or not analysed.
     extent: str = ""

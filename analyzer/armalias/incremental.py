@@ -118,7 +118,7 @@ class _Moves:
 
 def _extract(source: TreeSource, rel: str, options) -> FileFacts:
     """One file's facts, through the scan's extractor and its content cache."""
-    from armalias.scan import Extractor
+    from armalias.extraction import Extractor
 
     extractor = Extractor(source, options)
     try:

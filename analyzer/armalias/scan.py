@@ -1,6 +1,7 @@
-"""The scan pipeline: choose files, extract them (in parallel, through the content cache), build the
-index and call graph, list the call sites of watched functions, run the alias rules and replay their
-findings on the cache model.  Returns plain data; never prints."""
+"""The scan: choose files (the prefilter's rounds: armalias.selection), extract them (in parallel,
+through the content cache: armalias.extraction), build the index and call graph, and analyse them
+(armalias.pipeline: list the call sites of watched functions, run the alias rules and replay their
+findings on the cache model).  Returns plain data; never prints."""
 
 from __future__ import annotations
 
@@ -11,17 +12,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from armalias.cache import FactsCache, default_cache_dir, trusted_cache
+from armalias.cache import default_cache_dir, trusted_cache
 from armalias.errors import InputError
 from armalias.facts import FileFacts, Skipped
-from armalias.rules import WatchedSpec, load_vocabulary, load_watched
+from armalias.rules import load_vocabulary, load_watched
 from armalias.source.files import ASM_SUFFIXES, C_SUFFIXES
 from armalias.source.text import Unreadable
-from armalias.source.tree import DirectorySource, GitSource, OverlaySource, TreeSource, blob_id, read_checked
+from armalias.source.tree import DirectorySource, GitSource, OverlaySource, TreeSource
 
 if TYPE_CHECKING:
     from armalias.callgraph import CallGraph
+    from armalias.extraction import Extractor
     from armalias.index import SymbolIndex
+    from armalias.selection import SelectionHints
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -170,8 +173,6 @@ class Scope:
 
 
 # -- extraction -------------------------------------------------------------------------------
-IN_PROCESS_BYTES = 1_000_000  # less than this to parse: starting worker processes costs more than parsing it
-
 TOO_SLOW = "took longer than"  # how a reason for skipping a file past its time bound begins
 
 
@@ -179,152 +180,6 @@ def timed_out(skipped: list[Skipped]) -> bool:
     """A file was skipped for its time bound: the result depends on the machine's speed, and is
     neither remembered (armalias.state) nor cached (check's findings)."""
     return any(s.reason.startswith(TOO_SLOW) for s in skipped)
-
-
-# in a worker process: the cache entries of the files it extracted, encoded but not written yet
-# (Extractor.finish): (where, the bytes)
-_DEFERRED: list[tuple[Path, bytes]] = []
-
-
-def _extract_one(args: tuple[str, bytes, str, str | None, str, float | None, bool]) -> FileFacts | Skipped:
-    from armalias.source.cparse import TooSlow, monotonic
-    from armalias.source.extract import extract_bytes
-
-    rel, data, digest, cache_dir, key, seconds, defer = args
-    try:
-        facts = extract_bytes(rel, data, digest, monotonic() + seconds if seconds else None)
-    except TooSlow:
-        return Skipped(rel, f"{TOO_SLOW} {seconds:g} s to parse (--file-timeout)")
-    except RecursionError:
-        return Skipped(rel, "too deeply nested to parse")
-    except Exception as exc:  # one bad file never stops the scan; the reason is shown
-        return Skipped(rel, f"internal error while extracting: {type(exc).__name__}: {exc}")
-    if cache_dir:
-        if defer:
-            if not _DEFERRED:  # whatever is left when the worker exits is written then
-                from multiprocessing.util import Finalize
-
-                Finalize(None, _write_deferred, exitpriority=0)
-            _DEFERRED.append(FactsCache(Path(cache_dir), key).entry(facts))
-        else:
-            FactsCache(Path(cache_dir), key).put(facts)
-    return facts
-
-
-def _write_deferred(_: object = None) -> None:
-    from armalias.cache import write_atomic
-
-    while _DEFERRED:
-        write_atomic(*_DEFERRED.pop())
-
-
-class Extractor:
-    """Extracts files of one source through the cache, misses in worker processes."""
-
-    def __init__(self, source: TreeSource, options: ScanOptions):
-        from armalias.source.extract import extractor_key
-
-        self.source = source
-        self.options = options
-        self.key = extractor_key()
-        self.cache: FactsCache | None = None
-        cdir = _facts_cache_dir(source, options)  # never one inside the scanned tree
-        if cdir is not None:
-            self.cache = FactsCache(cdir, self.key)
-        self.jobs = options.jobs or available_cpus()
-        self.directory = self.cache.directory if self.cache is not None else None
-        self._pool = None
-
-    def _workers(self):
-        """One pool of worker processes for all of a scan's rounds: starting a pool is paid once."""
-        if self._pool is None:
-            from concurrent.futures import ProcessPoolExecutor
-
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs)
-        return self._pool
-
-    def finish(self) -> None:
-        """No more files to extract: the worker processes write the cache entries they held back
-        while the caller goes on (the scan's flow, on the CPUs extraction leaves idle).  Creating
-        a file costs more system time than encoding the entry; held back, the files are off the
-        rounds' path.  The entries are held encoded, which takes far less memory than the facts
-        they encode.  `close` waits for the writes."""
-        if self._pool is not None and self.cache is not None:
-            for _ in range(self.jobs):  # one each, as a rule; a worker exiting writes what it still holds
-                self._pool.submit(_write_deferred)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-
-    def run(self, rels: list[str], progress: Progress | None = None) -> tuple[list[FileFacts], list[Skipped]]:
-        return self.start(rels, progress)()
-
-    def start(self, rels: list[str], progress: Progress | None = None
-              ) -> Callable[[], tuple[list[FileFacts], list[Skipped]]]:
-        """Start extracting `rels`: cache hits and reading now, the misses handed to the worker
-        processes; returns what waits for them (the caller may work meanwhile).  Files are
-        extracted in this process when starting workers is not worth it (few, small files) and none
-        are running yet."""
-        facts: list[FileFacts] = []
-        skipped: list[Skipped] = []
-        work = []
-        for rel in rels:
-            digest = self.source.digest(rel)
-            hit = self.cache.get(rel, digest) if (self.cache is not None and digest) else None
-            if hit is not None:
-                facts.append(hit)
-                continue
-            try:
-                data, digest = read_checked(self.source, rel)
-            except Unreadable as exc:
-                skipped.append(Skipped(rel, str(exc)))
-                continue
-            hit = self.cache.get(rel, digest) if self.cache is not None else None
-            if hit is not None:
-                facts.append(hit)
-                continue
-            work.append((rel, data, digest, str(self.cache.directory) if self.cache else None, self.key,
-                         self.options.file_timeout))
-        total = len(work)
-        if progress:
-            progress(0, total)
-
-        def done(results) -> tuple[list[FileFacts], list[Skipped]]:
-            for r in results:
-                (facts if isinstance(r, FileFacts) else skipped).append(r)
-            return facts, skipped
-
-        worth = total >= 16 and sum(len(w[1]) for w in work) >= IN_PROCESS_BYTES
-        if self.jobs <= 1 or total < 2 or not (worth or self._pool is not None):
-            def here() -> tuple[list[FileFacts], list[Skipped]]:
-                results = []
-                for i, w in enumerate(work):
-                    results.append(_extract_one((*w, False)))
-                    if progress:
-                        progress(i + 1, total)
-                return done(results)
-
-            return here
-        from armalias.workers import frozen_gc
-
-        # the largest files first, in small chunks: no worker is left with a big file at the end; the
-        # workers write the cache entries when asked (finish, True), not on the way
-        order = sorted(range(total), key=lambda i: -len(work[i][1]))
-        chunk = max(1, min(8, total // (self.jobs * 16)))
-        with frozen_gc():  # the pool forks its workers on the first map, which submits every chunk now
-            results = self._workers().map(_extract_one, [(*work[j], True) for j in order], chunksize=chunk)
-
-        def wait() -> tuple[list[FileFacts], list[Skipped]]:
-            placed: list[FileFacts | Skipped | None] = [None] * total
-            for i, (at, r) in enumerate(zip(order, results)):
-                placed[at] = r
-                if progress and (i % 16 == 0 or i + 1 == total):
-                    progress(i + 1, total)
-            return done(placed)
-
-        return wait
 
 
 def _relevant_names(index: SymbolIndex, summarized: set[str], vocab) -> frozenset[str]:
@@ -354,41 +209,6 @@ def _relevant_names(index: SymbolIndex, summarized: set[str], vocab) -> frozense
     return frozenset(seen)
 
 
-def _reaching_names(facts: list[FileFacts], built: dict | None = None, depth: int | None = None
-                    ) -> dict[str, set[str | None]]:
-    """Functions and macros (visible outside their file) that reach a fixpoint root (rules/watched.toml
-    [prefilter]) in some build of the kernel (CallGraph.reaching_in_one_build), at most `depth`
-    files away (None: any), and macros that expand to a watched name, with the architectures of
-    those builds (None: every build; a macro's: those of its definitions)."""
-    from armalias.callgraph import CallGraph
-    from armalias.index import SymbolIndex
-
-    watched = load_watched()
-    facts = sorted(facts, key=lambda f: f.file)  # the order the scan's own index is built in
-    index = SymbolIndex(facts, watched.cache_fns_members)
-    graph = CallGraph(index, watched.cache_fns_struct)
-    if built is not None:  # the scan reuses them when its files are the same
-        built.update(files=[f.file for f in facts], index=index, graph=graph)
-    arch_of = load_vocabulary().arch_of
-    stop = frozenset(watched.names) - frozenset(watched.fixpoint_roots)
-    reach = graph.reaching_in_one_build(watched.fixpoint_roots, stop, arch_of, depth)
-    found = set(reach) - stop
-    if built is not None:  # every name found reaching, in any round (armalias.incremental)
-        built["found"] = built.get("found", frozenset()) | frozenset(found)
-    visible = {}
-    for name in sorted(found):
-        defs = index.functions.get(name, ())
-        if name in index.macros or any(not d.static or d.file.endswith(".h") for d in defs):
-            visible[name] = reach[name]
-    # a macro that expands to a watched name is another spelling of its call (ARM's
-    # gic_flush_dcache_to_poc is __cpuc_flush_dcache_area): the files calling it hold call sites
-    names = frozenset(watched.names)
-    for name, defs in index.macros.items():
-        if defs and name not in names and not names.isdisjoint(index.reachable_names(name)):
-            visible.setdefault(name, set()).update(arch_of(d.file) for d in defs)
-    return visible
-
-
 def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress | None = None,
                   only: list[str] | None = None, stamps: dict[str, list[int]] | None = None,
                   extracted: Callable[[], None] | None = None, keep: list[Extractor] | None = None,
@@ -405,6 +225,8 @@ def extract_scope(source: TreeSource, options: ScanOptions, progress: Progress |
     without, it is closed before this returns.  `hints`: the base's prefilter rounds, for the head
     of a change (SelectionHints; a whole-tree scan only).
     """
+    from armalias.extraction import Extractor
+
     extractor = Extractor(source, options)
     try:
         scope = _extract_scope(source, options, extractor, progress, only, stamps or {}, extracted or (lambda: None),
@@ -424,6 +246,7 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
                    only: list[str] | None, stamps: dict[str, list[int]], extracted: Callable[[], None],
                    hints: SelectionHints | None = None) -> Scope:
     from armalias.prefilter import rule_words
+    from armalias.selection import prefiltered, reaching_names
     from armalias.source.directives import read_includes
 
     if only is not None:
@@ -439,12 +262,12 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
                       asm_files=[r for r in found.files if r.endswith(".S")])
         headers = _Headers(source, scope, set(found.files), extractor, progress)
         if options.prefilter:
-            facts, sk, words, scope.words = _prefiltered(source, extractor, list(found.files), words, jobs,
-                                                         progress, scope, extracted, headers.beside)
+            facts, sk, words, scope.words = prefiltered(source, extractor, list(found.files), words, jobs,
+                                                        progress, scope, extracted, headers.beside)
         else:
             facts, sk = extractor.run(found.files, progress)
             extracted()
-            words = words | frozenset(_reaching_names(facts))
+            words = words | frozenset(reaching_names(facts))
         scope.facts = facts
         scope.all_words = words
         scope.skipped.extend(sk)
@@ -474,8 +297,8 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
     if hints is not None and options.whole_tree and options.prefilter:  # the base's listing (SelectionHints)
         scope = Scope(skipped=list(hints.walk_skipped), considered=hints.considered, cache_dir=extractor.directory,
                       stamps=dict(stamps), walk_skipped=list(hints.walk_skipped))
-        scope.facts, sk, _, scope.words = _prefiltered(source, extractor, None, words, jobs, progress, scope,
-                                                       extracted, hints=hints)
+        scope.facts, sk, _, scope.words = prefiltered(source, extractor, None, words, jobs, progress, scope,
+                                                      extracted, hints=hints)
         scope.skipped.extend(sk)
         return scope
     found = source.discover("")
@@ -485,8 +308,8 @@ def _extract_scope(source: TreeSource, options: ScanOptions, extractor: Extracto
     if not options.whole_tree and len(found.files) <= 5000:
         scope.facts, sk = extractor.run(found.files, progress)
     else:
-        scope.facts, sk, _, scope.words = _prefiltered(source, extractor, list(found.files), words, jobs,
-                                                       progress, scope, extracted)
+        scope.facts, sk, _, scope.words = prefiltered(source, extractor, list(found.files), words, jobs,
+                                                      progress, scope, extracted)
     scope.skipped.extend(sk)
     return scope
 
@@ -579,401 +402,6 @@ class _Headers:
                 self.held.append((rel, data))
 
 
-@dataclass(frozen=True)
-class SelectionHints:
-    """What the prefilter decided on the base of a change (its remembered rounds, ScanState.rounds),
-    for the head's whole-tree scan: a round whose words and restrictions are those the base searched
-    takes the base's choice for every file the change leaves alone, and searches only the changed
-    files, by the same `select`.  The prefilter's answer for a file depends only on its bytes and on
-    those words, so the choice is the one a search of every file would make.  From the first round
-    whose words differ (the change made a function reach a root, or stop) the tree's files are those
-    of the base's listing (ScanState.listing; a state without one has the tree listed again), and
-    each round the base also ran takes what still holds of its choice (_delta_round); a round the
-    base did not run searches as without hints.  Only for changes that modify files (none added,
-    deleted or renamed): the listing of the tree is then the base's.  Listing and searching the
-    whole tree again is otherwise most of what a check of a small change costs."""
-
-    rounds: tuple[tuple[frozenset[str], dict[str, frozenset[str]], tuple[str, ...], tuple[Skipped, ...]], ...]
-    changed: frozenset[str]  # files whose bytes the change modifies
-    considered: int  # the files listed (the base's count)
-    walk_skipped: tuple[Skipped, ...]  # what listing the tree skipped
-    # the stamps (state.stamp_of) of the base's files once its state is known to hold (it may still be
-    # being checked: speculative_state), for the rounds after those the hints give; raises
-    # StaleState when it does not hold
-    stamps: Callable[[], dict[str, list[int]]] | None = field(default=None, compare=False)
-    # the files the base's listing gave (ScanState.listing), on the same terms: what a round that
-    # searches the tree takes instead of listing it again (a walk of every directory); empty: list it
-    listing: Callable[[], list[str]] | None = field(default=None, compare=False)
-    # a round's search of the files the base passed over, for the words that now apply where they
-    # did not, runs in worker processes while the scan goes on as if it found nothing, when
-    # `speculate` says so of those words (the change brought them in: a name new to the tree is
-    # seldom named in a file the change leaves alone): `pending` holds it until _confirm waits for
-    # it, and a scan whose search found a file is made again without (SpeculationMissed)
-    speculate: Callable[[frozenset[str]], bool] | None = field(default=None, compare=False)
-    pending: list = field(default_factory=list, compare=False)
-
-    @classmethod
-    def from_state(cls, state, changed: frozenset[str], holds: Callable[[], bool] | None = None,
-                   speculate: Callable[[frozenset[str]], bool] | None = None) -> "SelectionHints | None":
-        """`holds`: what tells whether the state holds, when that is not known yet."""
-        if not state.whole_tree or not state.rounds:
-            return None
-        rounds = tuple((frozenset(w), {k: frozenset(a) for k, a in r.items()}, tuple(c),
-                        tuple(Skipped(f, why) for f, why in b)) for w, r, c, b in state.rounds)
-
-        def held(value):
-            def get():
-                if holds is not None and not holds():
-                    raise StaleState(state.root)
-                return value
-            return get
-
-        return cls(rounds, changed, state.files, tuple(Skipped(f, why) for f, why in state.walk_skipped),
-                   held(state.deps), held(state.listing), speculate)
-
-
-def _hinted_round(hint, source: TreeSource, words: frozenset[str], restricted: dict, jobs: int,
-                  hints: SelectionHints, taken: set[str]) -> tuple[list[str], list[Skipped]]:
-    """One round's choice from the base's (SelectionHints): its files but the changed ones, and the
-    changed files not taken by an earlier round, searched."""
-    from armalias.prefilter import select
-
-    _, _, base_chosen, base_bad = hint
-    chosen = [r for r in base_chosen if r not in hints.changed]
-    bad = [b for b in base_bad if b.file not in hints.changed]
-    todo = sorted(r for r in hints.changed if r not in taken)
-    if todo:
-        more, more_bad = select(source, todo, words, jobs, None, None, restricted, None)
-        chosen.extend(more)
-        bad.extend(more_bad)
-    return sorted(chosen), sorted(bad, key=lambda b: b.file)
-
-
-def _applies(word: str, words: frozenset[str], restricted: dict) -> frozenset[str] | None:
-    """Where a word selects files: None everywhere, else its architectures (with generic code,
-    which every word selects: prefilter.file_matcher); an empty set when it is not a word."""
-    if word not in words:
-        return frozenset()
-    return restricted.get(word)
-
-
-def _covers(before: frozenset[str] | None, now: frozenset[str] | None) -> bool:
-    """Files `before` applies to include every file `now` applies to."""
-    return before is None or (now is not None and now <= before)
-
-
-def _delta_round(hint, source: TreeSource, words: frozenset[str], restricted: dict, jobs: int,
-                 cache_dir: Path | None, stamps: dict, hints: SelectionHints, remaining: list[str],
-                 base_taken: set[str]) -> tuple[list[str], list[Skipped]]:
-    """One round's choice from the base's same round when the words or their architectures differ
-    (a change made a function reach a root, or stop).  A file the base's round searched and passed
-    over mentions none of the words it applied there, so it is chosen now exactly when it mentions
-    a word that applies where the base's did not: only those words are searched for in it (a few,
-    not all 274 of 6.12's second round).  A file the base chose is chosen again when every word the
-    base applied to it still applies, else searched with the words; a changed file, and one the
-    base's rounds took before this one, is searched with the words.  `remaining`: the files no
-    earlier round took; `base_taken`: those the base's earlier rounds took.  When
-    `hints.speculate` says so of the new words, the search of the files passed over, when it runs
-    in worker processes (past prefilter.POOL_FILES of them that the prefilter's memo does not
-    answer), goes on there and this round's choice leaves it out: hints.pending, confirmed by
-    _confirm.
-    That search is a large part of a whole-tree check of a small change, and a name new to the
-    tree is seldom named in a file the change leaves alone: going on without it (and reading no
-    other architecture's files, prefilter._applicable) saves it when no file names the name, at
-    the price of making the scan again when one does."""
-    from armalias.prefilter import select_started
-
-    base_words, base_restricted, base_chosen, base_bad = hint
-    chosen_before = frozenset(base_chosen)
-    bad_before = {b.file: b for b in base_bad}
-    known = [r for r in remaining if r not in hints.changed and r not in base_taken]
-    unknown = [r for r in remaining if r in hints.changed or r in base_taken]
-    new = frozenset(w for w in words if not _covers(_applies(w, base_words, base_restricted),
-                                                    _applies(w, words, restricted)))
-    kept = all(_covers(_applies(w, words, restricted), _applies(w, base_words, base_restricted))
-               for w in base_words)
-    chosen: list[str] = []
-    bad = [bad_before[r] for r in known if r in bad_before]
-    passed = [r for r in known if r not in chosen_before and r not in bad_before]
-    again = [r for r in known if r in chosen_before]
-    if kept:
-        chosen.extend(again)
-    else:
-        unknown.extend(again)
-    for rels, these, may_go_on in ((unknown, words, False), (passed, new, True)):
-        if not these:  # no new word: the files passed over stay so
-            continue
-        # select keeps the restrictions of the words it is given
-        selection = select_started(source, sorted(rels), these, jobs, cache_dir, stamps, restricted, None)
-        # done: searched in this process (fewer than prefilter.POOL_FILES files, or one job), or the
-        # memo knew every file; nothing to go on without
-        if may_go_on and not selection.done and hints.speculate is not None and hints.speculate(these):
-            hints.pending.append(selection)
-            continue
-        more, more_bad = selection()
-        chosen.extend(more)
-        bad.extend(more_bad)
-    return sorted(chosen), sorted(bad, key=lambda b: b.file)
-
-
-
-class SpeculationMissed(Exception):
-    """A search the scan went on without (SelectionHints.speculate) found a file: the scan is
-    made again, its answer known (the prefilter's memo holds it)."""
-
-
-def _confirm(hints: SelectionHints | None) -> None:
-    """Wait for the searches the scan went on without; SpeculationMissed if one found a file."""
-    if hints is None:
-        return
-    missed = False
-    while hints.pending:
-        chosen, bad = hints.pending.pop(0)()
-        missed = missed or bool(chosen or bad)
-    if missed:
-        raise SpeculationMissed()
-
-
-def _end_pending(hints: SelectionHints | None) -> None:
-    """The workers of searches not waited for, ended (an error path)."""
-    if hints is None:
-        return
-    while hints.pending:
-        hints.pending.pop(0).close()
-
-
-def _prefiltered(source: TreeSource, extractor: Extractor, remaining: list[str] | None, words: frozenset[str],
-                 jobs: int, progress: Progress | None, scope: Scope, extracted: Callable[[], None],
-                 beside: Callable[[frozenset[str]], None] = lambda words: None,
-                 hints: SelectionHints | None = None
-                 ) -> tuple[list[FileFacts], list[Skipped], frozenset[str], frozenset[str]]:
-    """Rounds of select-then-extract: files naming a word, then files naming their callers.  A caller
-    found reaching only in some architectures' builds selects only those architectures' files
-    (and generic code's): prefilter.Restricted.
-    Returns the facts, the files that are no C text, every word found, and the words of the last
-    round searched (a file is selected exactly when it names one of those, as restricted in
-    `scope.restricted`).  Leaves in `scope` the last index and graph built (`built`) and the files'
-    stamps the prefilter took (`stamps`) and each round's choice (`rounds`).  `remaining` None: the
-    files are listed only when a round cannot take its choice from `hints`."""
-    from armalias.prefilter import select
-
-    facts: list[FileFacts] = []
-    skipped: list[Skipped] = []
-    rule_words = words
-    restricted: dict[str, frozenset[str]] = {}
-    searched = words
-    taken: set[str] = set()  # the files chosen or found no C text by the rounds so far
-    base_taken: set[str] = set()  # the files the base's rounds before this one took (hints)
-    delta = False  # a round took the base's choice as far as it holds (_delta_round): so do the rest
-    cache_dir = extractor.cache.directory if extractor.cache is not None else None
-    for level in range(1 + load_watched().fixpoint_levels):
-        searched = words
-        scope.restricted = restricted
-        hint = hints.rounds[level] if hints is not None and level < len(hints.rounds) else None
-        if hint is not None and not delta and hint[0] == words and hint[1] == restricted:
-            chosen, bad = _hinted_round(hint, source, words, restricted, jobs, hints, taken)
-        else:
-            if hints is not None and hints.stamps is not None and not delta:  # the base's files need no stat
-                scope.stamps.update(hints.stamps())
-            if remaining is None:
-                listed = hints.listing() if hints is not None and hints.listing is not None else None
-                if listed:  # the base's, the state holding: the change adds, deletes and renames no file
-                    scope.walk_skipped = list(hints.walk_skipped)
-                else:
-                    found = source.discover("")
-                    scope.walk_skipped = list(found.skipped)
-                    listed = found.files
-                remaining = [r for r in listed if r not in taken]
-            if hint is not None:
-                delta = True
-                chosen, bad = _delta_round(hint, source, words, restricted, jobs, cache_dir, scope.stamps, hints,
-                                           remaining, base_taken)
-            else:
-                hints = None  # from here on, as without
-                # the #include names (when asked) from the first round's reading: the later rounds read
-                # the same files again, or, with the memo, a few
-                chosen, bad = select(source, remaining, words, jobs, cache_dir, scope.stamps, restricted,
-                                     scope.includes if level == 0 else None)
-        if hint is not None:
-            base_taken.update(hint[2])
-            base_taken.update(b.file for b in hint[3])
-        scope.rounds.append((words, restricted, chosen, bad))
-        skipped.extend(bad)
-        taken.update(b.file for b in bad)
-        taken.update(chosen)
-        if remaining is not None:
-            remaining = [r for r in remaining if r not in taken]
-        if not chosen:
-            break
-        wait = extractor.start(chosen, progress)
-        beside(words)
-        got, sk = wait()
-        extracted()
-        facts.extend(got)
-        skipped.extend(sk)
-        # the words of round k+1 are the names at most k+1 files from a root (rules/watched.toml
-        # [prefilter] levels): a round's files never hold more than their callers, however deep
-        # the calls that happen to lie within the files chosen so far (ia64's set_pte_at of 6.1,
-        # reaching flush_icache_range, made vmalloc a word and chose 1,482 files)
-        reach = _reaching_names(facts, scope.built, level + 1)
-        new_words = frozenset(reach) - words
-        if not new_words:
-            break
-        words = words | new_words
-        restricted = {n: frozenset(a) for n, a in reach.items() if n not in rule_words and None not in a}
-    return facts, skipped, words, searched
-
-
-# -- call sites ---------------------------------------------------------------------------------
-def watched_callsites(index: SymbolIndex, watched: WatchedSpec) -> list[CallSite]:
-    """Every call in code of a watched name, directly or through macros (``via``): the macro
-    definitions that hold for the calling code (Vocabulary.macro_definitions)."""
-    names = frozenset(watched.names)
-    definitions = load_vocabulary().macro_definitions
-    out: set[CallSite] = set()
-    for c in index.code_calls:
-        if c.callee in names:
-            out.add(CallSite(c.callee, c.caller, c.file, c.line, c.column, (), c.args))
-        if c.callee in index.macros and not names.isdisjoint(index.reachable_names(c.callee)):
-            for e in index.expand(c.callee, c.args, lambda defs, here=c.file: definitions(here, defs)):
-                if e.name in names:
-                    out.add(CallSite(e.name, c.caller, c.file, c.line, c.column, e.via, e.args))
-    return sorted(out, key=lambda s: (s.file, s.line, s.column, s.callee, s.via))
-
-
-def find_alias_bugs(result: ScanResult, vocab=None) -> list:
-    """The alias analysis and its rules over a scanned tree (findings as plain data, before the
-    cache model: the scan and the check replay on it what they report).  `vocab`: a Vocabulary
-    extended by a tree's .armalias.toml (armalias.config.merge_vocabulary); None: rules/."""
-    from armalias.checks.alias import AliasChecks
-    from armalias.flow.alias import FlowAnalysis
-    from armalias.rules import load_rules
-
-    from armalias.source.asmrefs import asm_objects, functions_naming
-
-    vocab = load_vocabulary() if vocab is None else vocab
-    read = lambda rel: result.sources[rel].read(rel)  # noqa: E731
-    analysis = FlowAnalysis(result.index, vocab, _bodies_reader(result, read, result.jobs), result.graph)
-    flows = analysis.run()
-    result.summarized = frozenset(analysis.summaries)
-    checks = AliasChecks(load_rules(), vocab, result.graph)
-    checks.constant = analysis.constant
-    checks.classify = analysis.classify_in
-    # what the base's versions of the functions a check's change alters made runnable, read with
-    # the head's summaries; those functions are analysed in the head even when they no longer call
-    # anything the vocabulary knows (a plain memcpy where patch_text() was)
-    before = [analysis.analyse(b) for b in result.base_functions]
-    checks.learn_base(before)
-    checks.learn_head(result.head_functions)
-    told = checks.ran_before.keys() | checks.poc_before.keys() | {k[:2] for k, f in checks.base_flows.items() if f.maintenance}
-    flows = flows + analysis.analyse_bodies([b for b in result.head_functions if (b.file, b.name) in told])
-    # the head's versions read with the summaries the base's were (the last round's): a function
-    # SUMMARY_ROUNDS calls above a maintenance instruction is analysed in run() before the summary
-    # of its callee is complete, and would differ from its base version by that alone
-    again = {(b.file, b.name, b.line): analysis.analyse(b) for b in result.head_functions if (b.file, b.name) in told}
-    flows = [again.get((f.file, f.name, f.line), f) for f in flows]
-    # Objects read by code running with the MMU off: the tree's assembly addresses them the way such
-    # code does, and the tree cleans them to the point of coherency somewhere.  Every function that
-    # writes one is analysed (it may call nothing the vocabulary knows) and checked by AA005.
-    # arch/arm is listed for its assembly whatever the prefilter chose, so every scan of a tree (a
-    # check's head taking the base's rounds too) reads the same files
-    listed = []
-    for s in {id(s): s for s in result.sources.values()}.values():
-        files = result.asm_listed.get(id(s))
-        if files is None and s.is_dir("arch/arm"):
-            files = [rel for rel in s.discover("arch/arm").files if rel.endswith(".S")]
-        listed.extend((s, rel) for rel in files or ())
-    cleaned = checks.cleaned_to_poc(flows) | result.mmu_off_evidence
-    index = result.index
-    objects = frozenset(n for n in cleaned | checks.written_then_cleaned(flows)  # data, not functions or macros
-                        if n.isidentifier() and n not in index.functions and n not in index.macros)
-    checks.read_by_asm = read_by_asm = asm_objects(listed, objects)
-    mmu_off = cleaned & read_by_asm
-    checks.cleaned_by_tree = mmu_off
-    spans: dict[str, list[tuple[int, int, str]]] = {}
-    for name, defs in result.index.functions.items():
-        for d in defs:
-            if d.file in result.sources and not d.file.endswith(".S"):
-                spans.setdefault(d.file, []).append((d.line, d.end_line, name))
-    flows = flows + analysis.analyse_more(functions_naming(mmu_off, spans, read))
-    found = checks.run(flows)
-    result.lent = frozenset(checks.lent)
-    return found
-
-
-def _bodies_one(args: tuple[str, bytes, set[str], list[tuple[int, int]] | None, str, tuple[Path, str] | None]):
-    """One file's bodies of the functions named, written to the bodies cache (directory, key) by
-    the process that parsed them, as extraction does."""
-    from armalias.cache import BodiesCache
-    from armalias.source.cflow import function_bodies, keep_lines
-
-    rel, data, names, ranges, bid, cache = args
-    found = function_bodies(rel, data, names, keep=True) if ranges is None else \
-        function_bodies(rel, keep_lines(data, ranges), names)
-    if cache is not None:
-        BodiesCache(*cache).put(rel, bid, sorted(names), found)
-    return found
-
-
-def _bodies_reader(result: ScanResult, read: Callable[[str], bytes], jobs: int):
-    """Function bodies file by file: from the content cache (armalias.cache.BodiesCache) when it is
-    on, the misses parsed in worker processes when there are enough of them."""
-    from armalias.cache import BodiesCache, code_digest
-    from armalias.source.extract import extractor_key
-
-    cache = None
-    key = extractor_key() + code_digest("source/cflow.py")
-    if result.cache_dir is not None:
-        cache = BodiesCache(result.cache_dir, key)
-    by_file = {f.file: f for f in result.facts}
-
-    def bodies(items: list[tuple[str, set[str]]]):
-        from armalias.source.cflow import body_ranges
-
-        out: list = [None] * len(items)
-        work = []
-        for i, (rel, names) in enumerate(items):
-            facts = by_file.get(rel)
-            # the bodies read with the facts, from the same tree (FileFacts.bodies); the rest parsed
-            known = [b for b in facts.bodies if b.name in names] if facts is not None else []
-            if known:
-                names = names - {b.name for b in known}
-                out[i] = known
-                if not names:
-                    continue
-            digest = facts.digest if facts is not None else None
-            hit = cache.get(rel, digest, sorted(names)) if cache is not None and digest else None
-            if hit is not None:
-                out[i] = known + hit
-                continue
-            try:
-                data = read(rel)
-            except (OSError, Unreadable):
-                continue
-            # only the lines of the functions asked for are parsed, when the file's facts (of these
-            # very bytes) say where they are and that no parse error is near (cflow.body_ranges):
-            # the same bodies, checked on random choices of functions in every file of the whole
-            # 6.1 and 6.12 trees
-            ranges = None
-            bid = blob_id(data)
-            if facts is not None and bid == facts.digest:
-                ranges = body_ranges(facts.functions, names, facts.error_lines)
-            work.append((i, (rel, data, names, ranges, bid, (result.cache_dir, key) if cache is not None else None)))
-        args = [w for _, w in work]
-        if jobs > 1 and len(args) >= 16 and sum(len(a[1]) for a in args) >= IN_PROCESS_BYTES:
-            from armalias.workers import worker_pool
-
-            with worker_pool(jobs) as pool:
-                found = list(pool.map(_bodies_one, args, chunksize=max(1, min(16, len(args) // (jobs * 4)))))
-        else:
-            found = [_bodies_one(a) for a in args]
-        for (i, _), f in zip(work, found):
-            out[i] = (out[i] or []) + f
-        return out
-
-    return bodies
-
-
 def source_for(path: Path, label: str | None = None) -> tuple[TreeSource, list[str] | None]:
     """The source a path given on the command line stands for (and the one file, if a file)."""
     if not path.exists() and not path.is_symlink():
@@ -1001,7 +429,9 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     if memo is not None and options.reuse:
         state = remembered_state(sources[0][0], options)
         if state is not None:
-            return _from_state(result, state, options, sources[0][0], started)
+            return from_state(result, state, options, sources[0][0], started)
+    from armalias.selection import SpeculationMissed, end_pending
+
     extractors: list[Extractor] = []  # their workers write the cache while the flow runs
     model = _ModelStart(sources, options, result.jobs)
     hints = hints if memo is None and len(sources) == 1 and sources[0][1] is None else None
@@ -1015,7 +445,7 @@ def scan_sources(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
             result = _scan_extracted(sources, options, progress, stamps, ScanResult(root=result.root, jobs=result.jobs),
                                      memo, started_ns, extractors, model, hints)
     finally:
-        _end_pending(hints)
+        end_pending(hints)
         for extractor in extractors:
             extractor.close()
         if model.early is not None:  # also when the scan stops early (StaleState, an interrupt)
@@ -1030,6 +460,8 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
                     hints: SelectionHints | None = None) -> ScanResult:
     from armalias.callgraph import CallGraph
     from armalias.index import SymbolIndex
+    from armalias.pipeline import find_alias_bugs, replay_on_model, watched_callsites
+    from armalias.selection import confirm
 
     watched = load_watched()
     scopes = []
@@ -1068,23 +500,23 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
     raw = find_alias_bugs(result)
     result.findings = raw
     if options.model and raw:
-        from armalias.model.builds import Builds, lister
-        from armalias.validate import implementations_for, validate
+        from armalias.validate import implementations_for
 
         impls = early.result(result.cache_dir) if early is not None else None
-        result.findings = validate(raw, impls if impls is not None else implementations_for(sources[0][0], result.cache_dir),
-                                   Builds(_tree_reader(result, sources[0][0]), lister(sources[0][0]),
-                                          dict(options.config_options) or None))
+        if impls is None:
+            impls = implementations_for(sources[0][0], result.cache_dir)
+        result.findings = replay_on_model(raw, impls, _tree_reader(result, sources[0][0]), sources[0][0],
+                                          options.config_options)
     if early is not None:
         early.close()
-    _confirm(hints)
+    confirm(hints)
     result.skipped.sort(key=lambda s: s.file)
     if memo is not None and not timed_out(result.skipped):
         _remember(result, raw, scopes[0], memo, options, started_ns)
     return result
 
 
-class _ModelEarly:
+class ModelEarly:
     """The cache model's implementations (validate.tree_implementations: decoding arch/arm/mm, a
     sizeable part of a cold arch/arm scan) read in a process of its own, from the end of the scan's
     first round of extraction (_ModelStart), on the CPU the scan's main process leaves idle while it
@@ -1138,7 +570,7 @@ def _decode_model(root: Path, cache_dir: Path | None, sender) -> None:
 
 
 class _ModelStart:
-    """Starts the cache model's decoding (_ModelEarly) once: when the scan's first round of files
+    """Starts the cache model's decoding (ModelEarly) once: when the scan's first round of files
     is extracted, or when called at the latest.  Started with the scan, the decoding would compete
     with the extraction's workers for the CPUs and slow the first round down; after that round the
     scan's own process works alone (the second round, the headers, the flow), and the decoding runs
@@ -1147,7 +579,7 @@ class _ModelStart:
     def __init__(self, sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions, jobs: int):
         self._args = (sources, options, jobs)
         self._started = False
-        self.early: _ModelEarly | None = None
+        self.early: ModelEarly | None = None
 
     def __call__(self) -> None:
         if not self._started:
@@ -1156,7 +588,7 @@ class _ModelStart:
 
 
 def _model_early(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptions, jobs: int
-                 ) -> _ModelEarly | None:
+                 ) -> ModelEarly | None:
     """Start decoding the cache implementations now, when the scan is of one kernel directory, will
     run the model, and may use more than one process."""
     if not options.model or jobs <= 1 or len(sources) != 1 or sources[0][1] is not None:
@@ -1168,12 +600,12 @@ def _model_early(sources: list[tuple[TreeSource, list[str] | None]], options: Sc
     if local is None or not (local / "arch" / "arm" / "mm").is_dir() or not is_kernel_root(source):
         return None
     try:
-        return _ModelEarly(local, _facts_cache_dir(source, options))
+        return ModelEarly(local, facts_cache_dir(source, options))
     except (OSError, RuntimeError):  # no process to be had: the scan decodes them itself, later
         return None
 
 
-def _facts_cache_dir(source: TreeSource, options: ScanOptions) -> Path | None:
+def facts_cache_dir(source: TreeSource, options: ScanOptions) -> Path | None:
     """The facts cache directory a scan of this source uses: None with --no-cache or when it would
     be inside the tree (never written into)."""
     from armalias.state import in_tree
@@ -1216,10 +648,10 @@ def _memo(sources: list[tuple[TreeSource, list[str] | None]], options: ScanOptio
     if (len(sources) != 1 or sources[0][1] is not None or not options.use_cache or options.leans_on_base
             or options.config_options):
         return None
-    return _memo_of(sources[0][0])
+    return memo_of(sources[0][0])
 
 
-def _memo_of(source: TreeSource) -> Memo | None:
+def memo_of(source: TreeSource) -> Memo | None:
     from armalias.source.tree import tree_identity
 
     try:
@@ -1253,14 +685,10 @@ def _stored_state(source: TreeSource, options: ScanOptions):
     from armalias.state import load_state
 
     cache_dir = cache_dir_for(options)
-    memo = _memo_of(source) if cache_dir is not None else None
+    memo = memo_of(source) if cache_dir is not None else None
     if memo is None:
         return None
     return load_state(cache_dir, memo.key, options.whole_tree, options.prefilter, memo.guard)
-
-
-class StaleState(Exception):
-    """The base's remembered state, taken on trust, turned out not to hold (SelectionHints.stamps)."""
 
 
 def _remember(result: ScanResult, raw: list, scope: Scope, memo: Memo, options: ScanOptions,
@@ -1311,19 +739,19 @@ def _tree_reader(result: ScanResult, tree: TreeSource) -> Callable[[str], bytes]
     return lambda rel: result.sources[rel].read(rel) if rel in result.sources else tree.read(rel)
 
 
-def _from_state(result: ScanResult, state, options: ScanOptions, source: TreeSource, started: float) -> ScanResult:
+def from_state(result: ScanResult, state, options: ScanOptions, source: TreeSource, started: float) -> ScanResult:
     result.files, result.parsed, result.functions = state.files, state.parsed, state.functions
     result.error_files, result.error_functions = state.error_files, state.error_functions
     result.skipped = state.skipped_objects()
     result.callsites = [CallSite.from_row(c) for c in state.callsites]
     result.facts = state.suppression_facts()
     if options.model and state.modelled is None and state.findings:
-        from armalias.model.builds import Builds, lister
-        from armalias.validate import implementations_for, validate
+        from armalias.pipeline import replay_on_model
+        from armalias.validate import implementations_for
 
-        impls = implementations_for(source, _facts_cache_dir(source, options))
-        result.findings = validate(state.finding_objects(False), impls,
-                                   Builds(source.read, lister(source), dict(options.config_options) or None))
+        impls = implementations_for(source, facts_cache_dir(source, options))
+        result.findings = replay_on_model(state.finding_objects(False), impls, source.read, source,
+                                          options.config_options)
     else:
         result.findings = state.finding_objects(options.model)
     result.reused = True

@@ -100,7 +100,7 @@ class ScanState:
     notes: dict[str, list[str]] = field(default_factory=dict)  # file -> suppression notes
     spans: dict[str, list[list]] = field(default_factory=dict)  # file -> [[function, line, end_line], ...]
     # whole tree: each prefilter round, [its words, {word: architectures}, the files it chose, [[file,
-    # reason] of those no C text]], and what listing the tree skipped (armalias.scan.SelectionHints)
+    # reason] of those no C text]], and what listing the tree skipped (armalias.selection.SelectionHints)
     rounds: list[list] = field(default_factory=list)
     walk_skipped: list[list[str]] = field(default_factory=list)
     # whole tree: the files listing the tree gave, in order (the strings of `deps`, which the state's

@@ -14,9 +14,11 @@ from armalias.check.changes import Change
 from armalias.check.compare import kept_in_changed, compare
 from armalias.check.evidence import changed_functions, cleaned_in
 from armalias.findings import Finding, severity_rank
+from armalias.pipeline import find_alias_bugs
 from armalias.rules import Vocabulary
-from armalias.scan import (Progress, ScanOptions, ScanResult, StaleState, cache_dir_for, find_alias_bugs,
-                           scan_sources, speculative_state, timed_out, trusted_options)
+from armalias.scan import (Progress, ScanOptions, ScanResult, cache_dir_for, scan_sources, speculative_state,
+                           timed_out, trusted_options)
+from armalias.selection import StaleState
 from armalias.source.text import Unreadable
 from armalias.source.tree import SOURCE_SUFFIXES, OverlaySource, tree_identity
 from armalias.state import analysis_digest, finding_from_dict
@@ -86,19 +88,19 @@ def _head_from_state(change: Change, state, options: ScanOptions, label: str) ->
     """The head side derived from the base's state, when the change cannot alter it but by moving
     positions (armalias.incremental); None: scan it."""
     from armalias.incremental import head_state
-    from armalias.scan import _from_state
+    from armalias.scan import from_state
 
     moved = head_state(state, change.base, change.head, change.changed, change.renames, options)
     if moved is None:
         return None
-    return _from_state(ScanResult(root=label), moved, options, change.head, time.perf_counter())
+    return from_state(ScanResult(root=label), moved, options, change.head, time.perf_counter())
 
 
 def _selection_hints(change: Change, state, holds=None):
-    """The base's prefilter rounds for the head's scan (armalias.scan.SelectionHints), when the change
+    """The base's prefilter rounds for the head's scan (armalias.selection.SelectionHints), when the change
     only modifies source files the base's scan listed, in memory over the same directory.  `holds`:
     what tells whether the state holds, when that is not known yet (speculative_state)."""
-    from armalias.scan import SelectionHints
+    from armalias.selection import SelectionHints
 
     if (state is None or change.renames or not isinstance(change.head, OverlaySource)
             or change.head.base is not change.base):

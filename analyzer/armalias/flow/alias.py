@@ -139,7 +139,7 @@ class FlowAnalysis:
                  bodies: Callable[[list[tuple[str, set[str]]]], list[list[FunctionBody] | None]],
                  graph: CallGraph | None = None):
         # [(relative path, names)] -> those functions' bodies, file by file (None: unreadable);
-        # armalias.scan reads them through its content cache
+        # armalias.pipeline reads them through its content cache
         self.bodies = bodies
         self.index = index
         # the scan's call graph of the index (who calls a name): built here when not given

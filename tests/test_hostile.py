@@ -367,3 +367,5 @@ def test_a_directory_linked_out_of_the_tree_is_not_read(tmp_path: Path):
     assert _main(["scan", str(root), "--format", "json", "--no-cache", "-o", str(out)]) in (0, 1)
     data = _json.loads(out.read_text())
     assert {c["file"] for c in data["callsites"]} == {"arch/arm/kernel/a.c"}
+    # the header the include reached is a skip with its reason, not a silence
+    assert [(s["file"], "outside the tree" in s["reason"]) for s in data["skipped"]] == [("include/linux/secret.h", True)]

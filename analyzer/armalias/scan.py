@@ -394,7 +394,8 @@ class _Headers:
             for rel in sorted(new):
                 try:
                     data = self.source.read(rel)
-                except Unreadable:
+                except Unreadable as exc:  # a header refused (a link out of the tree...) is said so
+                    scope.skipped.append(Skipped(rel, str(exc)))
                     continue
                 scope.read.append(rel)
                 here = dirname(rel)

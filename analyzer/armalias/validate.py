@@ -89,7 +89,7 @@ def tree_implementations(root: Path, cache_dir: Path | None) -> tuple[CacheImpl,
             hit = entries.read((key,), lambda raw: tuple(impl_from_dict(d) for d in raw["implementations"]))
             if hit is not None:
                 return _usable(hit)
-    from armalias.audit import audit_tree, to_json
+    from armalias.audit import audit_tree, implementation_to_dict
     from armalias.state import in_tree
 
     try:
@@ -98,7 +98,9 @@ def tree_implementations(root: Path, cache_dir: Path | None) -> tuple[CacheImpl,
     except Exception:  # an unreadable mm/ falls back to the reference table; the note says so
         return reference_implementations()
     if entries is not None and not in_tree(entries.directory, root.resolve()):
-        entries.write((key,), {"implementations": to_json(result, str(root))["implementations"]})
+        # the implementations only: the whole audit document would work out the defconfig table and
+        # the contract deviations, which the model does not replay
+        entries.write((key,), {"implementations": [implementation_to_dict(i) for i in impls]})
     return _usable(impls)
 
 

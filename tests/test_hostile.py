@@ -369,3 +369,19 @@ def test_a_directory_linked_out_of_the_tree_is_not_read(tmp_path: Path):
     assert {c["file"] for c in data["callsites"]} == {"arch/arm/kernel/a.c"}
     # the header the include reached is a skip with its reason, not a silence
     assert [(s["file"], "outside the tree" in s["reason"]) for s in data["skipped"]] == [("include/linux/secret.h", True)]
+
+
+def test_a_chain_of_thousands_of_defines_costs_its_length_not_its_square():
+    """`#define M1(x) M0(x)` ... 5,000 links: each macro's reach is followed as far as an expansion
+    goes (MAX_EXPANSION_DEPTH), so the index holds a few names per link, where the full closures held
+    12.5 million (617 MB); a short chain still reaches the maintenance call at its end."""
+    from armalias.index import MAX_EXPANSION_DEPTH, SymbolIndex
+    from armalias.source.extract import extract_bytes
+
+    lines = ["#define M0(x) flush_icache_range(x, x + 4)"]
+    lines += [f"#define M{i}(x) M{i - 1}(x)" for i in range(1, 5000)]
+    lines.append("void f(void *p) { *(int *)p = 1; M4999((unsigned long)p); }")
+    index = SymbolIndex([extract_bytes("arch/arm/kernel/chain.c", "\n".join(lines).encode(), "x")])
+    assert "flush_icache_range" in index.reachable_names("M5")
+    assert "flush_icache_range" not in index.reachable_names("M4999")
+    assert max(len(index.reachable_names(f"M{i}")) for i in range(5000)) == MAX_EXPANSION_DEPTH

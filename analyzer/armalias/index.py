@@ -72,21 +72,26 @@ class SymbolIndex:
         return out
 
     def reachable_names(self, name: str) -> frozenset[str]:
-        """Every name a call of ``name`` reaches through macro bodies and aliases (memoized)."""
+        """Every name a call of ``name`` reaches through macro bodies and aliases, within
+        MAX_EXPANSION_DEPTH macros as expand() follows them (memoized).  The bound keeps a chain of
+        thousands of `#define`s from costing the square of its length."""
         hit = self._reach.get(name)
         if hit is not None:
             return hit
         seen: set[str] = set()
-        stack = [name]
-        while stack:
-            cur = stack.pop()
-            if cur not in self.macros:
-                continue
-            nxt = list(self.alias_targets(cur)) + [c.callee for c in self.macro_calls.get(cur, ())]
-            for n in nxt:
-                if n not in seen:
-                    seen.add(n)
-                    stack.append(n)
+        level = [name]
+        for _ in range(MAX_EXPANSION_DEPTH):
+            nxt_level = []
+            for cur in level:
+                if cur not in self.macros:
+                    continue
+                for n in (*self.alias_targets(cur), *(c.callee for c in self.macro_calls.get(cur, ()))):
+                    if n not in seen:
+                        seen.add(n)
+                        nxt_level.append(n)
+            if not nxt_level:
+                break
+            level = nxt_level
         result = frozenset(seen)
         self._reach[name] = result
         return result

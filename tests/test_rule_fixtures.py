@@ -5,6 +5,7 @@ Expectations are C comments on the diagnosed line: `/* expect: AA001 */` must fi
 are reported separately.
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,47 @@ def test_each_architecture_s_code_expands_its_own_macro_definitions_in_one_scan(
     sites = {(c.file, c.callee) for c in result.callsites}
     assert ("arch/ia64/kernel/machine_kexec.c", "flush_icache_range") in sites  # ia64's code was analysed
     assert [f for f in result.findings if f.file == "kernel/kexec_core.c"] == []
+
+
+def _emitted() -> list[tuple[str, str, str]]:
+    """(rule code, variant, where) of every finding the checks build (`self.finding("AA001", ...,
+    variant="...")`) and the audit raises.  A code held in a name stands for the rule codes written
+    in the function around the call or, when it has none, in its class's attributes (`_EFFECTS`)."""
+    import ast
+
+    def codes_in(nodes) -> list[str]:
+        return sorted({n.value for node in nodes for n in ast.walk(node) if isinstance(n, ast.Constant)
+                       and isinstance(n.value, str) and re.fullmatch(r"AA\d{3}", n.value)})
+
+    package = Path(__file__).resolve().parent.parent / "analyzer" / "armalias"
+    out = []
+    for path in sorted((package / "checks").glob("*.py")) + [package / "audit.py"]:
+        tree = ast.parse(path.read_text())
+        for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)] or [tree]:
+            attrs = [n for n in cls.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+            for fn in [n for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+                for node in ast.walk(fn):
+                    if not (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "finding" and node.args):
+                        continue
+                    variant = next((k.value.value for k in node.keywords if k.arg == "variant"
+                                    and isinstance(k.value, ast.Constant)), "")
+                    first = node.args[0]
+                    codes = ([first.value] if isinstance(first, ast.Constant)
+                             else codes_in([fn]) or codes_in(attrs))
+                    out.extend((code, variant, f"{path.name}:{node.lineno}") for code in codes)
+        out.extend((code, "", path.name) for code in codes_in([tree]))
+    return out
+
+
+def test_rules_and_their_implementations_match_one_to_one():
+    """Every rule file's code is raised by some check, every code a check raises has a rule file, and
+    every message variant a check asks for is in that rule's [variants]: a missing one would be a
+    KeyError at the first finding of that shape."""
+    rules = load_rules()
+    emitted = _emitted()
+    assert {code for code, _, _ in emitted} == set(rules)
+    for code, variant, where in emitted:
+        if variant:
+            assert variant in dict(rules[code].variants), f"{where}: {code} has no variant {variant!r}"
+    for code, spec in rules.items():  # a variant's severity names a variant the rule has
+        assert set(dict(spec.variant_severity)) <= set(dict(spec.variants)), code

@@ -341,7 +341,7 @@ def audit_tree(root: Path) -> AuditResult:
 
     fallthroughs: list[str] = []
     for fi, idx, name in tree.functions():
-        for text in tree._trace_at(fi, idx, name).fallthroughs:
+        for text in tree.trace_at(fi, idx, name).fallthroughs:
             if text.startswith(name + " ") and text not in fallthroughs:
                 fallthroughs.append(text)
     notes = []

@@ -308,7 +308,7 @@ class AsmTree:
                 found.append((fi, idx, item.name))
         return found
 
-    def _trace_at(self, fi: int, idx: int, label: str) -> Trace:
+    def trace_at(self, fi: int, idx: int, label: str) -> Trace:
         key = f"@{fi}:{idx}"
         if key not in self._traces:
             self._traces[key] = Trace(label, label, "", 0, (), (), (), (f"recursive call of {label}",))
@@ -410,7 +410,7 @@ class AsmTree:
                                          item.conds, conditional, item.macros))  # fmt: skip
                     undecoded.append(f"{item.file}:{item.line}: {mnem} {ops_text} (callee not found)")
                 else:
-                    callee = self._trace_at(dest[0], dest[1], target)
+                    callee = self.trace_at(dest[0], dest[1], target)
                     steps.extend(callee.steps)
                     undecoded.extend(u for u in callee.undecoded if u not in undecoded)
                     for v in (callee.resolved or target, *callee.via):

@@ -42,12 +42,8 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     checks.learn_base(before)
     checks.learn_head(result.head_functions)
     told = checks.ran_before.keys() | checks.poc_before.keys() | {k[:2] for k, f in checks.base_flows.items() if f.maintenance}
-    flows = flows + analysis.analyse_bodies([b for b in result.head_functions if (b.file, b.name) in told])
-    # the head's versions read with the summaries the base's were (the last round's): a function
-    # SUMMARY_ROUNDS calls above a maintenance instruction is analysed in run() before the summary
-    # of its callee is complete, and would differ from its base version by that alone
-    again = {(b.file, b.name, b.line): analysis.analyse(b) for b in result.head_functions if (b.file, b.name) in told}
-    flows = [again.get((f.file, f.name, f.line), f) for f in flows]
+    # the head's versions, read with the summaries the base's were (the last round's)
+    flows = analysis.with_final_summaries(flows, [b for b in result.head_functions if (b.file, b.name) in told])
     # Objects read by code running with the MMU off: the tree's assembly addresses them the way such
     # code does, and the tree cleans them to the point of coherency somewhere.  Every function that
     # writes one is analysed (it may call nothing the vocabulary knows) and checked by AA005.

@@ -18,8 +18,13 @@ from armalias.findings import Finding
 from armalias.flow.alias import guards_allow
 from armalias.flow.expr import strip
 from armalias.flow.extent import Reader
-from armalias.flow.sites import FunctionFlow, MaintSite
-from armalias.rules import D_CLEANS, D_INVALIDATES, IDENTIFIER
+from armalias.flow.sites import FunctionFlow, MaintSite, params_of
+from armalias.rules import D_CLEANS, D_INVALIDATES
+
+
+def _doing(g: FunctionFlow, effect, preds: dict[str, bool]) -> list[MaintSite]:
+    """g's maintenance calls that have the effect and run on the kind of cache `preds` describes."""
+    return [m for m in g.maintenance if effect(m.spec) and guards_allow(m.guards, preds)[0]]
 
 
 class ChangeChecks:
@@ -73,8 +78,7 @@ class ChangeChecks:
         kinds = self.kinds
 
         def does(g: FunctionFlow, effect) -> set[str]:
-            return {name for name, preds in kinds for m in g.maintenance
-                    if effect(m.spec) and guards_allow(m.guards, preds)[0]}
+            return {name for name, preds in kinds if _doing(g, effect, preds)}
 
         for rule, what, effect in self._EFFECTS:  # the strongest effect lost says it
             lost = does(before, effect) - does(f, effect)
@@ -95,29 +99,27 @@ class ChangeChecks:
         before and by none over the whole cache: one of the places it was done is left out (the
         discard of the kernel alias before a copy through a colour alias, with the source page's
         flush still there).  Calls are counted, not named, so moving one into a helper keeps them."""
-        def sites(g: FunctionFlow, effect, preds) -> list[MaintSite]:
-            return [m for m in g.maintenance if effect(m.spec) and guards_allow(m.guards, preds)[0]]
-
         for rule, what, effect in self._EFFECTS:
             if rule == "AA005":  # a reader of memory is told by check_poc_before, not by a count
                 continue
             fewer = []
             for name, preds in self.kinds:
-                old, new = sites(before, effect, preds), sites(f, effect, preds)
+                old, new = _doing(before, effect, preds), _doing(f, effect, preds)
                 if len(new) < len(old) and not any(m.spec.whole for m in new):
                     fewer.append(name)
             if not fewer:
                 continue
             preds = dict(self.kinds)[fewer[0]]
-            calls = Counter((m.via[0] if m.via else m.call) for m in sites(f, effect, preds))
+            calls = Counter((m.via[0] if m.via else m.call) for m in _doing(f, effect, preds))
+            had = _doing(before, effect, preds)
             mb = None
-            for m in sites(before, effect, preds):  # the first call of which the head has fewer
+            for m in had:  # the first call of which the head has fewer
                 key = m.via[0] if m.via else m.call
                 if calls[key] > 0:
                     calls[key] -= 1
                 elif mb is None:
                     mb = m
-            mb = mb or sites(before, effect, preds)[0]
+            mb = mb or had[0]
             call = mb.via[0] if mb.via else mb.call
             shown = f"at `{mb.start}`" if mb.start else f"({mb.call})" if mb.via else "over its own range"
             return [self.finding(rule, f, f.line, 0, None, [m for m in f.maintenance if effect(m.spec)],
@@ -167,7 +169,7 @@ class ChangeChecks:
         found: dict[str, list[tuple[tuple[str, str], MaintSite, MaintSite, str, set[str]]]] = {}
         for key, m, mb in pairs:
             if strip(mb.aimed_at) == strip(m.aimed_at):
-                continue
+                continue  # the call's own text is unchanged
             why = self._moved(mb.aimed_at, before, m.aimed_at, f)
             rule = "AA004" if m.spec.i == "invalidate" else "AA002" if m.spec.d in D_INVALIDATES else \
                 "AA001" if m.spec.d in D_CLEANS else ""
@@ -197,24 +199,9 @@ class ChangeChecks:
                 f"the parameter {g.params[int(o[1:])]}" if k in ("param", "exec") and o else f"the {k} alias"
                 for k, o in vals))
             return f"{show(now, f)} instead of {show(was, before)}"
-        lost = self._params_of(old, before) - self._params_of(new, f)
-        if lost and self._params_of(new, f) <= self._params_of(old, before):
-            return "it no longer depends on " + ", ".join(f"`{before.params[i]}`" for i in sorted(lost))
+        # parameters by position: a renamed one is the same
+        had = {before.params.index(p) for p in params_of(old, before, before.once)}
+        has = {f.params.index(p) for p in params_of(new, f, f.once)}
+        if had - has and has <= had:
+            return "it no longer depends on " + ", ".join(f"`{before.params[i]}`" for i in sorted(had - has))
         return ""
-
-    @staticmethod
-    def _params_of(text: str, g: FunctionFlow) -> set[int]:
-        """The parameters (by index) an address is computed from, through locals assigned once."""
-        seen: set[str] = set()
-        todo = IDENTIFIER.findall(text)
-        out = set()
-        while todo and len(seen) < 64:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            if name in g.params:
-                out.add(g.params.index(name))
-            elif name in g.once and name in g.locals and name not in g.mutated:
-                todo.extend(IDENTIFIER.findall(g.once[name]))
-        return out

@@ -24,7 +24,7 @@ from armalias.source.cflow import DECLARATION, FIELD_STORE, LOOP, Event, Functio
 from armalias.flow.constants import const_eval
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 from armalias.flow.sites import (DISTINCT_KINDS, AliasVal, Aliases, ExecUse, FunctionFlow, MaintSite, PhysUse,
-                                 WriteSite)
+                                 WriteSite, params_of)
 from armalias.flow.summary import (ELSEWHERE, Summary, merged, on_params, operand, putter, range_on_params,
                                    summary_from)
 
@@ -267,6 +267,19 @@ class FlowAnalysis:
             self.flows[(f.file, f.name, f.line)] = f
         return sorted(out, key=lambda f: (f.file, f.line))
 
+    def with_final_summaries(self, flows: list[FunctionFlow], bodies) -> list[FunctionFlow]:
+        """`flows` (run()'s) with the functions of `bodies` analysed once more, with the summaries
+        run() ended with: each replaces run()'s flow of it, or is added (and recorded) when run()
+        analysed no definition of its name in its file, as a function the prefilter passed over.  A
+        function SUMMARY_ROUNDS calls above a maintenance instruction is analysed in run() before
+        its callee's summary is complete; a check's head must read as its base does."""
+        ran = {(f.file, f.name) for f in self.flows.values()}
+        fresh = {(f.file, f.name, f.line): f for f in map(self.analyse, bodies)}
+        added = sorted((f for f in fresh.values() if (f.file, f.name) not in ran), key=lambda f: (f.file, f.line))
+        for f in added:
+            self.flows[(f.file, f.name, f.line)] = f
+        return [fresh.get((f.file, f.name, f.line), f) for f in flows] + added
+
     def _depends_on(self, body: FunctionBody) -> frozenset[str]:
         """Every name whose summary the analysis of the body can read: the identifiers of its events
         (callees, expressions, arguments, guards), and what the macros among them reach
@@ -372,22 +385,10 @@ class FlowAnalysis:
     @staticmethod
     def _aim_param(f: FunctionFlow, text: str) -> int:
         """The index of the one parameter an address is computed from, through locals assigned once
-        (`to = FLUSH_ALIAS_START + (CACHE_COLOUR(vaddr) << PAGE_SHIFT)`: vaddr), or -1."""
-        seen: set[str] = set()
-        todo = IDENTIFIER.findall(text)
-        used = set()
-        while todo:
-            name = todo.pop()
-            if name in seen or len(seen) > 64:
-                continue
-            seen.add(name)
-            if name in f.params:
-                if name in f.mutated:
-                    return -1
-                used.add(name)
-            elif name in f.linear and name in f.locals and name not in f.mutated:
-                todo.extend(IDENTIFIER.findall(f.linear[name]))
-        return f.params.index(used.pop()) if len(used) == 1 else -1
+        (`to = FLUSH_ALIAS_START + (CACHE_COLOUR(vaddr) << PAGE_SHIFT)`: vaddr), or -1 (none, several,
+        or one the function changes: not what the caller passed)."""
+        used = params_of(text, f, f.linear)
+        return f.params.index(used.pop()) if len(used) == 1 and not used & f.mutated else -1
 
     @staticmethod
     def _param_origin(f: FunctionFlow, name: str) -> str:

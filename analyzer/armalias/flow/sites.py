@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from armalias.rules import MaintenanceSpec
+from armalias.rules import IDENTIFIER, MaintenanceSpec
 from armalias.source.cflow import Guard
 
 # Alias kinds that are a second virtual mapping of memory that runs elsewhere.
@@ -102,3 +102,22 @@ class FunctionFlow:
     once: dict[str, str] = field(default_factory=dict)
     mutated: set[str] = field(default_factory=set)  # assigned more than once, or parameters assigned
     env: dict[str, Aliases] = field(default_factory=dict)
+
+
+def params_of(text: str, f: FunctionFlow, values: dict[str, str]) -> set[str]:
+    """The parameters of f an expression is computed from, its locals read through `values`
+    (f.linear: assigned once, under no condition; f.once: assigned once, under any); a local
+    assigned more than once ends the walk there."""
+    seen: set[str] = set()
+    todo = IDENTIFIER.findall(text)
+    out = set()
+    while todo and len(seen) < 64:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in f.params:
+            out.add(name)
+        elif name in values and name in f.locals and name not in f.mutated:
+            todo.extend(IDENTIFIER.findall(values[name]))
+    return out

@@ -212,7 +212,7 @@ _SECTION_DIRECTIVES = {
     "__INIT", "__FINIT", "__INITDATA", "__INITRODATA", "__CPUINIT", "__REF", "__HEAD",
 }  # fmt: skip
 _WRAPPER_RE = re.compile(r"^(?P<w>ALT_SMP|ALT_UP|USER|W|ARM|THUMB|UNWIND|ARM_BE8|BSYM|TUSER)\s*\((?P<x>.*)\)\s*$")
-_LABEL_RE = re.compile(r"^(?P<name>[A-Za-z_.$][\w.$]*|\d+)\s*:(?!:)\s*(?P<rest>.*)$")
+LABEL_RE = re.compile(r"^(?P<name>[A-Za-z_.$][\w.$]*|\d+)\s*:(?!:)\s*(?P<rest>.*)$")
 _CALLLIKE_RE = re.compile(r"^(?P<name>[A-Z_][A-Z0-9_]*)\s*\((?P<args>.*)\)\s*$")
 IDENT_RE = re.compile(r"^[A-Za-z_.$][\w.$]*$")
 
@@ -569,7 +569,7 @@ class _Reader:
     def _statement(self, text: str, rel: str, lineno: int) -> None:
         # labels (possibly several) before a statement
         while True:
-            m = _LABEL_RE.match(text)
+            m = LABEL_RE.match(text)
             if not m:
                 break
             self._emit("label", m["name"], line=lineno, file=rel)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from armalias.source.asm import CacheOpTable, load_cache_ops, parse_encoding, parse_mcrr
+from armalias.source.asm import LABEL_RE, CacheOpTable, load_cache_ops, logical_lines, parse_encoding, parse_mcrr
 
 if TYPE_CHECKING:  # tree-sitter is imported by source/cparse.py alone
     from tree_sitter import Node
@@ -92,15 +92,15 @@ def _operands(src: bytes, node: Node) -> tuple[list[str], dict[str, int]]:
 
 
 def _statements(template: str) -> list[tuple[str, str]]:
-    """(mnemonic, operands) of each instruction: lines and `;` split, `@` comments and labels off."""
+    """(mnemonic, operands) of each instruction, as the .S reader lexes a file (logical_lines:
+    comments off, `;` split), labels before it off."""
     out = []
-    for line in re.split(r"[\n;]", template):
-        line = line.split("@", 1)[0].strip()
-        line = re.sub(r"^(?:\w+|\d+)\s*:\s*", "", line)
-        if not line:
-            continue
-        parts = line.split(None, 1)
-        out.append((parts[0].lower(), parts[1] if len(parts) > 1 else ""))
+    for _, line in logical_lines(template):
+        while (label := LABEL_RE.match(line)) is not None:
+            line = label["rest"].strip()
+        if line:
+            parts = line.split(None, 1)
+            out.append((parts[0].lower(), parts[1] if len(parts) > 1 else ""))
     return out
 
 

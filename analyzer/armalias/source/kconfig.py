@@ -94,15 +94,11 @@ class Kconfig:
                     todo.append(sel.target)
         return frozenset(out)
 
-    def _selected(self, config: str, on: set[str], negated: bool = True) -> set[str]:
-        """What `config` selects, transitively, where the select's `if` holds on the options `on`
-        (a condition this reader cannot evaluate is taken as met; one with a negation is left out
-        unless `negated`)."""
-        return self._selects_of(config, on, negated)[0]
-
     def _selects_of(self, config: str, on: set[str], negated: bool) -> tuple[set[str], bool]:
-        """_selected, and whether the walk left a conditional select out (more options set may let
-        it in)."""
+        """What `config` selects, transitively, where the select's `if` holds on the options `on` (a
+        condition this reader cannot evaluate is taken as met; one with a negation is left out unless
+        `negated`), and whether the walk left a conditional select out (more options set may let it
+        in)."""
         from armalias.flow.constants import const_eval
 
         out: set[str] = set()

@@ -270,3 +270,38 @@ static inline void board_state_wr(u32 cpu, int val) { }
 def test_a_function_defined_under_two_branches(tmp_path: Path, capsys, edit, new):
     rc, found = check_edit(tmp_path, capsys, "arch/arm/mach-board/platsmp-board.c", STATE_C, edit(STATE_C))
     assert found == new and rc == (1 if new else 0)
+
+
+# a chain of helpers above an `mcrr`, as long as the flow's rounds of summaries, under a caller the
+# analysis looks at from its first round (it calls flush_icache_range itself)
+DEEP_C = """#include <linux/kernel.h>
+
+static void board_level0(void *kto)
+{
+	__asm__("mcrr	p15, 0, %1, %0, c6" : : "r" (kto), "r" ((unsigned long)kto + PAGE_SIZE - 1) : "cc");
+}
+""" + "".join(f"""
+static void board_level{i}(void *kto)
+{{
+	board_level{i - 1}(kto);
+}}
+""" for i in range(1, 4)) + """
+void board_top(struct page *page, unsigned long start)
+{
+	void *kaddr = page_address(page);
+
+	board_level3(kaddr);
+	flush_icache_range(start, start + 4);
+}
+"""
+
+
+def test_a_caller_far_above_the_assembly_reads_as_its_base_does(tmp_path: Path, capsys):
+    """board_top is analysed from the flow's first round, and the summary of board_level3 is complete
+    only after its last: a check reads the base's version of board_top after that, so the head's
+    altered version is read again with the same summaries, and renaming a local drops nothing."""
+    rc, found = check_edit(tmp_path, capsys, "arch/arm/mm/board-deep.c", DEEP_C, DEEP_C.replace("kaddr", "addr"))
+    assert (rc, found) == (0, [])
+    rc, found = check_edit(tmp_path / "drop", capsys, "arch/arm/mm/board-deep.c", DEEP_C,
+                           DEEP_C.replace("\tboard_level3(kaddr);\n", ""))
+    assert rc == 1 and found == [("AA002", "board_top")]

@@ -224,3 +224,12 @@ def test_words_restricted_to_other_architectures_leave_a_file_unread(tmp_path):
     chosen, bad = select(source, rels, frozenset({"mips_sync", "other"}), 1, restricted={"mips_sync": frozenset({"mips"})})
     assert chosen == ["arch/mips/kernel/user.c", "kernel/user.c"]
     assert [b.file for b in bad] == ["arch/x86/kernel/blob.c"]
+
+
+def test_inline_assembly_that_maintains_selects_its_file():
+    """A file whose only maintenance is an `asm("mcrr p15, 0, ...")` is read (rules/vocabulary.toml
+    [inline_asm]); a cp15 accessor's `mcr` alone does not select one."""
+    match = matcher(rule_words())
+    assert match(b'static void d(void *k)\n{\n\t__asm__("mcrr\\tp15, 0, %1, %0, c6" : : "r" (k), "r" (k));\n}\n')
+    assert not match(b'static u32 r(void)\n{\n\tu32 v;\n\tasm("mrc p15, 0, %0, c1, c0, 0" : "=r" (v));\n'
+                     b'\tasm("mcr p15, 0, %0, c1, c0, 0" : : "r" (v));\n\treturn v;\n}\n')

@@ -33,6 +33,7 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     flows = analysis.run()
     result.summarized = frozenset(analysis.summaries)
     checks = AliasChecks(load_rules(), vocab, result.graph)
+    checks.overridden = overridden_generics(result.index, vocab)
     checks.constant = analysis.constant
     checks.classify = analysis.classify_in
     # what the base's versions of the functions a check's change alters made runnable, read with
@@ -68,9 +69,28 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
             if d.file in result.sources and not d.file.endswith(".S"):
                 spans.setdefault(d.file, []).append((d.line, d.end_line, name))
     flows = flows + analysis.analyse_more(functions_naming(mmu_off, spans, read))
+    # what runs once a check's change deletes a function (check.replaced): said where it was deleted,
+    # not again where it is defined (a whole tree's scan reads that file too)
+    checks.overridden |= {(r.body.file, r.body.name) for r in result.replacements}
     found = checks.run(flows)
+    deleted = {(b.file, b.name, b.line): b for b in before}
+    for r in result.replacements:
+        gone = deleted.get((r.deleted.file, r.deleted.name, r.deleted.line))
+        if gone is not None:
+            found.extend(checks.check_replaced(gone, analysis.analyse_apart(r.body, r.helpers), r.at))
     result.lent = frozenset(checks.lent)
     return found
+
+
+def overridden_generics(index: SymbolIndex, vocab) -> frozenset[tuple[str, str]]:
+    """(file, name) of the definitions in generic code that never run on ARM: arch/arm defines the
+    same name with external linkage, an override of a __weak generic definition (a tree has only
+    one external definition of a name per build, so the generic one is the weak one)."""
+    out = set()
+    for name, defs in index.functions.items():
+        if len(defs) > 1 and any(not d.static and d.file.startswith(vocab.native_prefixes) for d in defs):
+            out.update((d.file, name) for d in defs if not d.static and vocab.arch_of(d.file) is None)
+    return frozenset(out)
 
 
 def replay_on_model(findings: list, impls, read: Callable[[str], bytes], tree: TreeSource,

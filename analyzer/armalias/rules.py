@@ -126,6 +126,8 @@ class Vocabulary:
     constants: dict[str, int] = field(default_factory=dict)  # names with one value on ARM (PAGE_SIZE)
     asm_words: tuple[str, ...] = ()  # mnemonics whose inline assembly can maintain the cache (prefilter)
     at_least: dict[str, str] = field(default_factory=dict)  # call -> a size its value is never below
+    same_page: frozenset[str] = frozenset()  # calls whose value is the page their first argument names
+    same_place: dict[str, frozenset[str]] = field(default_factory=dict)  # alias kind -> kinds at its address
 
     def alias_words(self) -> frozenset[str]:
         """The alias globals, and those alias constants that are names rather than numbers: a call
@@ -197,7 +199,16 @@ def load_vocabulary() -> Vocabulary:
                       tuple(raw.get("address_offsets", {}).get("patterns", ())),
                       {k: int(v) for k, v in raw.get("constants", {}).items()},
                       tuple(raw.get("inline_asm", {}).get("words", ())),
-                      {k: str(v) for k, v in raw.get("at_least", {}).items()})
+                      {k: str(v) for k, v in raw.get("at_least", {}).items()},
+                      frozenset(raw.get("same_page", {}).get("names", ())), _same_place(raw))
+
+
+def _same_place(raw: dict) -> dict[str, frozenset[str]]:
+    out: dict[str, frozenset[str]] = {}
+    for group in raw.get("same_place", {}).get("kinds", ()):
+        for kind in group:
+            out[kind] = out.get(kind, frozenset()) | frozenset(k for k in group if k != kind)
+    return out
 
 
 # -- rules: one TOML file per rule (rules/AA###-slug.toml) -----------------------------------------

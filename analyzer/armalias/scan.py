@@ -66,6 +66,8 @@ class ScanOptions:
     # they made runnable stays known to hold code in the head; a scan given some is not remembered
     base_functions: tuple = ()
     head_functions: tuple = ()  # the head's versions of them (a scan's own tree), analysed whatever it selects
+    # what runs instead of the functions the change deletes (armalias.check.replaced.Replacement)
+    replacements: tuple = ()
     # a kernel .config's settings (--config): findings are replayed only on what it builds
     config_options: tuple[tuple[str, bool], ...] = ()
 
@@ -100,6 +102,7 @@ class ScanResult:
     mmu_off_evidence: frozenset[str] = frozenset()  # ScanOptions.mmu_off_evidence of the scan
     base_functions: tuple = ()  # ScanOptions.base_functions of the scan
     head_functions: tuple = ()  # ScanOptions.head_functions of the scan
+    replacements: tuple = ()  # ScanOptions.replacements of the scan
     lent: frozenset[str] = frozenset()  # fingerprints of findings made only with a check's base evidence
 
 
@@ -498,6 +501,7 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
     result.mmu_off_evidence = options.mmu_off_evidence
     result.base_functions = options.base_functions
     result.head_functions = options.head_functions
+    result.replacements = options.replacements
     raw = find_alias_bugs(result)
     result.findings = raw
     if options.model and raw:

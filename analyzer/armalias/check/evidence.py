@@ -51,10 +51,10 @@ def _shape(body: FunctionBody) -> tuple:
 
 
 def changed_functions(base, head, changed: list[str], renames: dict[str, str] | None = None
-                      ) -> tuple[tuple[FunctionBody, ...], tuple[FunctionBody, ...]]:
+                      ) -> tuple[tuple[FunctionBody, ...], tuple[FunctionBody, ...], tuple[FunctionBody, ...]]:
     """(the base's versions, the head's versions) of the functions of the C files `changed` that the
-    change alters (named by the head's path of their file); a function it removes has only the
-    first.  The head's are analysed even when the prefilter passes their file over: a plain memcpy
+    change alters (named by the head's path of their file), and the base's of those it removes
+    from their file (no definition of the name is left there), which have only the first.  The head's are analysed even when the prefilter passes their file over: a plain memcpy
     where patch_text() was may leave the file naming no word of the rules.  A side that lacks the
     file or cannot read it adds nothing."""
     from armalias.source.cflow import function_bodies
@@ -62,6 +62,7 @@ def changed_functions(base, head, changed: list[str], renames: dict[str, str] | 
     back = {new: old for old, new in (renames or {}).items()}
     before_out: list[FunctionBody] = []
     after_out: list[FunctionBody] = []
+    removed: list[FunctionBody] = []
     for rel in changed:
         if not rel.endswith(".c"):
             continue
@@ -77,9 +78,12 @@ def changed_functions(base, head, changed: list[str], renames: dict[str, str] | 
         altered = [b for b in before if (b.name, _shape(b)) not in shapes]
         names = {b.name for b in altered}
         before_out.extend(altered)
+        left = {b.name for b in after}
+        removed.extend(b for b in altered if b.name not in left)
         # of a name defined under several #ifdef branches, the definitions the change alters: each
         # pairs with the base's of the same rank (AliasChecks.base_of)
         was = {(b.name, _shape(b)) for b in before}
         after_out.extend(b for b in after if b.name in names and (b.name, _shape(b)) not in was)
     order = lambda b: (b.file, b.line)  # noqa: E731
-    return tuple(sorted(before_out, key=order)), tuple(sorted(after_out, key=order))
+    return (tuple(sorted(before_out, key=order)), tuple(sorted(after_out, key=order)),
+            tuple(sorted(removed, key=order)))

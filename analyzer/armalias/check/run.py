@@ -13,11 +13,12 @@ from armalias.cache import JsonEntries
 from armalias.check.changes import Change
 from armalias.check.compare import kept_in_changed, compare
 from armalias.check.evidence import changed_functions, cleaned_in
+from armalias.check.replaced import replaced_functions
 from armalias.findings import Finding, severity_rank
 from armalias.pipeline import find_alias_bugs
-from armalias.rules import Vocabulary
-from armalias.scan import (Progress, ScanOptions, ScanResult, cache_dir_for, scan_sources, speculative_state,
-                           timed_out, trusted_options)
+from armalias.rules import Vocabulary, load_vocabulary
+from armalias.scan import (Progress, ScanOptions, ScanResult, available_cpus, cache_dir_for, scan_sources,
+                           speculative_state, timed_out, trusted_options)
 from armalias.selection import StaleState
 from armalias.source.text import Unreadable
 from armalias.source.tree import SOURCE_SUFFIXES, OverlaySource, tree_identity
@@ -143,8 +144,13 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
     # deleting the only sync_cache_w() of a pen release must not delete the evidence with it
     evidence = cleaned_in(change.base, change.changed)
     # and what the base's versions of the functions the change alters made runnable holds code still
-    before, after = changed_functions(change.base, change.head, change.changed, change.renames)
-    head_options = replace(scan_options, mmu_off_evidence=evidence, base_functions=before, head_functions=after)
+    before, after, removed = changed_functions(change.base, change.head, change.changed, change.renames)
+    # and a function it deletes from its file leaves another definition of its name running (a
+    # __weak generic one, when the change deletes ARM's override)
+    replacements = replaced_functions(change.base, change.head, removed, options.vocab or load_vocabulary(),
+                                      scan_options.jobs or available_cpus(), cache_dir_for(options.scan))
+    head_options = replace(scan_options, mmu_off_evidence=evidence, base_functions=before, head_functions=after,
+                           replacements=replacements)
     label = root_label if root_label is not None else change.head.label
     cache_dir = cache_dir_for(options.scan)
     cache = FindingsCache(cache_dir.parent / "check") if cache_dir is not None else None

@@ -41,7 +41,7 @@ def _ranks(defs) -> tuple[dict[tuple[str, str, int], int], dict[tuple[str, str],
 def _covers(m: MaintSite, targets: set[AliasVal]) -> bool:
     if m.spec.whole:
         return True
-    return any(a in targets for a in m.aliases)
+    return any(a in targets for a in m.reaches or m.aliases)
 
 
 def _cleaned(cov: list[MaintSite]) -> str:
@@ -63,6 +63,9 @@ class AliasChecks(ChangeChecks):
         of them some function of the tree cleans to the point of coherency."""
         self.read_by_asm = read_by_asm
         self.cleaned_by_tree: frozenset[str] = frozenset()
+        # (file, function) of generic definitions ARM overrides (pipeline.overridden_generics): they
+        # never run there, so ARM's alias rules say nothing of them (set by the caller)
+        self.overridden: frozenset[tuple[str, str]] = frozenset()
         # (file, function) -> the addresses the base of a check made runnable there, by the root of
         # the expression naming them, with where they run (runnable_places; set by the caller)
         self.ran_before: dict[tuple[str, str], dict[str, frozenset[AliasVal]]] = {}
@@ -76,6 +79,9 @@ class AliasChecks(ChangeChecks):
         self._base_count: dict[tuple[str, str], int] = {}
         self._rank: dict[tuple[str, str, int], int] = {}  # the head's (file, function, line) -> rank
         self._count: dict[tuple[str, str], int] = {}
+        # (file, function, line) of a definition that runs once a check's change deletes another ->
+        # the base's flow of the deleted one (ChangeChecks.check_replaced)
+        self.stands_in: dict[tuple[str, str, int], FunctionFlow] = {}
         # the fingerprints of the findings run() made only with a check's base evidence: without it
         # the tree says none of them (its own findings are the rest)
         self.lent: set[str] = set()
@@ -138,7 +144,7 @@ class AliasChecks(ChangeChecks):
         out: list[Finding] = []
         for f in flows:
             found = self.check_function(f)
-            if not self.vocab.alias_rules_apply(f.file):
+            if not self.vocab.alias_rules_apply(f.file) or (f.file, f.name) in self.overridden:
                 found = [x for x in found if x.rule not in self.vocab.alias_rules]
             out.extend(found)
         return sorted(out, key=Finding.sort_key)
@@ -182,6 +188,8 @@ class AliasChecks(ChangeChecks):
         in its file that the change alters (#ifdef branches), the one of the same rank, when the
         base has as many."""
         key, at = (f.file, f.name), (f.file, f.name, f.line)
+        if at in self.stands_in:
+            return self.stands_in[at]
         if at not in self._rank or self._count.get(key) != self._base_count.get(key):
             return None
         return self.base_flows.get((*key, self._rank[at]))
@@ -241,8 +249,9 @@ class AliasChecks(ChangeChecks):
                 return frozenset()
             # a whole I-cache invalidate says code runs when the function itself makes it, not when a
             # callee does on some branch (flush_dcache_page's, for a page mapped executable); a ranged one
-            # on an address of no known alias says it runs somewhere
-            if not targets and (ranged or any(m.spec.i == "invalidate" and not m.via for m in f.maintenance)) and any(
+            # on an address of no known alias says it runs somewhere, but not one a callee makes on an
+            # address of its own (flush_cache_page's of the page __replace_page unmaps)
+            if not targets and (any(m.start for m in ranged) or any(m.spec.i == "invalidate" and not m.via for m in f.maintenance)) and any(
                     a.kind in DISTINCT_KINDS for a in w.aliases):
                 targets = {AliasVal("exec", "")}  # runs somewhere the function invalidates as a whole
         return frozenset(targets)
@@ -473,7 +482,10 @@ class AliasChecks(ChangeChecks):
         given += [(m.call, m.start, m.line, m.column) for m in f.maintenance
                   if m.start and not m.spec.whole and m.spec.i == "invalidate"]
         for call, arg, line, column in given:
-            if any(p.search(arg) for p in self._offsets):
+            # the base of the address (`kaddr + (vaddr & ~PAGE_MASK)` is an address: its base is)
+            parts = split_top(strip(arg))
+            base = strip(parts[0][1]) if parts else arg
+            if any(p.search(base) for p in self._offsets):
                 out.append(self.finding("AA004", f, line, column, None, [], (call, "offset"), variant="offset",
                                         call=call, arg=arg))
                 break

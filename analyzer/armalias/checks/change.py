@@ -13,9 +13,12 @@ says nothing: a call dropped, a range shortened, a call aimed elsewhere.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
+from itertools import product
 
 from armalias.findings import Finding
-from armalias.flow.alias import guards_allow
+from armalias.flow.alias import eval_guard, guards_allow
+from armalias.source.cflow import LOOP
 from armalias.flow.expr import strip
 from armalias.flow.extent import Reader
 from armalias.flow.sites import FunctionFlow, MaintSite, params_of
@@ -205,3 +208,68 @@ class ChangeChecks:
         if had - has and has <= had:
             return "it no longer depends on " + ", ".join(f"`{before.params[i]}`" for i in sorted(had - has))
         return ""
+
+    def check_replaced(self, before: FunctionFlow, now: FunctionFlow, at: int) -> list[Finding]:
+        """What the definition that runs once a change deletes `before` (ARM's override of a __weak
+        generic function: check.replaced) does wrong, judged as the head's version of the deleted
+        one, and said at `at`, where the change deletes it: that is the line to fix.  Beside the
+        checks of its writes, an effect the deleted one had on a kind of cache whatever else held
+        (an I-cache invalidate under `cache_is_vivt()` only) that the other has there only under
+        conditions the kind of cache does not decide (flush_dcache_page's `mapping`), or not at all."""
+        self.stands_in[(now.file, now.name, now.line)] = before
+        there = f"{now.file}:{now.line}"
+        said = ("once this definition of {name}() is deleted, the one at {there} runs instead, and there "
+                .format(name=now.name, there=there))
+        found = [x for x in self.check_function(now)
+                 if self.vocab.alias_rules_apply(now.file) or x.rule not in self.vocab.alias_rules]
+        out = [replace(x, message=said + x.message) for x in found]
+        for rule, what, effect in self._EFFECTS:  # the strongest effect no longer sure says it
+            if any(x.rule == rule for x in found):
+                break  # the checks of its writes say it already
+            lost = [name for name, preds in self.kinds if _sure(before, effect, preds) and not _sure(now, effect, preds)]
+            if not lost:
+                continue
+            kept = [m for m in now.maintenance if effect(m.spec)]
+            # the conditions the calls wait on, those of their own branches before early returns
+            undecided = {(g.exit, g.cond if g.holds else f"!({g.cond})") for m in kept for g in m.guards
+                         if g.cond != LOOP and all(eval_guard(g.cond, preds) is None
+                                                   for name, preds in self.kinds if name in lost)}
+            conds = [c for _, c in sorted(undecided)][:3]
+            how = (f"only under conditions the kind of cache does not decide ({', '.join(f'`{c}`' for c in conds)})"
+                   if kept else "nowhere")
+            out.append(self.finding(rule, now, now.line, 0, None, [], ("replaced", *lost), guard=self._kinds_guard(set(lost)),
+                                    variant="replaced", name=now.name, there=there, effect=what, how=how,
+                                    kinds=", ".join(lost)))
+            break
+        out = [replace(x, file=before.file, line=at, column=1, key_exprs=("replaced", now.file, *x.key_exprs))
+               for x in out]
+        self.lent.update(x.fingerprint for x in out)
+        return out
+
+
+# conditions a set of calls is judged over at most (2 ** this assignments): more says nothing
+MAX_UNDECIDED = 8
+
+
+def _sure(g: FunctionFlow, effect, preds: dict[str, bool]) -> bool:
+    """Whether g's calls with the effect run on this kind of cache whatever the conditions it does
+    not decide: for every value of those conditions, one of the calls has all its guards hold (a
+    call under `if (c)` and one under its `else` together are sure).  More than MAX_UNDECIDED
+    conditions: taken as sure."""
+    calls = _doing(g, effect, preds)
+    literals = []
+    for m in calls:
+        lits = tuple((c.cond, c.holds) for c in m.guards if c.cond != LOOP and eval_guard(c.cond, preds) is None)
+        if not lits:
+            return True
+        literals.append(lits)
+    atoms = sorted({cond for lits in literals for cond, _ in lits})
+    if not literals:
+        return False
+    if len(atoms) > MAX_UNDECIDED:
+        return True
+    for values in product((False, True), repeat=len(atoms)):
+        value = dict(zip(atoms, values))
+        if not any(all(value[c] == h for c, h in lits) for lits in literals):
+            return False
+    return True

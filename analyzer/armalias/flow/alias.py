@@ -25,11 +25,11 @@ from armalias.flow.constants import const_eval
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 from armalias.flow.sites import (DISTINCT_KINDS, AliasVal, Aliases, ExecUse, FunctionFlow, MaintSite, PhysUse,
                                  WriteSite, params_of)
-from armalias.flow.summary import (ELSEWHERE, Summary, merged, on_params, operand, putter, range_on_params,
-                                   summary_from)
+from armalias.flow.summary import (AT, ELSEWHERE, Summary, merged, on_params, operand, putter, range_on_params,
+                                   summary_from, text_on_params)
 
 MAX_MACRO_DEPTH = 6
-SUMMARY_ROUNDS = 4
+SUMMARY_ROUNDS = 8
 
 __all__ = ["DISTINCT_KINDS", "AliasVal", "Aliases", "ExecUse", "FlowAnalysis", "FunctionFlow", "MaintSite", "PhysUse",
            "Summary", "WriteSite", "conditional", "const_size", "eval_guard", "guards_allow"]
@@ -172,7 +172,7 @@ class FlowAnalysis:
         # a function whose summary holds only whole-cache maintenance (a flush_cache_all on some
         # branch) does not make its callers worth analysing: what they write, they write elsewhere
         names = set(v.maintenance) | {n for n, s in self.summaries.items()
-                                      if s.returns or s.writes or s.runs or any(m[0] >= 0 for m in s.maintains)}
+                                      if s.returns or s.writes or s.runs or any(m[0] >= 0 or m[0] == AT for m in s.maintains)}
         if self._macro_callees is None:  # what does not change from one round of summaries to the next
             self._fixed_interest = {c.caller for c in _naming(self.index.code_calls, v.alias_words()) if c.caller}
             self._fixed_interest |= {f for f in v.exec_entries if f in self.index.functions}
@@ -267,6 +267,23 @@ class FlowAnalysis:
             self.flows[(f.file, f.name, f.line)] = f
         return sorted(out, key=lambda f: (f.file, f.line))
 
+    def analyse_apart(self, body: FunctionBody, helpers) -> FunctionFlow:
+        """The flow of a function of a file the scan may not have read (what runs once a check's
+        change deletes ARM's override of it), with the summaries of the helpers of its file it
+        calls, made as run() makes them, until they hold; run()'s flows are left as they are."""
+        kept = dict(self.flows)
+        for _ in range(SUMMARY_ROUNDS):
+            before = dict(self.summaries)
+            for h in helpers:
+                flow = self.analyse(h)
+                self.flows[(flow.file, flow.name, flow.line)] = flow
+            self._summarize()
+            if self.summaries == before:
+                break
+        flow = self.analyse(body)
+        self.flows = kept
+        return flow
+
     def with_final_summaries(self, flows: list[FunctionFlow], bodies) -> list[FunctionFlow]:
         """`flows` (run()'s) with the functions of `bodies` analysed once more, with the summaries
         run() ended with: each replaces run()'s flow of it, or is added (and recorded) when run()
@@ -341,10 +358,18 @@ class FlowAnalysis:
             # argument says through which alias (a parameter the function moves, dest++, still
             # starts where the caller's memory does)
             dest = self._param_origin(f, root(w.pointer))
+            size = strip(w.size)
+            size_idx = f.params.index(size) if size in f.params and size not in f.mutated else -1
             if dest in f.params:
-                size = strip(w.size)
-                size_idx = f.params.index(size) if size in f.params and size not in f.mutated else -1
-                writes.add((f.params.index(dest), size_idx))
+                writes.add((f.params.index(dest), size_idx, ""))
+            elif not f.maintenance:
+                # a helper that writes through a mapping it makes of a parameter's page
+                # (kmap_atomic(page) + offset) and leaves the maintenance to its caller: the caller's
+                # page is written through that kind of alias
+                for a in w.aliases:
+                    page = a.origin.split("@", 1)[0]
+                    if a.kind in DISTINCT_KINDS and page in f.params and page not in f.mutated:
+                        writes.add((f.params.index(page), size_idx, a.kind))
         for a in f.returns:
             if a.kind in DISTINCT_KINDS or a.kind == "phys":
                 idx = f.params.index(a.origin) if a.origin in f.params else -1
@@ -352,16 +377,23 @@ class FlowAnalysis:
         for m in f.maintenance:
             guards = on_params(m.guards, f.params)
             if m.spec.whole:  # the whole cache: the same for every caller, whatever it passed
-                maintains.add((-1, -1, -1, m.spec, guards, m.call, "", ""))
+                maintains.add((-1, -1, -1, m.spec, guards, m.call, "", "", ""))
                 continue
             start_root = root(m.start)
             start_root = self._param_origin(f, start_root)
+            at = text_on_params(f, m.start) if start_root not in f.params else None
+            if at is not None and any(a.kind in DISTINCT_KINDS and a.origin.split("@", 1)[0] in f.params
+                                      for a in m.aliases):
+                # at a mapping of a parameter's page (folio_address(folio)): the caller's page, as
+                # the text over the parameters says (the size likewise, when it can be said so)
+                maintains.add((AT, -1, -1, m.spec, guards, m.call, "", text_on_params(f, m.size) or "", at))
+                continue
             if start_root not in f.params:
                 # at an address of the callee's own (flush_pfn_alias's colour slot): a caller cannot
                 # say where, but it is maintenance the call does (a check counts it, check_dropped),
                 # and the one parameter the address is computed from says where it is aimed (in the
                 # end's place)
-                maintains.add((ELSEWHERE, self._aim_param(f, m.aimed_at), -1, m.spec, guards, m.call, "", ""))
+                maintains.add((ELSEWHERE, self._aim_param(f, m.aimed_at), -1, m.spec, guards, m.call, "", "", ""))
                 continue
             # an end or size carries over to callers only when it is a parameter itself
             end_idx = f.params.index(strip(m.end)) if strip(m.end) in f.params else -1
@@ -377,7 +409,7 @@ class FlowAnalysis:
             if size_idx >= 0 and f.params[size_idx] in f.mutated:
                 size_idx = -1
             offset, length = range_on_params(f, m, start_root)
-            maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, guards, m.call, offset, length))
+            maintains.add((f.params.index(start_root), end_idx, size_idx, m.spec, guards, m.call, offset, length, ""))
             if m.spec.i == "invalidate":
                 runs.add(f.params.index(start_root))
         return summary_from(returns, maintains, writes, runs)
@@ -439,7 +471,12 @@ class FlowAnalysis:
         return frozenset()
 
     def _origin_of(self, arg: str, f: FunctionFlow) -> str:
-        r = root(arg)
+        t = strip(arg)
+        call = call_parts(t)
+        while call is not None and call[0] in self.vocab.same_page and call[1]:  # page_folio(page): page
+            t = strip(call[1][0])
+            call = call_parts(t)
+        r = root(t)
         vals = f.env.get(r)
         if vals:
             for v in sorted(vals):
@@ -564,19 +601,29 @@ class FlowAnalysis:
                 if idx < len(args):
                     f.exec_uses.append(ExecUse(order, ev.line, callee, args[idx], self.classify(args[idx], f)))
         if summ is not None and (summ.maintains or summ.writes):
-            for dp, zp in summ.writes:  # the callee's writes come before its maintenance
+            for dp, zp, kind in summ.writes:  # the callee's writes come before its maintenance
                 if dp < len(args):
+                    written = (frozenset({AliasVal(kind, self._origin_of(args[dp], f))}) if kind
+                               else self.classify(args[dp], f))
                     f.writes.append(WriteSite(order, ev.line, ev.column, f"{callee}({', '.join(args)})", args[dp],
-                                              self.classify(args[dp], f), args[zp] if 0 <= zp < len(args) else "",
+                                              written, args[zp] if 0 <= zp < len(args) else "",
                                               ev.guards, via + (callee,)))
             if summ.writes:
                 order += 1  # what the callee maintains, it maintains after writing
-            for sp, ep, zp, mspec, inner, call, offset, length in summ.maintains:
+            for sp, ep, zp, mspec, inner, call, offset, length, at in summ.maintains:
                 if sp >= len(args):
                     continue
                 inner = self._at_call(inner, args, f)
                 if inner is None:
                     continue  # a guard the caller's arguments make false: not done on this call
+                if sp == AT:  # at a mapping of a page the caller names
+                    put = putter(args)
+                    start, size = put(at), put(length)
+                    if "$" not in start:
+                        f.maintenance.append(self._maint(call, mspec, [], ev, f, order, ev.guards + inner,
+                                                         via + (callee,), start=start, end="",
+                                                         size=size if "$" not in size else ""))
+                    continue
                 if sp < 0:  # the whole cache, or an address of the callee's own: nowhere the caller names
                     site = self._maint(call, mspec, [], ev, f, order, ev.guards + inner, via + (callee,),
                                        start="", end="", size="")
@@ -697,7 +744,10 @@ class FlowAnalysis:
             size = args[spec.size] if 0 <= spec.size < len(args) else ""
         aliases = self.classify(start, f) if start else frozenset()
         aliases = self._refine(start, aliases, guards, f)
-        return MaintSite(order, ev.line, ev.column, call, spec, start, end or "", size or "", aliases, guards, via)
+        same = self.vocab.same_place
+        reaches = aliases | {AliasVal(k, a.origin) for a in aliases for k in same.get(a.kind, ())}
+        return MaintSite(order, ev.line, ev.column, call, spec, start, end or "", size or "", aliases, guards, via,
+                         reaches=reaches)
 
 
 def _member_key(text: str) -> str:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from armalias.flow.expr import is_ident, number
+from armalias.flow.expr import is_ident, number, strip
 from armalias.flow.sites import FunctionFlow, MaintSite
 from armalias.rules import IDENTIFIER, MaintenanceSpec
 from armalias.source.cflow import LOOP, Guard
@@ -19,18 +19,42 @@ class Summary:
     """What a call of the function does, stated on its parameters."""
 
     returns: tuple[tuple[str, int], ...] = ()  # (alias kind, index of the parameter it maps, or -1)
-    maintains: tuple[tuple[int, int, int, MaintenanceSpec, tuple[Guard, ...], str, str, str], ...] = ()
+    maintains: tuple[tuple[int, int, int, MaintenanceSpec, tuple[Guard, ...], str, str, str, str], ...] = ()
     # (start param, end param or -1, size param or -1, what the call amounts to, guards inside, call name,
-    # offset from the start param and length over the parameters ($i), "" unknown);
-    # start -1 (WHOLE): a whole-cache operation; -2 (ELSEWHERE): at an address of the function's own
-    writes: tuple[tuple[int, int], ...] = ()  # (parameter written through, size parameter or -1)
+    # offset from the start param and length over the parameters ($i), "" unknown, and the start as a
+    # text over the parameters when it is a mapping of one: AT);
+    # start -1 (WHOLE): a whole-cache operation; -2 (ELSEWHERE): at an address of the function's own;
+    # -3 (AT): at a mapping of a parameter's page (`folio_address($1)`), the length as a text too
+    # (parameter written through, size parameter or -1, the kind of alias of the parameter's page
+    # the function writes through, "" the parameter itself)
+    writes: tuple[tuple[int, int, str], ...] = ()
     # parameters that are where code runs: the function's execution parameter, an address it
     # invalidates in the I-cache over a range, or one it hands on as such to a callee
     runs: tuple[int, ...] = ()
 
 
 PARAM_REF = re.compile(r"\$(\d+)")
-WHOLE, ELSEWHERE = -1, -2  # Summary.maintains starts that are no parameter
+WHOLE, ELSEWHERE, AT = -1, -2, -3  # Summary.maintains starts that are no parameter
+
+
+def text_on_params(f: FunctionFlow, text: str) -> str | None:
+    """A text of f's with its parameters written `$i` and its locals assigned once, under no
+    condition, replaced by what they were assigned: what a caller can put its arguments in.  None
+    when it reads anything else of f's (a local assigned more than once, a parameter f changes) or
+    no parameter at all."""
+    index = {p: i for i, p in enumerate(f.params)}
+    t = strip(text)
+    for _ in range(4):
+        names = [n for n in IDENTIFIER.findall(t) if n in f.locals]
+        if not names:
+            break
+        if any(n not in f.linear or n in f.mutated for n in names):
+            return None
+        t = IDENTIFIER.sub(lambda m: f"({f.linear[m.group(0)]})" if m.group(0) in f.locals else m.group(0), t)
+    names = set(IDENTIFIER.findall(t))
+    if not t or names & f.locals or not names & set(index) or names & f.mutated & set(index):
+        return None
+    return IDENTIFIER.sub(lambda m: f"${index[m.group(0)]}" if m.group(0) in index else m.group(0), t)
 
 
 def on_params(guards: tuple[Guard, ...], params: tuple[str, ...]) -> tuple[Guard, ...]:
@@ -109,7 +133,7 @@ def summary_from(returns, maintains, writes, runs) -> Summary | None:
     if not (returns or maintains or writes or runs):
         return None
     # a total order: the same summary whatever order the flows came in
-    order = lambda t: (t[0], t[1], t[2], t[3].name, t[5], tuple((g.cond, g.holds) for g in t[4]), t[6], t[7])  # noqa: E731
+    order = lambda t: (t[0], t[1], t[2], t[3].name, t[5], tuple((g.cond, g.holds) for g in t[4]), t[6], t[7], t[8])  # noqa: E731
     return Summary(tuple(sorted(returns)), tuple(sorted(maintains, key=order)), tuple(sorted(writes)),
                    tuple(sorted(runs)))
 

@@ -186,3 +186,19 @@ def test_a_kmap_write_flushed_by_flush_dcache_page_is_cleaned(tmp_path: Path, ca
     bare = make_tree(tmp_path / "bare", DELETED)
     (bare / GENERIC_REL).write_text(DIRECT.replace("FLUSH", ""))
     assert ("AA001", GENERIC_REL) in scan_findings(capsys, bare)
+
+
+def test_what_the_generic_definition_writes_is_cited_in_its_own_file(tmp_path: Path, capsys):
+    """A finding of the generic definition's own write is said at the override's place, while its
+    evidence and the model's witness cite the lines of the generic file they come from."""
+    root = make_tree(tmp_path / "linux")
+    (root / GENERIC_REL).write_text(BARE)
+    path = tmp_path / "edit.patch"
+    path.write_text(diff(OVERRIDE_REL, OVERRIDE, DELETED))
+    main(["check", "--tree", str(root), "--patch", str(path), "--format", "json", "--no-cache"])
+    new = json.loads(capsys.readouterr().out)["new"]
+    assert new and all(f["file"] == OVERRIDE_REL for f in new)
+    written = [f for f in new if "write" in f]
+    assert written and all(f["write"]["file"] == GENERIC_REL for f in written)
+    line = BARE.splitlines().index("\tcopy_to_page(page, vaddr, src, len);") + 1
+    assert any(f"({GENERIC_REL}:{line})" in step for f in written for step in f["model"]["witness"])

@@ -83,6 +83,12 @@ def test_witness_holds_only_steps_of_the_code(tmp_path: Path):
     assert f.model.verdict == "confirmed"
     calls = [step for step in f.model.witness if "coherent_kern_range(" in step]
     assert len(calls) == 1 and "coherent_kern_range(exec+" in calls[0]  # flush_icache_range(addr), once
+    # each step of the code cites its line; the rule's premises and consumer say they are that
+    assert "(f.c:13):" in calls[0]  # the flush_icache_range line (the scan was given the file alone)
+    (write,) = [step for step in f.model.witness if step.startswith("write ")]
+    assert write.endswith("(f.c:8)")
+    steps = [step for step in f.model.witness[1:] if not step.startswith(("map ", "unmap ", "env: "))]
+    assert all("(f.c:" in step or "(the rule's " in step for step in steps), steps
 
 
 HEADSMP = """ENTRY(board_secondary_startup)

@@ -20,6 +20,7 @@ class WriteEvidence:
     line: int
     expr: str
     alias: str
+    file: str = ""  # the file of `line`, when it is not the finding's (a generic definition judged at an override)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class MaintenanceEvidence:
     member: str = ""  # the cpu_cache_fns member the call amounts to (what the model replays)
     covers: str = ""  # what of the finding's write it reaches: "written" (the alias written), "exec" (where
     #                   the bytes run), "written+exec" (one alias is both), "all" (whole cache), "" (neither)
+    file: str = ""  # the file of `line`, when it is not the finding's
 
 
 @dataclass(frozen=True)

@@ -125,32 +125,33 @@ def _only_on(m: MaintenanceEvidence | Finding) -> tuple[str, ...]:
     return tuple(kinds) if kinds else ("none",)
 
 
-def _step(member: str, alias: str | None, length: int, only_on: tuple[str, ...]) -> Maintain | Op:
+def _step(member: str, alias: str | None, length: int, only_on: tuple[str, ...], at: str = "") -> Maintain | Op:
     """A call of a cpu_cache_fns member, or one operation of inline assembly (member `op:<operation>`,
-    the same on every implementation)."""
+    the same on every implementation); `at`: the file:line of the call."""
     if member.startswith(OP_MEMBER):
-        return Op(member[len(OP_MEMBER):], alias, 0, length, only_on)
-    return Maintain(member, alias, 0, length, only_on)
+        return Op(member[len(OP_MEMBER):], alias, 0, length, only_on, at)
+    return Maintain(member, alias, 0, length, only_on, at=at)
 
 
-def _maintain(m: MaintenanceEvidence, written: str, by_role: bool) -> Maintain | Op | None:
+def _maintain(m: MaintenanceEvidence, written: str, by_role: bool, file: str) -> Maintain | Op | None:
     """The model step of one maintenance call: on the alias written, where the bytes run, or the whole
     cache, as the evidence says it reaches (`covers`); a call that reaches neither is left out."""
     if not m.member:
         return None
+    at = f"{m.file or file}:{m.line}"
     if m.covers == "all" or m.target == "(whole cache)":
-        return _step(m.member, None, 0, _only_on(m))
+        return _step(m.member, None, 0, _only_on(m), at)
     if m.covers:
         roles = m.covers.split("+")
         alias = written if "written" in roles else "exec"
-        return _step(m.member, alias, 4, _only_on(m))
+        return _step(m.member, alias, 4, _only_on(m), at)
     if by_role:  # the evidence says what each call reaches: this one reaches neither
         return None
     kinds = set(m.alias.split("|"))  # evidence of a finding that names no write (AA003's)
     alias = written if written in kinds else ("exec" if "exec" in kinds else None)
     if alias is None:
         return None
-    return _step(m.member, alias, 4, _only_on(m))
+    return _step(m.member, alias, 4, _only_on(m), at)
 
 
 def scenario_for(f: Finding) -> Scenario | None:
@@ -176,17 +177,20 @@ def scenario_for(f: Finding) -> Scenario | None:
     if written != "exec":
         steps.append(Map(written, "text"))
     if f.category == "stale-exec-alias":
-        steps.append(Read("exec", 0, 4))
-    steps.append(Write(written, 0, 4))
+        steps.append(Read("exec", 0, 4, at="the rule's premise: the old bytes read as data there before"))
+    # the write where the finding's evidence says it is; a finding that names none (a check's
+    # dropped call) stands for a write somewhere before the function's maintenance
+    steps.append(Write(written, 0, 4, at=f"{f.write.file or f.file}:{f.write.line}" if f.write is not None else ""))
     by_role = f.write is not None
-    maint = [m for m in (_maintain(m, written, by_role) for m in f.maintenance) if m is not None]
+    maint = [m for m in (_maintain(m, written, by_role, f.file) for m in f.maintenance) if m is not None]
     if f.category == "range":
         maint = [replace(m, length=0) for m in maint]  # covers none of the write
     steps.extend(maint)
     if written != "exec":
         steps.append(Unmap(written))
-    consumer = {"stale-exec-alias": Read("exec", 0, 4), "poc": ExternalRead("exec", 0, 4)}.get(
-        f.category, Fetch("exec", 0, 4))
+    consumer = {"stale-exec-alias": Read("exec", 0, 4, at="the rule's consumer: read back as data"),
+                "poc": ExternalRead("exec", 0, 4, at="the rule's consumer: read with the MMU or caches off")}.get(
+        f.category, Fetch("exec", 0, 4, at="the rule's consumer: run where the bytes run"))
     steps.append(replace(consumer, only_on=_only_on(f)))  # a finding about some kinds of cache only
     return Scenario(f"{f.rule} {f.function}", tuple(steps))
 

@@ -241,7 +241,10 @@ class ChangeChecks:
                                     variant="replaced", name=now.name, there=there, effect=what, how=how,
                                     kinds=", ".join(lost)))
             break
-        out = [replace(x, file=before.file, line=at, column=1, key_exprs=("replaced", now.file, *x.key_exprs))
+        # said at the override's place; the evidence keeps the lines of the definition it comes from
+        out = [replace(x, file=before.file, line=at, column=1, key_exprs=("replaced", now.file, *x.key_exprs),
+                       write=replace(x.write, file=now.file) if x.write is not None else None,
+                       maintenance=tuple(replace(m, file=now.file) for m in x.maintenance))
                for x in out]
         self.lent.update(x.fingerprint for x in out)
         return out

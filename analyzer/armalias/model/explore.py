@@ -57,6 +57,7 @@ class ProgramStep:
     apply: Callable[[Machine, list[str] | None], bool]
     unknown: tuple[str, ...] = ()  # unknown/undecoded operations this step involved
     group: str = ""  # the maintenance call this step is one operation of ("" for other steps)
+    at: str = ""  # file:line of the code it stands for, shown after its line of the witness
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,12 @@ def _replay(steps: Sequence[ProgramStep], machine: Machine, start: tuple, action
             open_group = ""
             continue
         step = steps[arg]
+        where = f" ({step.at})" if step.at else ""
         if not step.group:
+            before = len(trace)
             step.apply(machine, trace)
+            if where and len(trace) > before:
+                trace[before] += where
             open_group = ""
             continue
         parts: list[str] = []
@@ -154,6 +159,6 @@ def _replay(steps: Sequence[ProgramStep], machine: Machine, start: tuple, action
         if open_group == step.group:
             trace[-1] += "; " + "; ".join(parts)
         else:
-            trace.append(f"{step.group}: " + "; ".join(parts))
+            trace.append(f"{step.group}{where}: " + "; ".join(parts))
         open_group = step.group
     return tuple(trace)

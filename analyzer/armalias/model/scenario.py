@@ -98,6 +98,7 @@ class Write:
     size: int = 4
     value: int | None = None
     only_on: tuple[str, ...] = ()
+    at: str = ""  # file:line of the code the step stands for, shown in the witness ("" none)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Read:
     offset: int = 0
     size: int = 4
     only_on: tuple[str, ...] = ()
+    at: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class Fetch:
     offset: int = 0
     size: int = 4
     only_on: tuple[str, ...] = ()
+    at: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class ExternalRead:
     offset: int = 0
     size: int = 4
     only_on: tuple[str, ...] = ()
+    at: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class Maintain:
     length: int = 0  # from alias+offset, continuing into next_aliases past the end of the page
     only_on: tuple[str, ...] = ()
     next_aliases: tuple[str, ...] = ()  # the aliases of the pages after alias's, in order
+    at: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class Op:
     offset: int = 0
     length: int = 0
     only_on: tuple[str, ...] = ()
+    at: str = ""
 
 
 Step = Map | Unmap | Write | Read | Fetch | ExternalRead | Maintain | Op
@@ -300,7 +306,7 @@ def _consumer(step: Read | Fetch | ExternalRead, verb: str) -> ProgramStep:
             trace.append(f"{label} -> {source}: {outcome}")
         return stale
 
-    return ProgramStep(label, apply)
+    return ProgramStep(label, apply, at=step.at)
 
 
 @dataclass(frozen=True)
@@ -336,7 +342,7 @@ class _Range:
 
 
 def _ops_steps(label: str, ops: Iterable[str | tuple[str, str]], where: _Range,
-               unknown: tuple[str, ...], header_notes: tuple[str, ...] = ()) -> list[ProgramStep]:
+               unknown: tuple[str, ...], header_notes: tuple[str, ...] = (), at: str = "") -> list[ProgramStep]:
     """One program step per operation that changes data (barriers ride along with the operation
     before them), so the environment can act between two operations of one call, e.g. prefetch
     between an I invalidate and a later D clean. All share `label` as their group, and the witness
@@ -355,7 +361,7 @@ def _ops_steps(label: str, ops: Iterable[str | tuple[str, str]], where: _Range,
     for number, chunk in enumerate(chunks):
         notes = header_notes if number == 0 else ()
         steps.append(ProgramStep(label, _op_runner(tuple(chunk), where, notes),
-                                 unknown if number == 0 else (), group=label))
+                                 unknown if number == 0 else (), group=label, at=at))
     return steps
 
 
@@ -400,7 +406,7 @@ def _maintain_steps(step: Maintain, impl: CacheImpl) -> list[ProgramStep]:
     fn = impl.functions.get(member)
     if fn is None:
         note = f"{member} not provided by {impl.name}: treated as doing nothing"
-        return _ops_steps(f"{step.call}({where})", (), _Range(None), (f"{step.call}: {note}",), (note,))
+        return _ops_steps(f"{step.call}({where})", (), _Range(None), (f"{step.call}: {note}",), (note,), step.at)
     label = f"{step.call}({where})"
     if member != step.call:
         label += f" = {member}"
@@ -410,7 +416,7 @@ def _maintain_steps(step: Maintain, impl: CacheImpl) -> list[ProgramStep]:
     unknown += [f"{fn.symbol}: undecoded {text!r}" for text in fn.undecoded]
     notes = tuple(f"undecoded {text!r} treated as doing nothing" for text in fn.undecoded)
     return _ops_steps(label, ops, _Range(step.alias, step.offset, step.length, step.next_aliases),
-                      tuple(unknown), notes)
+                      tuple(unknown), notes, step.at)
 
 
 def _write_through_condition(condition: str) -> bool | None:
@@ -519,7 +525,7 @@ def compile_scenario(scenario: Scenario, impl: CacheImpl, config: ModelConfig
             version = len(labels) + 1
             labels[version] = (f"{step.value:#0{2 + 2 * step.size}x}" if step.value is not None
                                else f"write#{version}")
-            steps.append(ProgramStep(f"write {step.alias}+{step.offset:#x}", _writer(step, version)))
+            steps.append(ProgramStep(f"write {step.alias}+{step.offset:#x}", _writer(step, version), at=step.at))
         elif isinstance(step, Read):
             steps.append(_consumer(step, "read"))
         elif isinstance(step, Fetch):
@@ -532,7 +538,7 @@ def compile_scenario(scenario: Scenario, impl: CacheImpl, config: ModelConfig
         else:
             unknown = _op_unknown(step.op, step.alias)
             steps.extend(_ops_steps(_KIND_OF[Op], (step.op,), _Range(step.alias, step.offset, step.length),
-                                    (unknown,) if unknown else ()))
+                                    (unknown,) if unknown else (), at=step.at))
     machine = Machine(config, va, pages, labels)
     return steps, machine, interest, executable
 

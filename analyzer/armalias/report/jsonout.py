@@ -18,9 +18,11 @@ def finding_to_dict(f: Finding) -> dict[str, Any]:
         "line": f.line, "column": f.column, "function": f.function, "message": f.message,
     }
     if f.write is not None:
-        d["write"] = {"line": f.write.line, "expr": f.write.expr, "alias": f.write.alias}
+        d["write"] = {"line": f.write.line, "expr": f.write.expr, "alias": f.write.alias,
+                      **({"file": f.write.file} if f.write.file else {})}
     d["maintenance"] = [
-        {"call": m.call, "line": m.line, "target": m.target, "alias": m.alias, **({"guard": m.guard} if m.guard else {})}
+        {"call": m.call, "line": m.line, "target": m.target, "alias": m.alias, **({"guard": m.guard} if m.guard else {}),
+         **({"file": m.file} if m.file else {})}
         for m in f.maintenance
     ]
     if f.guard:

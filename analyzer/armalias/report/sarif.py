@@ -73,10 +73,11 @@ def result_for(f: Finding, rule_index: dict[str, int], baseline_state: str | Non
         location["logicalLocations"] = [{"name": f.function, "kind": "function"}]
     related = []
     if f.write is not None:
-        related.append(_location(f.file, f.write.line, 0, f"written through the {f.write.alias} alias: {f.write.expr}"))
+        related.append(_location(f.write.file or f.file, f.write.line, 0,
+                                 f"written through the {f.write.alias} alias: {f.write.expr}"))
     for m in f.maintenance:
         guard = f" (when {m.guard})" if m.guard else ""
-        related.append(_location(f.file, m.line, 0, f"{m.call}({m.target}) maintains the {m.alias} alias{guard}"))
+        related.append(_location(m.file or f.file, m.line, 0, f"{m.call}({m.target}) maintains the {m.alias} alias{guard}"))
     for i, loc in enumerate(related, 1):
         loc["id"] = i
     out: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 import json
 import xml.etree.ElementTree as ET
+import shutil
 from pathlib import Path
 
 from armalias.cli import main
@@ -61,6 +62,25 @@ def test_explain_prints_rule_docs(capsys):
     assert main(["explain", "aa001"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("AA001 alias-write") and "flush_kernel_vmap_range(waddr, 4);" in out and "Why it matters:" in out
+
+
+def test_explain_with_a_tree_says_what_its_implementations_do(tmp_path: Path, capsys):
+    """The per-implementation claims come from the decoded assembly of the tree asked about, which
+    is named with its kernel version; without a tree explain says how to ask."""
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures" / "asm" / "extents"
+    tree = tmp_path / "linux"
+    shutil.copytree(fixtures, tree)
+    (tree / "Makefile").write_text("# SPDX\nVERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 3\nEXTRAVERSION = -rc1\n")
+    assert main(["explain", "AA003", "--tree", str(tree), "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert f"in {tree} (Linux 6.12.3-rc1, decoded from arch/arm/mm):" in out
+    block = out[out.index("  flush_kern_dcache_area:"):]
+    assert "    D clean+invalidate, I invalidate, over one page whatever the size: xyz_range (VIVT" in block
+    assert "    D clean+invalidate, I invalidate: xyz (VIVT" in block
+    assert main(["explain", "AA003"]) == 0
+    assert "`armalias explain AA003 --tree PATH`" in capsys.readouterr().out
+    assert main(["explain", "AA003", "--tree", str(tmp_path)]) == 2  # no arch/arm/mm there
+    assert "not an ARM kernel tree" in capsys.readouterr().err
 
 
 def test_explain_unknown_code_exits_2(capsys):

@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = sub.add_parser("explain", help="what a rule means, why it matters, how to fix it")
     explain.add_argument("code", metavar="CODE")
+    explain.add_argument("--tree", type=Path, metavar="PATH",
+                         help="say what the cache implementations of the kernel tree at PATH do where the rule's claim turns")
+    explain.add_argument("--no-cache", action="store_true")
     return parser
 
 
@@ -162,25 +165,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from armalias.explain import explain
     from armalias.rules import load_rules
 
     rules = load_rules()
     code = args.code.upper()
     if code not in rules:
         raise InputError(f"unknown rule code {args.code!r} (known: {', '.join(sorted(rules))})")
-    r = rules[code]
-    docs = dict(r.docs)
-    out = [f"{r.code} {r.slug}  [category {r.category}, severity {r.severity}, confidence {r.confidence}]", ""]
-    for key, title in (("what", "What"), ("why", "Why it matters"), ("bad", "Bad"), ("good", "Good")):
-        if key in docs:
-            body = str(docs[key]).rstrip()
-            if key in ("bad", "good"):
-                body = "\n".join("    " + line for line in body.splitlines())
-            out += [f"{title}:", body, ""]
-    refs = docs.get("references") or []
-    if refs:
-        out += ["References:"] + [f"  - {ref}" for ref in refs]
-    sys.stdout.write("\n".join(out).rstrip() + "\n")
+    cache_dir = None
+    if args.tree is not None and not args.no_cache:
+        from armalias.scan import ScanOptions, cache_dir_for, trusted_options
+
+        cache_dir = cache_dir_for(trusted_options(ScanOptions()))
+    sys.stdout.write(explain(rules[code], args.tree, cache_dir))
     return EXIT_OK
 
 

@@ -175,3 +175,50 @@ def test_deleting_the_only_clean_of_an_mmu_off_object_is_new(tmp_path: Path, cap
     rc = main(["check", "--tree", str(tmp_path / "linux"), "--patch", str(patch), "--format", "json"])
     data = json.loads(capsys.readouterr().out)
     assert rc == 1 and [(f["rule"], f["function"]) for f in data["new"]] == [("AA005", "board_write_pen_release")]
+
+
+KPROBES = """struct kprobe { u32 *addr; u32 opcode; };
+
+void arch_prepare_kprobe(struct kprobe *p)
+{
+	p->opcode = READER;
+}
+
+void arch_disarm_kprobe(struct kprobe *p)
+{
+	__patch_text(p->addr, p->opcode);
+}
+"""
+
+PATCH_TEXT = """void __patch_text_real(void *addr, unsigned int insn, bool remap)
+{
+	void *waddr = patch_map(addr, FIX_TEXT_POKE0, NULL);
+
+	*(u32 *)waddr = insn;
+	__cpuc_flush_dcache_area(waddr, 4);
+	patch_unmap(FIX_TEXT_POKE0, NULL);
+	flush_icache_range((uintptr_t)(addr), (uintptr_t)(addr) + 4);
+}
+
+void __patch_text(void *addr, unsigned int insn)
+{
+	__patch_text_real(addr, insn, true);
+}
+"""
+
+
+@pytest.mark.parametrize("reader, severity", [
+    ("__mem_to_opcode_arm(*p->addr)", "warning"),  # the instruction read back: the 2017 report's failure
+    ("copy_from_kernel_nofault(&p->opcode, p->addr, 4) ? 0 : p->opcode", "warning"),
+    ("0xe7f001f8", "note"),  # nothing reads the address as data: the hazard is a residue
+])
+def test_a_stale_line_read_back_where_code_is_patched_is_a_warning(tmp_path: Path, reader: str, severity: str):
+    d = tmp_path / "arch/arm/kernel"
+    d.mkdir(parents=True)
+    (d / "patch.c").write_text(PATCH_TEXT)
+    (d / "kprobes.c").write_text(KPROBES.replace("READER", reader))
+    found = [f for f in scan([tmp_path], ScanOptions(jobs=1, use_cache=False)).findings]
+    assert [(f.rule, f.function, f.severity) for f in found] == [("AA002", "__patch_text_real", severity)]
+    if severity == "warning":
+        assert "`p->addr` is handed to __patch_text() as where code runs (arch/arm/kernel/kprobes.c:10)" in found[0].message
+        assert "(arch/arm/kernel/kprobes.c:5)" in found[0].message

@@ -99,3 +99,20 @@ def test_findings_survive_renames_reordering_and_local_macros(version: str, tmp_
         assert renamed != text
         patch.write_text(renamed)
         assert _findings(root) == before
+
+
+@pytest.mark.parametrize("version", ["6.1", "6.12"])
+def test_the_2017_hazard_is_a_warning_where_kprobes_reads_the_address_back(version: str, tmp_path: Path):
+    """With kprobes' core.c in the tree, the address patch_text() is handed (`p->addr`) is also read
+    as data (`__mem_to_opcode_arm(*p->addr)`): AA002 at __patch_text_real is a warning; with patch.c
+    alone, nothing reads it and it is a note."""
+    tree = kernel_tree(version)
+    root = copy_subset(tree, tmp_path)
+    alone = [f for f in scan([root], ScanOptions(jobs=1, use_cache=False)).findings if f.function == "__patch_text_real"]
+    assert [(f.rule, f.severity) for f in alone] == [("AA002", "note")]
+    rel = "arch/arm/probes/kprobes/core.c"
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tree / rel, root / rel)
+    read = [f for f in scan([root], ScanOptions(jobs=1, use_cache=False)).findings if f.function == "__patch_text_real"]
+    assert [(f.rule, f.severity) for f in read] == [("AA002", "warning")]
+    assert "`p->addr` is handed to __patch_text()" in read[0].message and f"{rel}:" in read[0].message

@@ -22,6 +22,7 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     cache model: the scan and the check replay on it what they report).  `vocab`: a Vocabulary
     extended by a tree's .armalias.toml (armalias.config.merge_vocabulary); None: rules/."""
     from armalias.checks.alias import AliasChecks
+    from armalias.checks.readback import read_backs
     from armalias.flow.alias import FlowAnalysis
     from armalias.rules import load_rules
 
@@ -34,6 +35,8 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     result.summarized = frozenset(analysis.summaries)
     checks = AliasChecks(load_rules(), vocab, result.graph)
     checks.overridden = overridden_generics(result.index, vocab)
+    checks.read_backs = read_backs(result.index.code_calls, _runs(result.index, analysis, vocab), vocab.data_reads,
+                                   vocab.alias_rules_apply)
     checks.constant = analysis.constant
     checks.classify = analysis.classify_in
     # what the base's versions of the functions a check's change alters made runnable, read with
@@ -80,6 +83,19 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
             found.extend(checks.check_replaced(gone, analysis.analyse_apart(r.body, r.helpers), r.at))
     result.lent = frozenset(checks.lent)
     return found
+
+
+def _runs(index: SymbolIndex, analysis, vocab) -> Callable[[str], tuple[int, ...]]:
+    """The argument positions a call of a name hands on as where code runs: the execution entry
+    point's parameter (rules/vocabulary.toml), and those its summary says run."""
+    def runs(name: str) -> tuple[int, ...]:
+        out = set(analysis.summaries[name].runs) if name in analysis.summaries else set()
+        param = vocab.exec_entries.get(name)
+        if param:
+            out.update(d.params.index(param) for d in index.functions.get(name, ()) if param in d.params)
+        return tuple(sorted(out))
+
+    return runs
 
 
 def overridden_generics(index: SymbolIndex, vocab) -> frozenset[tuple[str, str]]:

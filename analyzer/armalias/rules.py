@@ -128,6 +128,7 @@ class Vocabulary:
     at_least: dict[str, str] = field(default_factory=dict)  # call -> a size its value is never below
     same_page: frozenset[str] = frozenset()  # calls whose value is the page their first argument names
     same_place: dict[str, frozenset[str]] = field(default_factory=dict)  # alias kind -> kinds at its address
+    data_reads: dict[str, int] = field(default_factory=dict)  # call -> the argument it reads memory at
 
     def alias_words(self) -> frozenset[str]:
         """The alias globals, and those alias constants that are names rather than numbers: a call
@@ -200,7 +201,8 @@ def load_vocabulary() -> Vocabulary:
                       {k: int(v) for k, v in raw.get("constants", {}).items()},
                       tuple(raw.get("inline_asm", {}).get("words", ())),
                       {k: str(v) for k, v in raw.get("at_least", {}).items()},
-                      frozenset(raw.get("same_page", {}).get("names", ())), _same_place(raw))
+                      frozenset(raw.get("same_page", {}).get("names", ())), _same_place(raw),
+                      {n: int(r["src"]) for r in raw.get("data_read", ()) for n in r["names"]})
 
 
 def _same_place(raw: dict) -> dict[str, frozenset[str]]:

@@ -233,11 +233,14 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
         fixed = validate(fixed, impls, base_builds)
         # a finding the change keeps, in a file it changes, that now holds on implementations where
         # it did not (the invalidate moved to another buffer): new, as far as those are concerned (a
-        # note stays a residual hazard wherever it holds)
+        # note stays a residual hazard wherever it holds), unless a new finding of that function
+        # says what the change did (a clean deleted: AA001, and AA002's stale line with it)
+        explained = {(f.file, f.function) for f in new}
         for b, h in pairs:
             (b,), (h,) = validate([b], impls, base_builds), validate([h], impls, head_builds)
             before, after = set(b.model.confirming()), set(h.model.confirming())
-            if after - before and h.severity != "note" and h.fingerprint not in options.baseline:
+            if (after - before and h.severity != "note" and h.fingerprint not in options.baseline
+                    and (h.file, h.function) not in explained):
                 unchanged -= 1
                 new.append(replace(h, message=h.message + f" (this change makes it hold on {', '.join(sorted(after - before))},"
                                    " where it did not before)"))

@@ -10,6 +10,7 @@ from armalias.checks.change import ChangeChecks
 from armalias.findings import Finding, MaintenanceEvidence, WriteEvidence
 from armalias.flow.alias import const_size, guards_allow
 from armalias.flow.sites import DISTINCT_KINDS, AliasVal, FunctionFlow, MaintSite, WriteSite
+from armalias.checks.readback import ReadBack
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 from armalias.flow.extent import Extent, Reader, starts_at_or_past
 from armalias.rules import D_CLEANS, D_INVALIDATES, RuleSpec, Vocabulary
@@ -66,6 +67,9 @@ class AliasChecks(ChangeChecks):
         # (file, function) of generic definitions ARM overrides (pipeline.overridden_generics): they
         # never run there, so ARM's alias rules say nothing of them (set by the caller)
         self.overridden: frozenset[tuple[str, str]] = frozenset()
+        # addresses handed on as where code runs and also read as data (checks.readback; set by the
+        # caller): AA002's stale line at such an address is read back
+        self.read_backs: list[ReadBack] = []
         # (file, function) -> the addresses the base of a check made runnable there, by the root of
         # the expression naming them, with where they run (runnable_places; set by the caller)
         self.ran_before: dict[tuple[str, str], dict[str, frozenset[AliasVal]]] = {}
@@ -177,6 +181,19 @@ class AliasChecks(ChangeChecks):
         lent.extend(x for x in poc if x.key_exprs[:1] == ("before",))  # check_poc_before's
         self.lent.update(x.fingerprint for x in lent)
         return out + poc
+
+    def read_back(self, f: FunctionFlow) -> list[ReadBack]:
+        """The places (checks.readback) where an address that reaches f as where code runs is also
+        read as data: handed to f itself, or to a function that calls f in one build."""
+        out = []
+        arch_of = self.vocab.arch_of
+        for rb in self.read_backs:
+            if rb.entry == f.name:
+                out.append(rb)
+            elif self.graph is not None and (p := self.graph.path(rb.entry, f.name)) and (
+                    self.graph.one_build(p, f.file, arch_of) or self.graph.path_in_one_build(rb.entry, f.name, f.file, arch_of)):
+                out.append(rb)
+        return out
 
     def learn_head(self, bodies) -> None:
         """The head's versions of the functions a check's change alters: which base version each
@@ -370,10 +387,19 @@ class AliasChecks(ChangeChecks):
                 invalidated = any(m.spec.d in D_INVALIDATES and self._covers_place(m, targets) for m in later)
                 if exec_m and not invalidated and once(("AA002",)):
                     m0 = exec_m[0]
+                    backs = self.read_back(f)
+                    extra = {}
+                    if backs:
+                        rb = backs[0]
+                        more = sorted({f"{b.read_at[0]}:{b.read_at[1]}" for b in backs[1:]} - {
+                            f"{rb.read_at[0]}:{rb.read_at[1]}"})
+                        extra = dict(variant="read_back", address=rb.address, entry=rb.entry, reader=rb.reader,
+                                     run_at=f"{rb.run_at[0]}:{rb.run_at[1]}", read_at=f"{rb.read_at[0]}:{rb.read_at[1]}",
+                                     more=f"; also read back at {', '.join(more)}" if more else "")
                     out.append(self.finding("AA002", f, m0.line, m0.column, w, later,
                                             (kinds, "|".join(sorted(str(a) for a in m0.aliases))), "",
                                             (written, targets), alias=kinds, expr=w.pointer, exec=m0.start,
-                                            call=m0.call))
+                                            call=m0.call, **extra))
         return out
 
     # AA003

@@ -69,6 +69,14 @@ config HARDEN_BRANCH_HISTORY
 
 config FREE_OPTION
 	bool "Anything"
+
+config SOC_WITH_V7
+	bool "A SoC"
+	select CPU_V7
+
+config SOC_MAYBE_V7
+	bool "Another SoC"
+	select CPU_V7 if FREE_OPTION
 """
 CPUS = frozenset({"CPU_V7", "CPU_ARM926T", "CPU_V7M"})
 
@@ -80,6 +88,9 @@ CPUS = frozenset({"CPU_V7", "CPU_ARM926T", "CPU_V7M"})
     ("CPU_ARM926T", "FREE_OPTION", True),
     ("CPU_ARM926T", "UNKNOWN_ELSEWHERE", True),  # defined in another Kconfig: not ruled out
     ("CPU_ARM926T", "CPU_V7", False),  # another CPU
+    ("CPU_ARM926T", "SOC_WITH_V7", False),  # it brings another CPU in (PXA3xx selects CPU_XSC3)
+    ("CPU_V7", "SOC_WITH_V7", True),
+    ("CPU_ARM926T", "SOC_MAYBE_V7", True),  # only under a condition: not ruled out
 ])
 def test_what_a_cpu_config_can_have(cpu: str, option: str, possible: bool):
     assert read_kconfig(KCONFIG).possible(cpu, option, CPUS) is possible

@@ -233,3 +233,26 @@ def test_inline_assembly_that_maintains_selects_its_file():
     assert match(b'static void d(void *k)\n{\n\t__asm__("mcrr\\tp15, 0, %1, %0, c6" : : "r" (k), "r" (k));\n}\n')
     assert not match(b'static u32 r(void)\n{\n\tu32 v;\n\tasm("mrc p15, 0, %0, c1, c0, 0" : "=r" (v));\n'
                      b'\tasm("mcr p15, 0, %0, c1, c0, 0" : : "r" (v));\n\treturn v;\n}\n')
+
+
+SRAM_COPY = b"""static void board_standby(unsigned int mode)
+{
+	void *sram = gen_pool_alloc(pool, 256);
+	void (*fn)(unsigned int) = sram;
+
+	memcpy_toio(sram, standby_start, 256);
+	fn(mode);
+}
+"""
+
+
+def test_code_copied_and_called_selects_its_file_with_no_word_of_the_rules():
+    """A copy into memory the file maps (SRAM, an ioremap) and a call through a pointer: the flow
+    finds where the code runs from the call (AA004), so the file is read even though it names no
+    maintenance call (rules/vocabulary.toml [copied_and_called])."""
+    match = matcher(rule_words())
+    assert match(SRAM_COPY)
+    # nothing called through a pointer
+    assert not match(SRAM_COPY.replace(b"void (*fn)(unsigned int) = sram;", b"").replace(b"fn(mode);", b"writel(mode, base);"))
+    assert not match(SRAM_COPY.replace(b"gen_pool_alloc", b"kmalloc"))  # memory it does not map itself
+    assert not match(SRAM_COPY.replace(b"memcpy_toio", b"copy_in"))  # no copy

@@ -38,6 +38,11 @@ class FunctionDef:
     has_error: bool = False  # tree-sitter recovered from an error inside the body
 
 
+# Call.callee of a call through an expression or a function-pointer variable of the function
+# (`((void (*)(void))sram)()`, `fn(x)` with `void (*fn)(int) = ...`): code runs at what it names
+CALLED = "()"
+
+
 class Call(NamedTuple):
     """A call in code.  ``callee`` is the identifier called, or ``.member`` for a call through a
     struct member (``cpu_cache.coherent_kern_range(s, e)`` gives ``.coherent_kern_range``).

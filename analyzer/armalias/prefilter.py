@@ -9,6 +9,7 @@ callers), until nothing new is selected.  The words come from rules/, never from
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -21,6 +22,14 @@ from armalias.source.tree import TreeSource, read_file
 from armalias.state import in_tree, stamp
 
 
+# A shape no word names, in the words as a token of its own (so the selection memo's key has it):
+# code copied (a write sink) into memory the file maps itself (an alias source) and called through a
+# pointer (`((void (*)(void))p)()`, a `(*fn)(...)` variable).  Such a function needs no maintenance
+# call to matter, and its file may name no other word of the rules.
+COPIED_AND_CALLED = "\0copied-and-called"
+_POINTER_CALL = re.compile(rb"\(\s*\*\s*[A-Za-z_]\w*\s*\)\s*\(|\)\s*\)\s*\(")
+
+
 def rule_words() -> frozenset[str]:
     v = load_vocabulary()
     w = load_watched()
@@ -29,7 +38,33 @@ def rule_words() -> frozenset[str]:
     words |= set(v.exec_entries)
     words |= set(w.cache_fns_members) | {w.cache_fns_struct}
     # the mnemonics of inline assembly that maintains the cache are short, and only in asm() strings
-    return frozenset(x for x in words if len(x) >= 4) | frozenset(v.asm_words)
+    return frozenset(x for x in words if len(x) >= 4) | frozenset(v.asm_words) | {COPIED_AND_CALLED}
+
+
+@lru_cache(maxsize=1)
+def _copied_and_called() -> Callable[[bytes], bool]:
+    """The test of COPIED_AND_CALLED: `memcpy` as a substring first (bytes.find, quick over every
+    file), then a mapping's whole name (one Hyperscan database when it can be had), then a call
+    through a pointer."""
+    v = load_vocabulary()
+    sources = sorted(n.encode() for n, (kind, _) in v.alias_sources.items() if kind in v.copied_kinds)
+    maps = _bytes_matcher(tuple(sources)) if len(sources) <= 8 else (
+        any_occurrence(sources, [whole_identifier] * len(sources)) or _bytes_matcher(tuple(sources)))
+
+    def test(data: bytes) -> bool:
+        # every copy of the shape is a memcpy of some flavour (memcpy_toio ...): a substring first
+        if data.find(b"memcpy") < 0 or not maps(data):
+            return False
+        return _POINTER_CALL.search(data) is not None
+
+    return test
+
+
+def _with_shapes(words, test: Callable[[bytes], bool]) -> Callable[[bytes], bool]:
+    if COPIED_AND_CALLED not in words:
+        return test
+    shape = _copied_and_called()
+    return lambda data: test(data) or shape(data)
 
 
 def matcher(words: frozenset[str]):
@@ -39,7 +74,7 @@ def matcher(words: frozenset[str]):
     a substring test selected 392 of 1,797 files for such coincidences alone.  The cpu_cache_fns
     members (rules/watched.toml [cache_fns]) also match as the `_member` end of a name: their
     implementations are the symbols so named (v4wb_coherent_kern_range)."""
-    return _bytes_matcher(_encode(words))
+    return _with_shapes(words, _bytes_matcher(_encode(words)))
 
 
 def _name_end(data: bytes, start: int, end: int) -> bool:
@@ -104,13 +139,14 @@ Restricted = dict[str, frozenset[str]]
 
 
 def _encode(words) -> tuple[bytes, ...]:
-    return tuple(sorted((w.encode() for w in words), key=len, reverse=True))
+    """The words to search for as bytes (a shape's token is no word of the text)."""
+    return tuple(sorted((w.encode() for w in words if w != COPIED_AND_CALLED), key=len, reverse=True))
 
 
 def file_matcher(words: frozenset[str], restricted: Restricted | None = None) -> Callable[[str, bytes], bool]:
     """A test `(rel, data) -> bool`: does the file at rel name a word that selects it (matcher's
     test, over the words not restricted to other architectures than rel's)."""
-    everywhere = _bytes_matcher(_encode(words))
+    everywhere = _with_shapes(words, _bytes_matcher(_encode(words)))
     if not restricted:
         return lambda rel, data: everywhere(data)
     arch_of = load_vocabulary().arch_of
@@ -122,7 +158,8 @@ def file_matcher(words: frozenset[str], restricted: Restricted | None = None) ->
             return everywhere(data)
         test = per_arch.get(arch)
         if test is None:
-            test = per_arch[arch] = _bytes_matcher(_encode(w for w in words if arch in restricted.get(w, (arch,))))
+            test = per_arch[arch] = _with_shapes(words, _bytes_matcher(_encode(
+                w for w in words if arch in restricted.get(w, (arch,)))))
         return test(data)
 
     return mentions

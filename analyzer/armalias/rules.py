@@ -129,6 +129,7 @@ class Vocabulary:
     same_page: frozenset[str] = frozenset()  # calls whose value is the page their first argument names
     same_place: dict[str, frozenset[str]] = field(default_factory=dict)  # alias kind -> kinds at its address
     data_reads: dict[str, int] = field(default_factory=dict)  # call -> the argument it reads memory at
+    copied_kinds: frozenset[str] = frozenset()  # alias kinds code is copied into and called (prefilter)
 
     def alias_words(self) -> frozenset[str]:
         """The alias globals, and those alias constants that are names rather than numbers: a call
@@ -202,7 +203,8 @@ def load_vocabulary() -> Vocabulary:
                       tuple(raw.get("inline_asm", {}).get("words", ())),
                       {k: str(v) for k, v in raw.get("at_least", {}).items()},
                       frozenset(raw.get("same_page", {}).get("names", ())), _same_place(raw),
-                      {n: int(r["src"]) for r in raw.get("data_read", ()) for n in r["names"]})
+                      {n: int(r["src"]) for r in raw.get("data_read", ()) for n in r["names"]},
+                      frozenset(raw.get("copied_and_called", {}).get("kinds", ())))
 
 
 def _same_place(raw: dict) -> dict[str, frozenset[str]]:

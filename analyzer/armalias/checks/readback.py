@@ -77,6 +77,8 @@ def read_backs(calls: Iterable[Call], runs: Callable[[str], tuple[int, ...]], da
                 handed.setdefault(_key(c, a), []).append((c, a))
         src = data_reads.get(c.callee, -1)
         for i, arg in enumerate(c.args):
+            if i != src and "*" not in arg and "[" not in arg:
+                continue  # no dereference, no subscript: nothing read there
             a = _address(arg) if i == src else _read(arg)
             if a:
                 read.setdefault(_key(c, a), []).append((c, a))

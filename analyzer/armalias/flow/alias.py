@@ -20,16 +20,17 @@ from typing import Callable
 from armalias.callgraph import CallGraph
 from armalias.index import SymbolIndex, substitute
 from armalias.rules import IDENTIFIER, MaintenanceSpec, Vocabulary, load_watched
+from armalias.facts import CALLED
 from armalias.source.cflow import DECLARATION, FIELD_STORE, LOOP, Event, FunctionBody, Guard
 from armalias.flow.constants import const_eval
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 from armalias.flow.sites import (DISTINCT_KINDS, AliasVal, Aliases, ExecUse, FunctionFlow, MaintSite, PhysUse,
                                  WriteSite, params_of)
-from armalias.flow.summary import (AT, ELSEWHERE, Summary, merged, on_params, operand, putter, range_on_params,
+from armalias.flow.summary import (AT, ELSEWHERE, PARAM_REF, Summary, merged, on_params, operand, putter, range_on_params,
                                    summary_from, text_on_params)
 
 MAX_MACRO_DEPTH = 6
-SUMMARY_ROUNDS = 8
+SUMMARY_ROUNDS = 4
 
 __all__ = ["DISTINCT_KINDS", "AliasVal", "Aliases", "ExecUse", "FlowAnalysis", "FunctionFlow", "MaintSite", "PhysUse",
            "Summary", "WriteSite", "conditional", "const_size", "eval_guard", "guards_allow"]
@@ -160,6 +161,7 @@ class FlowAnalysis:
         self._called_by: dict[str, set[str]] = {}  # callee -> the functions whose code calls it (_callers)
         self._fixed_interest: set[str] = set()
         self._macro_callees: list[str] | None = None  # the macros called anywhere
+        self._called_names: frozenset[str] | None = None  # variables and members code calls (_handed_to_a_call)
         self._local_callees: dict[tuple[str, str], set[str]] = {}
         # names whose macro expansion is worth following inside a function
         self._interesting = frozenset(vocab.maintenance) | frozenset(vocab.write_sinks) | frozenset(vocab.alias_sources)
@@ -172,7 +174,8 @@ class FlowAnalysis:
         # a function whose summary holds only whole-cache maintenance (a flush_cache_all on some
         # branch) does not make its callers worth analysing: what they write, they write elsewhere
         names = set(v.maintenance) | {n for n, s in self.summaries.items()
-                                      if s.returns or s.writes or s.runs or any(m[0] >= 0 or m[0] == AT for m in s.maintains)}
+                                      if s.returns or s.runs or any(not kind for _, _, kind in s.writes)
+                                      or any(m[0] >= 0 for m in s.maintains)}
         if self._macro_callees is None:  # what does not change from one round of summaries to the next
             self._fixed_interest = {c.caller for c in _naming(self.index.code_calls, v.alias_words()) if c.caller}
             self._fixed_interest |= {f for f in v.exec_entries if f in self.index.functions}
@@ -183,11 +186,17 @@ class FlowAnalysis:
             # caller -> the helpers of its own file that copy into memory (call a write sink): what
             # they write, they may write for it
             copiers = {c.caller for c in self.index.code_calls if c.callee in v.write_sinks and c.caller}
+            # code copied somewhere and called through a pointer there, or copied into memory the
+            # function maps itself (SRAM, an ioremap) and handed on, with no maintenance call at all
+            mapping = {c.caller for c in self.index.code_calls
+                       if c.caller and c.callee in v.alias_sources and v.alias_sources[c.callee][0] in v.copied_kinds}
+            self._fixed_interest |= {c.caller for c in self.index.code_calls
+                                     if c.callee == CALLED and c.caller in copiers} | (copiers & mapping)
             self._local_callees = defaultdict(set)
             for c in self.index.code_calls:
                 if c.caller and c.callee in copiers and any(d.file == c.file for d in self.index.functions.get(c.callee, ())):
                     self._local_callees[(c.caller, c.file)].add(c.callee)
-        wanted = set(self._fixed_interest)
+        wanted = set(self._fixed_interest) | self._handing_on_a_page()
         for n in names:
             wanted |= self._callers(n)
         for m in self._macro_callees:
@@ -199,6 +208,25 @@ class FlowAnalysis:
             for d in self.index.functions.get(name, ()):
                 wanted |= self._local_callees.get((name, d.file), set())
         return wanted
+
+    def _handing_on_a_page(self) -> set[str]:
+        """The callers of a function that maintains a mapping of a page it is given (AT:
+        `folio_address(folio)`) that hand it a page of their own parameters (`page_folio(page)`):
+        wrappers (flush_dcache_folio, flush_dcache_page) whose summaries carry it on.  A caller
+        passing a page of its own (most of mm/) maintains it there and then: nothing to carry."""
+        at: dict[str, set[int]] = {}
+        for n, s in self.summaries.items():
+            for m in s.maintains:
+                if m[0] == AT:
+                    at.setdefault(n, set()).update(int(i) for i in PARAM_REF.findall(m[8]))
+        out = set()
+        for c in self.index.code_calls:
+            if c.callee not in at or not c.caller:
+                continue
+            params = {p for d in self.index.functions.get(c.caller, ()) if d.file == c.file for p in d.params}
+            if any(i < len(c.args) and self._origin_of(c.args[i], _NO_FLOW) in params for i in at[c.callee]):
+                out.add(c.caller)
+        return out
 
     def _callers(self, name: str) -> set[str]:
         hit = self._called_by.get(name)
@@ -345,6 +373,12 @@ class FlowAnalysis:
     def _summary_of(self, f: FunctionFlow) -> Summary | None:
         """What calls of one definition do, stated on its parameters."""
         returns, maintains, writes, runs = set(), set(), set(), set()
+        # whether f calls no function of the tree but the vocabulary's: what it does is known from
+        # its body alone, the same in every round (a helper that maintains nothing now may be found
+        # to in a later round, and a write said for its callers would be taken back)
+        leaf = not f.maintenance and not any(
+            c in self.index.functions and c not in self.vocab.alias_sources and c not in self.vocab.write_sinks
+            for c in f.callees)
         if f.exec_param in f.params:
             runs.add(f.params.index(f.exec_param))
         for u in f.exec_uses:
@@ -362,10 +396,10 @@ class FlowAnalysis:
             size_idx = f.params.index(size) if size in f.params and size not in f.mutated else -1
             if dest in f.params:
                 writes.add((f.params.index(dest), size_idx, ""))
-            elif not f.maintenance:
+            elif leaf:
                 # a helper that writes through a mapping it makes of a parameter's page
-                # (kmap_atomic(page) + offset) and leaves the maintenance to its caller: the caller's
-                # page is written through that kind of alias
+                # (kmap_atomic(page) + offset) and calls nothing else of the tree (copy_to_page): the
+                # caller's page is written through that kind of alias, and the caller maintains it
                 for a in w.aliases:
                     page = a.origin.split("@", 1)[0]
                     if a.kind in DISTINCT_KINDS and page in f.params and page not in f.mutated:
@@ -563,9 +597,11 @@ class FlowAnalysis:
                 if ev.target not in f.params and ev.target not in f.locals:  # a variable of file scope
                     f.stores.append(WriteSite(order, ev.line, ev.column, ev.target, ev.target, frozenset(), "",
                                               ev.guards, (), True))
+                    self._handed_to_a_call(ev.target, ev.expr, ev, f, order)
             elif ev.kind == "store":
                 if ev.width == FIELD_STORE and ev.args:  # a member holds an alias (p->slot = get_insn_slot())
                     f.env[_member_key(ev.target)] = self.classify(ev.args[0], f)
+                    self._handed_to_a_call("." + re.split(r"->|\.", ev.target)[-1].strip(), ev.args[0], ev, f, order)
                 f.writes.append(WriteSite(order, ev.line, ev.column, ev.target, ev.expr, self.classify(ev.expr, f),
                                           _width_size(ev.width), ev.guards, (), ev.width == FIELD_STORE))
             elif ev.kind == "declare":
@@ -573,8 +609,38 @@ class FlowAnalysis:
             elif ev.kind == "return":
                 f.returns |= set(self.classify(ev.expr, f))
             elif ev.kind == "call":
+                f.callees.add(ev.target)
+                self._called(ev, f, order)
                 order = self._call(ev.target, ev.args, ev, f, order, (), 0)
         return f
+
+    def _called(self, ev: Event, f: FunctionFlow, order: int) -> None:
+        """A call through an expression or a function-pointer variable of f's (`fn(x)`,
+        `((void (*)(void))sram)()`): code runs at the address it holds, as at an execution entry
+        point's parameter."""
+        t = ev.target
+        if t == CALLED:
+            value = _pointer_value(ev.expr)
+        elif (t in f.locals or t in f.params) and t not in self.index.functions:
+            value = _pointer_value(f.once.get(t, t))
+        else:
+            return
+        if value:
+            f.exec_uses.append(ExecUse(order, ev.line, CALLED, value, self.classify(value, f)))
+
+    def _handed_to_a_call(self, target: str, value: str, ev: Event, f: FunctionFlow, order: int) -> None:
+        """An address of memory the function maps (SRAM, an ioremap, executable memory) stored in a
+        variable or member that code of the tree calls (`sram_suspend = sram`, `ops->enter = sram`,
+        with `sram_suspend()` or `ops->enter()` elsewhere): it runs.  A member name is called in many
+        structures; a pointer to anything else stored in one is no evidence."""
+        if self._called_names is None:
+            fns, macros = self.index.functions, self.index.macros
+            self._called_names = frozenset(c.callee for c in self.index.code_calls
+                                           if c.callee != CALLED and c.callee not in fns and c.callee not in macros)
+        if target in self._called_names and (v := _pointer_value(value)):
+            held = self.classify(v, f)
+            if any(a.kind in DISTINCT_KINDS or a.kind in self.vocab.runs_here for a in held):
+                f.exec_uses.append(ExecUse(order, ev.line, target, v, held))
 
     def _call(self, callee: str, args: tuple[str, ...], ev: Event, f: FunctionFlow, order: int,
               via: tuple[str, ...], depth: int) -> int:
@@ -748,6 +814,25 @@ class FlowAnalysis:
         reaches = aliases | {AliasVal(k, a.origin) for a in aliases for k in same.get(a.kind, ())}
         return MaintSite(order, ev.line, ev.column, call, spec, start, end or "", size or "", aliases, guards, via,
                          reaches=reaches)
+
+
+_NO_FLOW = FunctionFlow("", "", 0, (), None)  # _origin_of a text alone, with no function's values
+
+_FUNCTION_CAST = re.compile(r"^\(\s*[\w\s]+\(\s*\*\s*\)\s*\([^()]*\)\s*\)\s*")
+
+
+def _pointer_value(text: str) -> str:
+    """The address a called expression holds: `((void (*)(void))sram)` and `(*fn)` name sram and fn."""
+    t = strip(text)
+    for _ in range(4):
+        t = _FUNCTION_CAST.sub("", t).strip()
+        if t.startswith("*"):
+            t = t[1:].strip()
+        t2 = strip(t)
+        if t2 == t:
+            break
+        t = t2
+    return t
 
 
 def _member_key(text: str) -> str:

@@ -104,6 +104,7 @@ class FunctionFlow:
     once: dict[str, str] = field(default_factory=dict)
     mutated: set[str] = field(default_factory=set)  # assigned more than once, or parameters assigned
     env: dict[str, Aliases] = field(default_factory=dict)
+    callees: set[str] = field(default_factory=set)  # the names its code calls
 
 
 def params_of(text: str, f: FunctionFlow, values: dict[str, str]) -> set[str]:

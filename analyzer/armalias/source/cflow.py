@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from armalias.facts import positional_pickle
+from armalias.facts import CALLED, positional_pickle
 from armalias.source.cparse import function_name, parser, squash
 from armalias.source.inline_asm import asm_maintenance
 from armalias.source.text import at_line_start, blanked, comment_spans, neutralize
@@ -152,10 +152,13 @@ class _Walker:
             elif fn is not None and fn.type == "field_expression":
                 field = fn.child_by_field_name("field")
                 callee = "." + _t(self.src, field) if field is not None else ""
+            arg_texts = tuple(_t(self.src, a) for a in args.named_children if a.type != "comment") if args else ()
             if callee:
-                arg_texts = tuple(_t(self.src, a) for a in args.named_children if a.type != "comment") if args else ()
                 self.events.append(Event("call", node.start_point[0] + 1, node.start_point[1] + 1, callee, "",
                                          arg_texts, guards))
+            elif fn is not None and fn.type == "parenthesized_expression":  # through an expression: what it names runs
+                self.events.append(Event("call", node.start_point[0] + 1, node.start_point[1] + 1, CALLED,
+                                         _t(self.src, fn), arg_texts, guards))
             return
         if t == "assignment_expression":
             left = node.child_by_field_name("left")
@@ -179,8 +182,11 @@ class _Walker:
             value = node.child_by_field_name("value")
             if value is not None:
                 self.expr(value, guards)
-            while decl is not None and decl.type != "identifier":
-                decl = decl.child_by_field_name("declarator")
+            while decl is not None and decl.type != "identifier":  # through `(*fn)(int)` too
+                inner = decl.child_by_field_name("declarator")
+                if inner is None and decl.type == "parenthesized_declarator" and decl.named_children:
+                    inner = decl.named_children[0]
+                decl = inner
             if decl is not None and value is not None and value.type != "initializer_list":
                 self.events.append(Event("assign", node.start_point[0] + 1, node.start_point[1] + 1,
                                          _t(self.src, decl), _t(self.src, value), (), guards, DECLARATION))

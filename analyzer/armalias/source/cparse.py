@@ -15,7 +15,7 @@ from functools import lru_cache
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
-from armalias.facts import Call, FunctionDef, Initializer
+from armalias.facts import CALLED, Call, FunctionDef, Initializer
 from armalias.source.inline_asm import asm_maintenance
 
 _FUNCTIONS = """
@@ -24,7 +24,12 @@ _FUNCTIONS = """
 _CALLS = """
 (call_expression function: (identifier) @name arguments: (argument_list) @args) @call
 (call_expression function: (field_expression field: (field_identifier) @member) arguments: (argument_list) @args) @call
+(call_expression function: (parenthesized_expression) @through arguments: (argument_list) @args) @call
 (gnu_asm_expression) @asm
+(declaration declarator: (init_declarator declarator: (function_declarator declarator:
+  (parenthesized_declarator (pointer_declarator declarator: (identifier) @fnptr)))))
+(declaration declarator: (function_declarator declarator:
+  (parenthesized_declarator (pointer_declarator declarator: (identifier) @fnptr))))
 """
 _TYPE_NODES = frozenset({"primitive_type", "type_identifier", "sized_type_specifier", "struct_specifier",
                          "enum_specifier", "union_specifier", "storage_class_specifier", "type_qualifier"})
@@ -237,7 +242,12 @@ def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[s
     # time, linear in the tree's size; the deadline is checked when it is done.
     found = QueryCursor(q_main).matches(root)
     check_deadline(deadline)
+    pointers: list[tuple[int, str]] = []  # (where, name) of function-pointer variables declared
     for _, caps in found:
+        if "fnptr" in caps:
+            node = caps["fnptr"][0]
+            pointers.append((node.start_byte, _text(neutral, node)))
+            continue
         if "fn" not in caps:
             call_caps.append(caps)
             continue
@@ -265,6 +275,9 @@ def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[s
             return spans[i][2].name
         return ""
 
+    # a function's own function-pointer variables: a call of one runs what it was given (CALLED)
+    local_pointers = {(enclosing(at), name) for at, name in pointers}
+    local_pointers.discard(("", ""))
     calls = []
     for caps in call_caps:
         if "asm" in caps:  # cache maintenance in inline assembly: calls named asm:<operation>
@@ -276,11 +289,16 @@ def extract_c(rel: str, real: bytes, neutral: bytes, definers: dict[str, tuple[s
         call = caps["call"][0]
         if call.start_byte in headers:
             continue
+        caller = enclosing(call.start_byte)
         if "name" in caps:
             callee = _text(neutral, caps["name"][0])
-        else:
+            if caller and (caller, callee) in local_pointers:
+                callee = CALLED
+        elif "member" in caps:
             callee = "." + _text(neutral, caps["member"][0])
-        calls.append(Call(sys.intern(callee), enclosing(call.start_byte), rel, call.start_point[0] + 1,
+        else:
+            callee = CALLED
+        calls.append(Call(sys.intern(callee), caller, rel, call.start_point[0] + 1,
                           call.start_point[1] + 1, _arguments(real, caps["args"][0])))
     calls.sort(key=lambda c: (c.line, c.column, c.callee))
 

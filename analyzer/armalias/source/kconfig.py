@@ -129,6 +129,8 @@ class Kconfig:
             return True
         if option in cpus:
             return False  # another CPU
+        if any(c in cpus and c != cpu for c in self._unconditional(option)):
+            return False  # it brings in another CPU (PXA3xx selects CPU_XSC3)
         if option not in self.selects or option in seen:
             return True
         seen = seen | {option}
@@ -139,6 +141,17 @@ class Kconfig:
         if option in self.prompts:
             return True
         return any(self.possible(cpu, s, cpus, seen) for s in self.selecting(option))
+
+    def _unconditional(self, config: str) -> frozenset[str]:
+        """What `config` selects, transitively, through selects with no `if`."""
+        out: set[str] = set()
+        todo = [config]
+        while todo:
+            for sel in self.selects.get(todo.pop(), ()):
+                if not sel.condition and sel.target not in out:
+                    out.add(sel.target)
+                    todo.append(sel.target)
+        return frozenset(out)
 
     def selecting(self, option: str) -> tuple[str, ...]:
         """Every config that selects ``option`` (sorted)."""

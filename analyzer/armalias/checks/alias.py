@@ -11,6 +11,7 @@ from armalias.findings import Finding, MaintenanceEvidence, WriteEvidence
 from armalias.flow.alias import const_size, guards_allow
 from armalias.flow.sites import DISTINCT_KINDS, AliasVal, FunctionFlow, MaintSite, WriteSite
 from armalias.checks.readback import ReadBack
+from armalias.facts import CALLED
 from armalias.flow.expr import call_parts, is_ident, number, root, split_top, strip
 from armalias.flow.extent import Extent, Reader, starts_at_or_past
 from armalias.rules import D_CLEANS, D_INVALIDATES, RuleSpec, Vocabulary
@@ -249,8 +250,12 @@ class AliasChecks(ChangeChecks):
         named = {root(w.pointer)} | {a.origin.split("@", 1)[0] for a in w.aliases}
         if not targets:  # handed to a callee as where code runs (patch_text(addr, ...))
             for u in f.exec_uses:
-                if root(u.arg) in named:
+                # called through a pointer here: what is written there after the call does not run
+                # by it (the IRAM's old contents copied back once the suspend code returns)
+                if root(u.arg) in named and not (u.call == CALLED and u.order < w.order):
                     targets |= u.aliases or {AliasVal("exec", root(u.arg))}
+            if not targets and any(u.call == CALLED and u.order < w.order and root(u.arg) in named for u in f.exec_uses):
+                return frozenset()  # written there once the code that ran there has returned
         if not targets and base and (before := self.ran_before.get((f.file, f.name))):
             # the base of a check made this address runnable (a change that deletes the invalidate
             # or the patch_text() there deletes the evidence with it): it holds code still

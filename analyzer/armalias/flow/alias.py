@@ -621,8 +621,13 @@ class FlowAnalysis:
         t = ev.target
         if t == CALLED:
             value = _pointer_value(ev.expr)
-        elif (t in f.locals or t in f.params) and t not in self.index.functions:
+        elif (t in f.locals or t in f.params or t in f.once) and t not in self.index.functions:
+            # a variable of the function, or one of file scope it assigned before, through the
+            # locals it was assigned from (`ptr = iram; ... ptr()` with `iram = (void *)AREA`)
             value = _pointer_value(f.once.get(t, t))
+            for _ in range(4):
+                if value in f.once and value not in f.params and value != t:
+                    t, value = value, _pointer_value(f.once[value])
         else:
             return
         if value:

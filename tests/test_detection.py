@@ -222,3 +222,38 @@ def test_a_stale_line_read_back_where_code_is_patched_is_a_warning(tmp_path: Pat
     if severity == "warning":
         assert "`p->addr` is handed to __patch_text() as where code runs (arch/arm/kernel/kprobes.c:10)" in found[0].message
         assert "(arch/arm/kernel/kprobes.c:5)" in found[0].message
+
+
+XOL_COLOUR = """static void flush_colour(unsigned long pfn, unsigned long vaddr, unsigned long len)
+{
+	unsigned long va = FLUSH_ALIAS_START + (CACHE_COLOUR(vaddr) << PAGE_SHIFT);
+
+	set_top_pte(va, pfn_pte(pfn, PAGE_KERNEL));
+	flush_icache_range(va, va + len);
+}
+
+void arch_uprobe_copy_ixol(struct page *page, unsigned long vaddr, void *src, unsigned long len)
+{
+	void *kaddr = kmap_atomic(page);
+
+	memcpy(kaddr + (vaddr & ~PAGE_MASK), src, len);
+	if (cache_is_vivt())
+		__cpuc_coherent_kern_range((unsigned long)kaddr, (unsigned long)kaddr + len);
+	else
+		flush_colour(page_to_pfn(page), vaddr, len);
+	kunmap_atomic(kaddr);
+}
+"""
+
+
+def test_a_colour_slot_aimed_at_the_user_address_maintains_where_the_bytes_run(tmp_path: Path):
+    """flush_colour() maps the page at vaddr's colour and flushes there: on a cache indexed by colour
+    (not VIVT, which the guard rules out) that is where the bytes run, so the witness replays it
+    there; on VIVT only the kernel alias is maintained, and the finding stands."""
+    d = tmp_path / "arch/arm/probes"
+    d.mkdir(parents=True)
+    (d / "xol.c").write_text(XOL_COLOUR)
+    (f,) = [f for f in scan([tmp_path], ScanOptions(jobs=1, use_cache=False)).findings if f.rule == "AA004"]
+    (colour,) = [m for m in f.maintenance if m.call == "flush_icache_range"]
+    assert colour.covers == "exec" and "cache_is_vivt" in colour.guard
+    assert "arm926" in f.model.confirming() and "v7" not in f.model.confirming()

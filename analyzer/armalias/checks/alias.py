@@ -306,7 +306,13 @@ class AliasChecks(ChangeChecks):
         that place, or (an address known by its expression only) the same root expression."""
         if m.spec.whole or any(self._same_place(a, t) for a in m.aliases for t in targets):
             return True
-        return bool(m.start) and any(t.kind == "exec" and t.origin == root(m.start) for t in targets)
+        if m.start:
+            return any(t.kind == "exec" and t.origin == root(m.start) for t in targets)
+        # a callee's own address aimed by the caller's text (flush_icache_alias(pfn, vaddr, len)
+        # maintains vaddr's colour): that place, where the bytes run, on a cache indexed by colour
+        # or physically; on VIVT another address is other lines, so a call that can run there is not
+        return (bool(m.aim) and not self._on_vivt(m)
+                and any(t.kind == "exec" and t.origin == root(m.aim) for t in targets))
 
     def _on_vivt(self, m: MaintSite) -> bool:
         return guards_allow(m.guards, self.vivt)[0]

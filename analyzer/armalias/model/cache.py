@@ -100,7 +100,9 @@ DEFAULT_VA: dict[str, int] = {
     "lowmem": 0xC0100000,
     "fixmap": 0xFFDF3000,
     "fixmap1": 0xFFDF2000,
-    "vectors": 0xFFFF0000,
+    # the kernel's mapping of the vectors page (vectors_page, a lowmem page of any colour), not the
+    # high vectors where the bytes run ("exec"): of the other colour, as nothing makes them match
+    "vectors": 0xC0101000,
     "kmap": 0xFFE01000,
     "vmalloc": 0xE0801000,
     "user": 0x00010000,

@@ -116,7 +116,8 @@ def prefilter_words() -> list[str] | None:
     except Exception:
         return None
     try:
-        return sorted(rule_words())
+        # the words of the text only: a shape's token (prefilter.COPIED_AND_CALLED) is no identifier
+        return sorted(w for w in rule_words() if w.isidentifier())
     except Exception:
         return None
 

@@ -30,13 +30,14 @@ def whole(request, tmp_path_factory):
 def test_the_findings_with_chains_one_build_takes(whole):
     """The two residual read-back notes, the uprobes XOL slot and ptrace's copy_to_user_page
     invalidated only at their kernel aliases, the Spectre-BHB vectors invalidated only at
-    vectors_page, and sunxi's first-comer flag written before cpu_suspend() (judged in
-    bench/results-detection.md).  Another architecture's patch_text, which writes through its
+    vectors_page, sunxi's first-comer flag written before cpu_suspend(), and pxa3xx's standby code
+    copied into SRAM and called through a pointer (judged in bench/results-detection.md).  Another architecture's patch_text, which writes through its
     parameter, is not what ARM's jump labels call."""
     found = sorted((f.rule, f.file, f.function) for f in whole.findings)
     assert found == [("AA002", "arch/arm/kernel/fiq.c", "set_fiq_handler"),
                      ("AA002", "arch/arm/kernel/patch.c", "__patch_text_real"),
                      ("AA004", "arch/arm/kernel/traps.c", "spectre_bhb_update_vectors"),
+                     ("AA004", "arch/arm/mach-pxa/pxa3xx.c", "pxa3xx_cpu_standby"),
                      ("AA004", "arch/arm/mm/flush.c", "copy_to_user_page"),
                      ("AA004", "arch/arm/probes/uprobes/core.c", "arch_uprobe_copy_ixol"),
                      ("AA005", "arch/arm/mach-sunxi/mc_smp.c", "sunxi_mc_smp_loopback")]
@@ -198,4 +199,5 @@ def test_hyperscan_chooses_the_files_the_automaton_chooses(whole):
     chosen = [rel for rel, data in texts if hyperscan(rel, data)]
     assert chosen == [rel for rel, data in texts if automaton(rel, data)]
     assert 50 < len(chosen) < len(texts) // 4
-    assert prefilter.any_occurrence([w.encode() for w in sorted(words)], [lambda *a: True] * len(words)) is not None
+    names = [w.encode() for w in sorted(words) if w.isidentifier()]  # a shape's token is no word of the text
+    assert prefilter.any_occurrence(names, [lambda *a: True] * len(names)) is not None

@@ -385,3 +385,33 @@ def test_a_chain_of_thousands_of_defines_costs_its_length_not_its_square():
     assert "flush_icache_range" in index.reachable_names("M5")
     assert "flush_icache_range" not in index.reachable_names("M4999")
     assert max(len(index.reachable_names(f"M{i}")) for i in range(5000)) == MAX_EXPANSION_DEPTH
+
+
+def _nested(depth: int, kind: str) -> str:
+    """A function whose code for the vectors page sits `depth` braces or parentheses deep."""
+    if kind == "braces":
+        body = "{" * depth + "memcpy(vectors_page, src, 4);" + "}" * depth
+    else:
+        body = "{\n\tmemcpy(" + "(" * depth + "vectors_page" + ")" * depth + ", src, 4);\n}"
+    return "extern char src[];\nextern void *vectors_page;\nvoid deep(void)\n" + body + "\n"
+
+
+@pytest.mark.parametrize("depth, kind, reason", [
+    (1000, "braces", "braces nested 1000 deep (more than 256): its functions are not read"),
+    (65536, "braces", "braces nested 65536 deep (more than 256): its functions are not read"),
+    (3000, "parentheses", "expressions nested too deep: its functions' bodies are not read"),
+])
+def test_code_nested_past_what_is_read_is_a_skip_with_its_reason(tmp_path: Path, depth: int, kind: str, reason: str):
+    """Deep nesting once crashed the scan (a RecursionError, exit 3) or, deeper, hid the calls inside
+    with no reason given; a file nested past what is read is now a skip that says why, and the scan
+    goes on with the rest (the same code shallowly nested is a finding)."""
+    root = tmp_path / "linux"
+    (root / "arch/arm/kernel").mkdir(parents=True)
+    (root / "Makefile").write_text("")
+    (root / "arch/arm/kernel/deep.c").write_text(_nested(depth, kind))
+    (root / "arch/arm/kernel/shallow.c").write_text(_nested(2, kind).replace("deep", "shallow"))
+    res = armalias("scan", str(root), "--format", "json", "--no-cache")
+    assert res.returncode == 1, res.stderr.decode()[-300:]  # findings: the shallow file's
+    out = json.loads(res.stdout)
+    assert out["skipped"] == [{"file": "arch/arm/kernel/deep.c", "reason": reason}]
+    assert {f["file"] for f in out["findings"]} == {"arch/arm/kernel/shallow.c"}

@@ -24,13 +24,15 @@ _DEFERRED: list[tuple[Path, bytes]] = []
 
 def extract_one(args: tuple[str, bytes, str, str | None, str, float | None, bool]) -> FileFacts | Skipped:
     from armalias.source.cparse import TooSlow, monotonic
-    from armalias.source.extract import extract_bytes
+    from armalias.source.extract import TooDeep, extract_bytes
 
     rel, data, digest, cache_dir, key, seconds, defer = args
     try:
         facts = extract_bytes(rel, data, digest, monotonic() + seconds if seconds else None)
     except TooSlow:
         return Skipped(rel, f"{TOO_SLOW} {seconds:g} s to parse (--file-timeout)")
+    except TooDeep as exc:
+        return Skipped(rel, str(exc))
     except RecursionError:
         return Skipped(rel, "too deeply nested to parse")
     except Exception as exc:  # one bad file never stops the scan; the reason is shown

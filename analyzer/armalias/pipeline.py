@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from armalias.facts import Skipped
 from armalias.rules import WatchedSpec, load_vocabulary
 from armalias.scan import CallSite, ScanResult
 from armalias.source.text import Unreadable
@@ -191,8 +192,10 @@ def bodies_reader(result: ScanResult, read: Callable[[str], bytes], jobs: int):
                 found = list(pool.map(bodies_one, args, chunksize=max(1, min(16, len(args) // (jobs * 4)))))
         else:
             found = [bodies_one(a) for a in args]
-        for (i, _), f in zip(work, found):
+        for (i, w), (f, why) in zip(work, found):
             out[i] = (out[i] or []) + f
+            if why:  # the file's facts were read, its functions' bodies could not be
+                result.skipped.append(Skipped(w[0], why))
         return out
 
     return bodies
@@ -200,13 +203,17 @@ def bodies_reader(result: ScanResult, read: Callable[[str], bytes], jobs: int):
 
 def bodies_one(args: tuple[str, bytes, set[str], list[tuple[int, int]] | None, str, tuple[Path, str] | None]):
     """One file's bodies of the functions named, written to the bodies cache (directory, key) by
-    the process that parsed them, as extraction does."""
+    the process that parsed them, as extraction does; with the reason they could not be read
+    ("" when they were)."""
     from armalias.cache import BodiesCache
     from armalias.source.cflow import function_bodies, keep_lines
 
     rel, data, names, ranges, bid, cache = args
-    found = function_bodies(rel, data, names, keep=True) if ranges is None else \
-        function_bodies(rel, keep_lines(data, ranges), names)
+    try:
+        found = function_bodies(rel, data, names, keep=True) if ranges is None else \
+            function_bodies(rel, keep_lines(data, ranges), names)
+    except RecursionError:  # expressions nested past what the walk of a body can follow
+        return [], "expressions nested too deep: its functions' bodies are not read"
     if cache is not None:
         BodiesCache(*cache).put(rel, bid, sorted(names), found)
-    return found
+    return found, ""

@@ -66,13 +66,14 @@ def changed_functions(base, head, changed: list[str], renames: dict[str, str] | 
     for rel in changed:
         if not rel.endswith(".c"):
             continue
+        # (a file nested too deep for the walk of its bodies is a skip of the scans, with its reason)
         try:
             before = function_bodies(rel, base.read(back.get(rel, rel)), None)
-        except (Unreadable, OSError):
+        except (Unreadable, OSError, RecursionError):
             continue
         try:
             after = function_bodies(rel, head.read(rel), None)
-        except (Unreadable, OSError):
+        except (Unreadable, OSError, RecursionError):
             after = []
         shapes = {(b.name, _shape(b)) for b in after}
         altered = [b for b in before if (b.name, _shape(b)) not in shapes]

@@ -95,7 +95,10 @@ def replaced_functions(base: TreeSource, head: TreeSource, deleted: tuple[Functi
             if not _had(base, rel, b.name):
                 moved = True  # the change defines it elsewhere (moved, or renamed with its file)
                 break
-            bodies = function_bodies(rel, data, None)
+            try:
+                bodies = function_bodies(rel, data, None)
+            except RecursionError:
+                continue  # nested too deep to read (the scan says so of the file)
             runs.extend((x, _helpers(x, bodies)) for x in bodies if x.name == b.name and x.line in lines)
         if moved or not runs:
             continue

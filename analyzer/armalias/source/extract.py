@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from functools import lru_cache
+from itertools import accumulate
 
 from armalias.cache import code_digest
 from armalias.facts import FileFacts
@@ -65,6 +66,21 @@ def read_suppressions(data: bytes) -> tuple[str, ...]:
     return tuple(out)
 
 
+# Braces inside braces a file may have: the kernel's deepest C is a few levels (6 in 6.12's arch/arm);
+# deeper, tree-sitter leaves the inner code out of its tree and the walks over it recurse too far
+MAX_NESTING = 256
+_NOT_BRACES = bytes(b for b in range(256) if b not in b"{}")
+
+
+class TooDeep(Exception):
+    """A file whose braces nest deeper than MAX_NESTING: its functions cannot be read whole."""
+
+
+def brace_depth(text: bytes) -> int:
+    """How deep the braces of a text nest (one pass over its braces alone)."""
+    return max(accumulate(1 if c == 0x7B else -1 for c in text.translate(None, _NOT_BRACES)), default=0)
+
+
 def extract_bytes(rel: str, data: bytes, digest: str, deadline: float | None = None) -> FileFacts:
     """The facts of one file.  `deadline`: a cparse.monotonic() time past which cparse.TooSlow is
     raised (a per-file time bound: tree-sitter's parse stops there, and each step after another
@@ -75,6 +91,8 @@ def extract_bytes(rel: str, data: bytes, digest: str, deadline: float | None = N
     check_deadline(deadline)
     neutral = neutralize(data, load_neutralize())
     check_deadline(deadline)
+    if (depth := brace_depth(neutral)) > MAX_NESTING:
+        raise TooDeep(f"braces nested {depth} deep (more than {MAX_NESTING}): its functions are not read")
     functions, calls, inits, has_error, error_lines, tree = extract_c(rel, data, neutral, DEFINERS,
                                                                       load_watched().cache_fns_members, deadline)
     words = body_words()

@@ -11,7 +11,7 @@ from armalias.model.builds import Builds
 from armalias.scan import ScanOptions, scan
 from armalias.source.ifdefs import built_under
 from armalias.source.kconfig import read_kconfig
-from armalias.validate import reference_implementations, validate
+from armalias.model.validate import reference_implementations, validate
 
 C = b"""int a;
 #ifdef CONFIG_HARDEN

@@ -186,7 +186,7 @@ def test_the_model_s_process_is_ended_and_joined_when_its_answer_is_not_wanted(d
     import signal
     import time
 
-    import armalias.validate as validate
+    import armalias.model.validate as validate
     from armalias.scan import ModelEarly
 
     root = demo_tree
@@ -270,7 +270,7 @@ def test_a_scan_that_stops_early_ends_the_model_s_process(demo_tree: Path, monke
 
     import armalias.pipeline as pipeline
     import armalias.scan as scan_module
-    import armalias.validate as validate
+    import armalias.model.validate as validate
     from armalias.scan import ScanOptions, scan
 
     started = []

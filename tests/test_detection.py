@@ -143,7 +143,7 @@ def test_louis_stops_at_the_point_of_unification(member: str, verdict: str):
     """On a v7 implementation (an outer level beyond the PoU), flush_cache_louis leaves what it writes
     back in the outer level, where a reader with its caches off does not look; flush_cache_all does not."""
     from armalias.model import ExternalRead, Maintain, Map, Scenario, Write, replay
-    from armalias.validate import reference_implementations
+    from armalias.model.validate import reference_implementations
 
     from dataclasses import replace
 

@@ -4,7 +4,7 @@ implementations of a tree do what the rule's claim turns on, from that tree's de
 A rule's `[docs] members` names the cpu_cache_fns members its claim depends on (AA002: what
 coherent_kern_range does to the D-cache at the address it is given).  Without a tree, explain says
 no more than the rule does and tells how to ask of one; with `--tree`, it reads that tree's
-implementations as the audit decodes them (validate.tree_implementations) and groups them by what
+implementations as the audit decodes them (model.validate.tree_implementations) and groups them by what
 each member does there, naming the tree and its kernel version.
 """
 
@@ -91,9 +91,9 @@ def explain(rule: RuleSpec, tree: Path | None, cache_dir: Path | None) -> str:
         return "\n".join(out).rstrip() + "\n"
     if not (tree / "arch" / "arm" / "mm").is_dir():
         raise InputError(f"{tree}: not an ARM kernel tree (no arch/arm/mm directory)")
-    from armalias.validate import tree_implementations
+    from armalias.model.validate import tree_implementations
 
-    from armalias.validate import reference_implementations
+    from armalias.model.validate import reference_implementations
 
     impls = tree_implementations(tree, cache_dir)
     release = kernel_release(tree)

@@ -1,6 +1,6 @@
 """The analysis of a scanned tree, after extraction, in three stages: the flow analysis of its
 functions (armalias.flow), the alias checks over their flows (armalias.checks), and the replay of
-the checks' findings on the cache model (armalias.validate).  Beside them, the call sites of the
+the checks' findings on the cache model (armalias.model.validate).  Beside them, the call sites of the
 watched functions."""
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def replay_on_model(findings: list, impls, read: Callable[[str], bytes], tree: T
     configs that can build its code (armalias.model.builds): `read` gives a file of the tree, `tree`
     lists its directories; `config_options`: a kernel .config's settings (ScanOptions)."""
     from armalias.model.builds import Builds, lister
-    from armalias.validate import validate
+    from armalias.model.validate import validate
 
     return validate(findings, impls, Builds(read, lister(tree), dict(config_options) or None))
 

@@ -505,7 +505,7 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
     raw = find_alias_bugs(result)
     result.findings = raw
     if options.model and raw:
-        from armalias.validate import implementations_for
+        from armalias.model.validate import implementations_for
 
         impls = early.result(result.cache_dir) if early is not None else None
         if impls is None:
@@ -522,7 +522,7 @@ def _scan_extracted(sources: list[tuple[TreeSource, list[str] | None]], options:
 
 
 class ModelEarly:
-    """The cache model's implementations (validate.tree_implementations: decoding arch/arm/mm, a
+    """The cache model's implementations (model.validate.tree_implementations: decoding arch/arm/mm, a
     sizeable part of a cold arch/arm scan) read in a process of its own, from the end of the scan's
     first round of extraction (_ModelStart), on the CPU the scan's main process leaves idle while it
     selects, extracts the rest and analyses.  The process is joined by `close`, and ended first if
@@ -533,7 +533,7 @@ class ModelEarly:
         import importlib
         import multiprocessing
 
-        importlib.import_module("armalias.validate")  # here, once: the forked process finds it loaded
+        importlib.import_module("armalias.model.validate")  # here, once: the forked process finds it loaded
         self.cache_dir = cache_dir
         self._answer, sender = multiprocessing.Pipe(duplex=False)
         self.process = multiprocessing.Process(target=_decode_model, args=(root, cache_dir, sender), daemon=True)
@@ -561,7 +561,7 @@ class ModelEarly:
 
 
 def _decode_model(root: Path, cache_dir: Path | None, sender) -> None:
-    from armalias.validate import tree_implementations
+    from armalias.model.validate import tree_implementations
 
     try:
         found = tree_implementations(root, cache_dir)
@@ -752,7 +752,7 @@ def from_state(result: ScanResult, state, options: ScanOptions, source: TreeSour
     result.facts = state.suppression_facts()
     if options.model and state.modelled is None and state.findings:
         from armalias.pipeline import replay_on_model
-        from armalias.validate import implementations_for
+        from armalias.model.validate import implementations_for
 
         impls = implementations_for(source, facts_cache_dir(source, options))
         result.findings = replay_on_model(state.finding_objects(False), impls, source.read, source,

@@ -223,7 +223,7 @@ def run_check(change: Change, options: CheckOptions = CheckOptions(), progress: 
         # Both sides read their cache implementations from the same place (the repository's work
         # tree, the directory, or the reference table): decode them once.
         from armalias.model.builds import Builds, lister
-        from armalias.validate import implementations_for, validate
+        from armalias.model.validate import implementations_for, validate
 
         impls = implementations_for(change.head, cache_dir)
         config = dict(options.scan.config_options) or None

@@ -137,7 +137,7 @@ class ChangeChecks:
 
     def _kinds_guard(self, kinds: set[str]) -> str:
         """The condition under which a finding about these kinds of cache holds ("" for all of them):
-        the model replays its consumer only there (validate.scenario_for)."""
+        the model replays its consumer only there (model.validate.scenario_for)."""
         if len(kinds) >= len(self.kinds):
             return ""
         return " || ".join(self._KIND_TESTS[k] for k, _ in self.kinds if k in kinds)

@@ -8,7 +8,8 @@ from collections import Counter
 from armalias.callgraph import CallGraph
 from armalias.checks.change import ChangeChecks
 from armalias.findings import Finding, MaintenanceEvidence, WriteEvidence
-from armalias.flow.alias import const_size, guards_allow
+from armalias.flow.alias import const_size
+from armalias.flow.guards import guards_allow
 from armalias.flow.sites import DISTINCT_KINDS, AliasVal, FunctionFlow, MaintSite, WriteSite
 from armalias.checks.readback import ReadBack
 from armalias.facts import CALLED

@@ -17,7 +17,7 @@ from dataclasses import replace
 from itertools import product
 
 from armalias.findings import Finding
-from armalias.flow.alias import eval_guard, guards_allow
+from armalias.flow.guards import eval_guard, guards_allow
 from armalias.source.cflow import LOOP
 from armalias.flow.expr import strip
 from armalias.flow.extent import Reader

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from armalias.cacheimpl import CacheImpl
 from armalias.findings import Finding, MaintenanceEvidence, ModelResult
-from armalias.flow.alias import eval_guard
+from armalias.flow.guards import eval_guard
 from armalias.model import ExternalRead, Fetch, Maintain, Map, Op, Read, Scenario, Unmap, Write, impl_from_dict
 from armalias.model import summarize
 from armalias.model.builds import Builds

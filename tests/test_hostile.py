@@ -5,6 +5,7 @@ Each command runs in a child process with a time limit, so a hang fails the test
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import stat
@@ -415,3 +416,22 @@ def test_code_nested_past_what_is_read_is_a_skip_with_its_reason(tmp_path: Path,
     out = json.loads(res.stdout)
     assert out["skipped"] == [{"file": "arch/arm/kernel/deep.c", "reason": reason}]
     assert {f["file"] for f in out["findings"]} == {"arch/arm/kernel/shallow.c"}
+
+
+def test_deleting_a_function_from_a_file_nested_too_deep_is_a_skip(tmp_path: Path):
+    """A check whose change deletes a function looks for the definition that then runs; in a file
+    nested past what is read, that look finds nothing rather than failing, and the file is a skip."""
+    root = tmp_path / "linux"
+    (root / "arch/arm/kernel").mkdir(parents=True)
+    (root / "Makefile").write_text("")
+    rel = "arch/arm/kernel/deep.c"
+    gone = "void poke(void)\n{\n}\n"
+    (root / rel).write_text(gone + _nested(300, "braces"))  # read by the body walk, past what extraction reads
+    patch = tmp_path / "edit.patch"
+    before = (root / rel).read_text().splitlines(keepends=True)
+    patch.write_text("".join(difflib.unified_diff(before, before[3:], f"a/{rel}", f"b/{rel}")))
+    res = armalias("check", "--tree", str(root), "--patch", str(patch), "--format", "json", "--no-cache")
+    assert res.returncode == 0, res.stderr.decode()[-300:]  # no finding either side, no internal error
+    out = json.loads(res.stdout)
+    for side in ("base", "head"):
+        assert [s["file"] for s in out["skipped"][side]] == [rel] and "nested" in out["skipped"][side][0]["reason"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 from armalias.rules import IDENTIFIER, Vocabulary
 from armalias.source.cflow import FunctionBody, function_bodies
@@ -28,12 +29,27 @@ class Replacement:
     helpers: tuple[FunctionBody, ...]  # the functions of its file it calls, directly or through each other
 
 
-def _external(rel: str, data: bytes, name: str) -> list[int]:
+def _external(rel: str, data: bytes, name: str) -> tuple[int, ...]:
     """The lines of the definitions of `name` in a file that have external linkage (not static)."""
-    from armalias.source.extract import extract_bytes
+    return _external_lines(rel, data).get(name, ())
 
-    facts = extract_bytes(rel, data, hashlib.sha1(data).hexdigest())
-    return [d.line for d in facts.functions if d.name == name and not d.static]
+
+@lru_cache(maxsize=16)
+def _external_lines(rel: str, data: bytes) -> dict[str, tuple[int, ...]]:
+    """Name -> the lines of a file's definitions with external linkage, the file read once for every
+    name asked of it (several functions deleted from one file, the base and the head of another).
+    A file nested too deep to read has none here (the scan says why of it)."""
+    from armalias.source.extract import TooDeep, extract_bytes
+
+    try:
+        facts = extract_bytes(rel, data, hashlib.sha1(data).hexdigest())
+    except (TooDeep, RecursionError):
+        return {}
+    out: dict[str, list[int]] = {}
+    for d in facts.functions:
+        if not d.static:
+            out.setdefault(d.name, []).append(d.line)
+    return {name: tuple(lines) for name, lines in out.items()}
 
 
 def head_line(base: bytes, head: bytes, line: int) -> int:

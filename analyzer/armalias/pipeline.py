@@ -77,9 +77,9 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
     # not again where it is defined (a whole tree's scan reads that file too)
     checks.overridden |= {(r.body.file, r.body.name) for r in result.replacements}
     found = checks.run(flows)
-    deleted = {(b.file, b.name, b.line): b for b in before}
+    base_flow = {(b.file, b.name, b.line): b for b in before}
     for r in result.replacements:
-        gone = deleted.get((r.deleted.file, r.deleted.name, r.deleted.line))
+        gone = base_flow.get((r.deleted.file, r.deleted.name, r.deleted.line))
         if gone is not None:
             found.extend(checks.check_replaced(gone, analysis.analyse_apart(r.body, r.helpers), r.at))
     result.lent = frozenset(checks.lent)
@@ -88,13 +88,19 @@ def find_alias_bugs(result: ScanResult, vocab=None) -> list:
 
 def _runs(index: SymbolIndex, analysis, vocab) -> Callable[[str], tuple[int, ...]]:
     """The argument positions a call of a name hands on as where code runs: the execution entry
-    point's parameter (rules/vocabulary.toml), and those its summary says run."""
+    point's parameter (rules/vocabulary.toml), and those its summary says run; worked out once per
+    name, as every call of the tree asks."""
+    known: dict[str, tuple[int, ...]] = {}
+
     def runs(name: str) -> tuple[int, ...]:
-        out = set(analysis.summaries[name].runs) if name in analysis.summaries else set()
-        param = vocab.exec_entries.get(name)
-        if param:
-            out.update(d.params.index(param) for d in index.functions.get(name, ()) if param in d.params)
-        return tuple(sorted(out))
+        hit = known.get(name)
+        if hit is None:
+            out = set(analysis.summaries[name].runs) if name in analysis.summaries else set()
+            param = vocab.exec_entries.get(name)
+            if param:
+                out.update(d.params.index(param) for d in index.functions.get(name, ()) if param in d.params)
+            hit = known[name] = tuple(sorted(out))
+        return hit
 
     return runs
 

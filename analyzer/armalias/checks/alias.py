@@ -44,7 +44,7 @@ def _ranks(defs) -> tuple[dict[tuple[str, str, int], int], dict[tuple[str, str],
 def _covers(m: MaintSite, targets: set[AliasVal]) -> bool:
     if m.spec.whole:
         return True
-    return any(a in targets for a in m.reaches or m.aliases)
+    return any(a in targets for a in m.reaches)
 
 
 def _cleaned(cov: list[MaintSite]) -> str:

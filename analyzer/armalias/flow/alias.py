@@ -550,8 +550,9 @@ class FlowAnalysis:
             # locals it was assigned from (`ptr = iram; ... ptr()` with `iram = (void *)AREA`)
             value = _pointer_value(f.once.get(t, t))
             for _ in range(4):
-                if value in f.once and value not in f.params and value != t:
-                    t, value = value, _pointer_value(f.once[value])
+                if value not in f.once or value in f.params or value == t:
+                    break
+                t, value = value, _pointer_value(f.once[value])
         else:
             return
         if value:

@@ -54,7 +54,8 @@ class MaintSite:
     # the caller's text that decides where a callee maintains an address of its own (the `vaddr` of
     # flush_pfn_alias(pfn, vaddr), whose colour slot it flushes): "" when the start says it
     aim: str = ""
-    # the aliases it reaches: its own, and those at the same address (Vocabulary.same_place)
+    # the aliases it reaches: its own, and those at the same address (Vocabulary.same_place); the
+    # flow sets it with the aliases (FlowAnalysis._maint)
     reaches: Aliases = frozenset()
 
     @property

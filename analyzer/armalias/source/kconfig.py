@@ -83,13 +83,14 @@ class Kconfig:
             else:
                 on, negated = grown, False
 
-    def closure(self, config: str) -> frozenset[str]:
-        """What `config` selects, transitively (a select's `if` taken as met)."""
+    def closure(self, config: str, conditional: bool = True) -> frozenset[str]:
+        """What `config` selects, transitively: a select's `if` taken as met, or (`conditional`
+        False) only the selects with no `if`."""
         out: set[str] = set()
         todo = [config]
         while todo:
             for sel in self.selects.get(todo.pop(), ()):
-                if sel.target not in out:
+                if (conditional or not sel.condition) and sel.target not in out:
                     out.add(sel.target)
                     todo.append(sel.target)
         return frozenset(out)
@@ -129,7 +130,7 @@ class Kconfig:
             return True
         if option in cpus:
             return False  # another CPU
-        if any(c in cpus and c != cpu for c in self._unconditional(option)):
+        if any(c in cpus and c != cpu for c in self.closure(option, conditional=False)):
             return False  # it brings in another CPU (PXA3xx selects CPU_XSC3)
         if option not in self.selects or option in seen:
             return True
@@ -141,17 +142,6 @@ class Kconfig:
         if option in self.prompts:
             return True
         return any(self.possible(cpu, s, cpus, seen) for s in self.selecting(option))
-
-    def _unconditional(self, config: str) -> frozenset[str]:
-        """What `config` selects, transitively, through selects with no `if`."""
-        out: set[str] = set()
-        todo = [config]
-        while todo:
-            for sel in self.selects.get(todo.pop(), ()):
-                if not sel.condition and sel.target not in out:
-                    out.add(sel.target)
-                    todo.append(sel.target)
-        return frozenset(out)
 
     def selecting(self, option: str) -> tuple[str, ...]:
         """Every config that selects ``option`` (sorted)."""
